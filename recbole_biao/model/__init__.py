@@ -1,0 +1,1 @@
+from recbole_biao.model.abstract import BiaoRecommender, check_contract

