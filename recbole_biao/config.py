@@ -113,6 +113,8 @@ class BiaoConfig(CDRConfig):
         # so that importing code under pytest or another program never picks up foreign argv.
         with isolated_argv():
             super().__init__(model_class, config_file_list, config_dict)
+        if self.final_config_dict.get("variant") == 0:  # RecBole's value parser turns "0" into 0
+            self.final_config_dict["variant"] = "0"
         check_config(self)
 
     def _load_internal_config_dict(self, model, model_class, dataset):

@@ -15,7 +15,9 @@ __all__ = ["CDRTrainer", "rng_state", "set_rng_state"]
 
 
 def rng_state():
-    state = {"torch": torch.get_rng_state(), "numpy": plain_data(list(np.random.get_state())),
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos,
+                                                       has_gauss, gauss],
              "python": plain_data(list(random.getstate()))}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -25,7 +27,7 @@ def rng_state():
 def set_rng_state(state):
     torch.set_rng_state(state["torch"])
     kind, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))
     if "cuda" in state and torch.cuda.is_available():

@@ -1,0 +1,95 @@
+"""The paper's protocol on the real ML-1M genre split, checked against independent pandas computations."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recbole_biao.data.dataloader import make_batch
+from recbole_biao.data.protocol import leave_one_out
+
+
+def frame(rows):
+    return pd.DataFrame({"user": rows.user, "item": rows.item, "label": rows.label, "time": rows.time})
+
+
+def test_label_is_rating_above_three(ml1m_loaded, ml1m_path):
+    _, dataset, _ = ml1m_loaded
+    for domain in ("source", "target"):
+        raw = pd.read_csv(os.path.join(ml1m_path[0], f"ml-1m-genres-{domain}", f"ml-1m-genres-{domain}.inter"),
+                          sep="\t", quoting=3)
+        ds = dataset.domain_dataset(domain)
+        token2id = ds.field2token_id[ds.iid_field]
+        loaded = ds.inter_feat
+        assert len(loaded) == len(raw)  # no row filtered out, rows in file order
+        assert (loaded[ds.iid_field].to_numpy() == raw["item_id:token"].map(token2id.get).to_numpy()).all()
+        assert (loaded[ds.label_field].to_numpy() == (raw["rating:float"].to_numpy() > 3)).all()
+
+
+def test_leave_one_out_by_time_with_ties_and_short_users():
+    user = np.array([1, 1, 1, 2, 2, 3, 1])
+    time = np.array([5, 3, 9, 1, 1, 4, 7.0])
+    # user 1: 9 test, 7 valid; user 2: a tie keeps row order; user 3: its only behaviour is the test
+    assert leave_one_out(user, time).tolist() == [0, 0, 2, 1, 2, 2, 1]
+
+
+def test_target_split_matches_groupby(ml1m_loaded):
+    _, _, data = ml1m_loaded
+    target = pd.concat([frame(data.splits[s]).assign(split=s) for s in ("train_target", "valid", "test")])
+    ordered = target.sort_values(["user", "time"], kind="stable")
+    last = ordered.groupby("user").tail(1)
+    assert (last["split"] == "test").all() and len(last) == len(data.splits["test"])
+    assert len(data.splits["test"]) == target["user"].nunique()
+    per_user = ordered.groupby("user")
+    for user, rows in list(per_user)[:500]:
+        splits = rows["split"].tolist()
+        assert splits[-1] == "test"
+        if len(rows) > 1:
+            assert splits[-2] == "valid" and set(splits[:-2]) <= {"train_target"}
+            assert rows["time"].iloc[-2] <= rows["time"].iloc[-1]
+
+
+def test_no_source_training_behaviour_at_or_after_the_held_out_time(ml1m_loaded):
+    _, _, data = ml1m_loaded
+    held_out = pd.concat([frame(data.splits["valid"]), frame(data.splits["test"])]).groupby("user")["time"].min()
+    source = frame(data.splits["train_source"])
+    assert (source["time"].to_numpy() < held_out.loc[source["user"]].to_numpy()).all()
+    # ... and every earlier source behaviour of a shared user is kept
+    loaded = ml1m_loaded[1].source_domain_dataset.inter_feat
+    before = loaded["source_timestamp"].to_numpy() < held_out.reindex(loaded["source_user_id"]).to_numpy()
+    assert before.sum() == len(source)
+
+
+@pytest.mark.parametrize("split,length", [("train_target", 5), ("train_source", 20), ("test", 3)])
+def test_history_is_strictly_earlier_positives_most_recent_first(ml1m_loaded, split, length):
+    _, dataset, data = ml1m_loaded
+    rng = np.random.default_rng(0)
+    index = rng.choice(len(data.splits[split]), size=300, replace=False)
+    batch = make_batch(data, split, index, length)
+    domain = data.split_domain(split)
+    rows = data.splits[split]
+    for hist_domain in ("source", "target"):
+        feat = dataset.domain_dataset(hist_domain).inter_feat
+        positives = feat[feat[f"{hist_domain}_label"] > 0]
+        by_user = {u: g for u, g in positives.groupby(f"{hist_domain}_user_id")}
+        items = batch[f"{domain}_hist_{hist_domain}"].numpy()
+        lengths = batch[f"{domain}_hist_{hist_domain}_len"].numpy()
+        assert items.shape == (len(index), length)
+        for k, i in enumerate(index):
+            user_rows = by_user.get(rows.user[i], positives.iloc[:0])
+            earlier = user_rows[user_rows[f"{hist_domain}_timestamp"] < rows.time[i]]
+            n = min(len(earlier), length)
+            assert lengths[k] == n
+            assert (items[k, n:] == 0).all()  # padding after the history
+            expected_times = np.sort(earlier[f"{hist_domain}_timestamp"].to_numpy())[::-1][:n]
+            item_time = dict(zip(earlier[f"{hist_domain}_item_id"], earlier[f"{hist_domain}_timestamp"]))
+            assert all(it in item_time for it in items[k, :n])  # earlier positives only
+            assert np.array_equal([item_time[it] for it in items[k, :n]], expected_times)  # the most recent, in order
+
+
+def test_split_sizes_of_the_embedded_default(ml1m_loaded):
+    stats = ml1m_loaded[2].stats
+    assert stats["target_rows"] == 82006 and stats["source_rows"] == 889938
+    assert stats["test_rows"] == 5415
+    assert stats["train_target_rows"] + stats["valid_rows"] + stats["test_rows"] == 82006

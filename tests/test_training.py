@@ -1,0 +1,86 @@
+"""End-to-end training on the real ML-1M genre split: variants, checkpoints, resume."""
+
+import glob
+
+import pytest
+import torch
+
+from recbole_biao.compat import load_checkpoint
+from recbole_biao.data import data_preparation
+from recbole_biao.quick_start import run_recbole_biao
+from recbole_biao.utils import get_model, get_trainer
+from tests.conftest import FAST, config_for
+
+
+def build(ml1m_loaded, model="CoNet", tmp=None, **values):
+    config0, dataset, data = ml1m_loaded
+    model_class, config = config_for(config0["data_path"], model, tmp, **values)
+    torch.manual_seed(config["seed"])
+    return config, model_class(config, dataset), data
+
+
+@pytest.mark.parametrize("model", ["CoNet", "CoNet-S", "CoNet-0"])
+def test_one_epoch_beats_chance(ml1m_path, tmp_path, model):
+    result = run_recbole_biao(model, config_dict={**FAST, "data_path": ml1m_path[0], "checkpoint_dir": str(tmp_path)})
+    assert result["test_result"]["auc"] > 0.6, result
+    assert 0 < result["test_result"]["logloss"] < 0.69
+
+
+def batch_of(config, data):
+    train, _, _ = data_preparation(config, data)
+    return next(iter(train))
+
+
+def test_single_domain_variant_ignores_source(ml1m_loaded):
+    config, model, data = build(ml1m_loaded, "CoNet-S")
+    batch = batch_of(config, data)
+    before = model.predict(batch)
+    for key in list(batch.interaction):
+        if key.startswith("source_") or key.endswith("_hist_source"):
+            batch.interaction[key] = torch.zeros_like(batch.interaction[key])
+    assert torch.equal(model.predict(batch), before)
+    model.calculate_loss(batch).backward()
+    touched = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert touched and not any(n.startswith(("source_", "cross_")) or ".source" in n for n in touched)
+
+
+def test_zero_variant_has_no_source_loss_gradient(ml1m_loaded):
+    config, model, data = build(ml1m_loaded, "CoNet-0")
+    batch = batch_of(config, data)
+    model.calculate_loss(batch).backward()
+    assert model.source_head.weight.grad is None
+    # the source input still reaches the target prediction through the cross connections
+    assert model.cross_layers[0].weight.grad.abs().sum() > 0
+
+
+def test_checkpoint_round_trip_with_weights_only(ml1m_loaded, tmp_path):
+    config, model, data = build(ml1m_loaded, tmp=tmp_path)
+    trainer = get_trainer(None)(config, model)
+    _, valid, test = data_preparation(config, data)
+    trainer.fit(data_preparation(config, data)[0], valid, saved=True)
+    checkpoint = torch.load(trainer.saved_model_file, weights_only=True)
+    assert checkpoint["config"]["model"] == "CoNet" and checkpoint["epoch"] == 0
+    fresh = get_model("CoNet")[0](config, ml1m_loaded[1])
+    fresh.load_state_dict(checkpoint["state_dict"])
+    batch = next(iter(test))
+    assert torch.equal(fresh.predict(batch), model.predict(batch))
+    assert trainer.evaluate(test, load_best_model=True) == get_trainer(None)(config, fresh).evaluate(test, False)
+
+
+def test_resume_continues_like_an_uninterrupted_run(ml1m_loaded, tmp_path):
+    def run(epochs, resume=None, folder="a"):
+        config, model, data = build(ml1m_loaded, tmp=tmp_path / folder, train_epochs=[f"BOTH:{epochs}"],
+                                    stopping_step=10)
+        trainer = get_trainer(None)(config, model)
+        if resume:
+            trainer.resume_checkpoint(resume)
+        train, valid, _ = data_preparation(config, data)
+        trainer.fit(train, valid, saved=True)
+        return model, trainer
+
+    full, _ = run(3, folder="full")
+    _, first = run(2, folder="part")  # "interrupted" after two epochs
+    resumed, _ = run(3, resume=first.resume_file, folder="part")
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert load_checkpoint(first.resume_file)["epoch"] == 2  # the resumed run wrote its last epoch there
