@@ -45,6 +45,7 @@ KEY_TYPES = {
     "clip_grad_norm": (dict, type(None)),
     # BIAO (properties/trainer/BIAO.yaml)
     "interval": int,
+    "hypergrad_method": str,
     "neumann_iterations": int,
     "neumann_alpha": _NUMBER,
     "hypergrad_clip": (_NUMBER, type(None)),
@@ -65,7 +66,8 @@ KEY_TYPES = {
 }
 CHOICES = {
     "variant": ("base", "S", "0"),
-    "perceptron_norm": ("softmax", "sigmoid", "none"),
+    "perceptron_norm": ("softmax", "sigmoid"),
+    "hypergrad_method": ("neumann", "identity"),
     "dev_strategy": ("reuse", "split"),
 }
 

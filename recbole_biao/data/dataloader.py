@@ -14,7 +14,7 @@ from recbole_cdr.utils import CrossDomainDataLoaderState
 from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.errors import ConfigError
 
-__all__ = ["history_length_needed", "make_batch", "TrainDataLoader", "EvalDataLoader", "DevDataLoader"]
+__all__ = ["history_length_needed", "make_batch", "BatchStream", "TrainDataLoader", "EvalDataLoader"]
 
 
 def history_length_needed(config):
@@ -56,75 +56,37 @@ class _Loader:
         return torch.randperm(n, generator=self.generator).numpy()
 
 
-class TrainDataLoader(_Loader):
-    """One epoch = one shuffled pass over the target training behaviours.
+class BatchStream(_Loader):
+    """Endless batches from reshuffled passes over one split (each pass a fresh permutation).
 
-    Each batch also carries ``batch_size`` source training behaviours, drawn from a shuffled pass over
-    the source training set that continues across epochs (reshuffled whenever it is used up), as
-    RecBole-CDR's BOTH mode does.
+    Serves the source half of training batches and BIAO's upper level: its dev batches come from a
+    stream over the same target training set in another order (reorder-and-reuse).
     """
 
-    def __init__(self, data, batch_size, history_length, seed=0, target_split="train_target"):
+    def __init__(self, data, split, batch_size, history_length, seed=0):
         super().__init__(data, batch_size, history_length, seed)
-        self.target_split = target_split
-        self.num_target = len(data.splits[target_split])
-        self.num_source = len(data.splits["train_source"])
-        self._source_order = np.empty(0, dtype=np.int64)
-        self._source_pos = 0
+        self.split = split
+        self.num_rows = len(data.splits[split])
+        self._order = np.empty(0, dtype=np.int64)
+        self._pos = 0
 
-    def set_mode(self, state):
-        if state != CrossDomainDataLoaderState.BOTH:
-            raise ConfigError(f"train_epochs: recbole-biao trains in BOTH mode only, got {state.name}")
-
-    def __len__(self):
-        return (self.num_target + self.batch_size - 1) // self.batch_size
-
-    def _next_source(self, n):
+    def next_index(self, n=None):
+        n = self.batch_size if n is None else n
         taken = []
-        while n > 0 and self.num_source > 0:
-            if self._source_pos >= len(self._source_order):
-                self._source_order, self._source_pos = self._permutation(self.num_source), 0
-            part = self._source_order[self._source_pos:self._source_pos + n]
-            self._source_pos += len(part)
+        while n > 0 and self.num_rows > 0:
+            if self._pos >= len(self._order):
+                self._order, self._pos = self._permutation(self.num_rows), 0
+            part = self._order[self._pos:self._pos + n]
+            self._pos += len(part)
             taken.append(part)
             n -= len(part)
         return np.concatenate(taken) if taken else np.empty(0, dtype=np.int64)
 
-    def __iter__(self):
-        order = self._permutation(self.num_target)
-        for begin in range(0, self.num_target, self.batch_size):
-            target_index = order[begin:begin + self.batch_size]
-            fields = make_batch(self.data, self.target_split, target_index, self.history_length)
-            fields.update(make_batch(self.data, "train_source", self._next_source(self.batch_size),
-                                     self.history_length))
-            yield Interaction(fields)
+    def next_fields(self, n=None):
+        return make_batch(self.data, self.split, self.next_index(n), self.history_length)
 
-    def state_dict(self):
-        return {"generator": self.generator.get_state(), "source_order": torch.from_numpy(self._source_order),
-                "source_pos": self._source_pos}
-
-    def load_state_dict(self, state):
-        self.generator.set_state(state["generator"])
-        self._source_order = state["source_order"].numpy()
-        self._source_pos = int(state["source_pos"])
-
-
-class DevDataLoader(_Loader):
-    """Endless target batches from reshuffled passes over a target split (BIAO's reorder-and-reuse)."""
-
-    def __init__(self, data, batch_size, history_length, seed=0, split="train_target"):
-        super().__init__(data, batch_size, history_length, seed)
-        self.split = split
-        self._order = np.empty(0, dtype=np.int64)
-        self._pos = 0
-
-    def next_batch(self):
-        n = len(self.data.splits[self.split])
-        if self._pos >= len(self._order):
-            self._order, self._pos = self._permutation(n), 0
-        index = self._order[self._pos:self._pos + self.batch_size]
-        self._pos += len(index)
-        return Interaction(make_batch(self.data, self.split, index, self.history_length))
+    def next_batch(self, n=None):
+        return Interaction(self.next_fields(n))
 
     def state_dict(self):
         return {"generator": self.generator.get_state(), "order": torch.from_numpy(self._order), "pos": self._pos}
@@ -133,6 +95,42 @@ class DevDataLoader(_Loader):
         self.generator.set_state(state["generator"])
         self._order = state["order"].numpy()
         self._pos = int(state["pos"])
+
+
+class TrainDataLoader(_Loader):
+    """One epoch = one shuffled pass over the target training behaviours.
+
+    Each batch also carries as many source training behaviours, from a :class:`BatchStream` over the
+    source training set that continues across epochs, as RecBole-CDR's BOTH mode does.
+    """
+
+    def __init__(self, data, batch_size, history_length, seed=0, target_split="train_target"):
+        super().__init__(data, batch_size, history_length, seed)
+        self.target_split = target_split
+        self.num_target = len(data.splits[target_split])
+        self.source = BatchStream(data, "train_source", batch_size, history_length, seed + 1)
+
+    def set_mode(self, state):
+        if state != CrossDomainDataLoaderState.BOTH:
+            raise ConfigError(f"train_epochs: recbole-biao trains in BOTH mode only, got {state.name}")
+
+    def __len__(self):
+        return (self.num_target + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        order = self._permutation(self.num_target)
+        for begin in range(0, self.num_target, self.batch_size):
+            target_index = order[begin:begin + self.batch_size]
+            fields = make_batch(self.data, self.target_split, target_index, self.history_length)
+            fields.update(self.source.next_fields(len(target_index)))
+            yield Interaction(fields)
+
+    def state_dict(self):
+        return {"generator": self.generator.get_state(), "source": self.source.state_dict()}
+
+    def load_state_dict(self, state):
+        self.generator.set_state(state["generator"])
+        self.source.load_state_dict(state["source"])
 
 
 class EvalDataLoader(_Loader):

@@ -23,6 +23,7 @@ class BiaoDataset(CrossDomainDataset):
         item_category (dict): per domain, a ``[num_total_item]`` int64 array of category IDs
             (0 for padding and items of the other domain; 1 .. n for categories).
         num_categories (dict): per domain, the size of the category vocabulary, padding included.
+        category_tokens (dict): per domain, the category names by ID (``[PAD]`` first).
     """
 
     def __init__(self, config):
@@ -33,9 +34,20 @@ class BiaoDataset(CrossDomainDataset):
                 raise DataError(f"{domain}_domain: atomic file '{inter}' not found "
                                 f"(expected <data_path>/<dataset>/<dataset>.inter)")
         super().__init__(config)
-        self.item_category, self.num_categories = {}, {}
+        self.item_category, self.category_tokens = {}, {}
         for domain in DOMAINS:
-            self.item_category[domain], self.num_categories[domain] = self._load_categories(domain)
+            self.item_category[domain], self.category_tokens[domain] = self._load_categories(domain)
+        self.num_categories = {d: len(t) for d, t in self.category_tokens.items()}
+
+    def id2token(self, domain, kind):
+        """``[num]`` object array of the original tokens of the ``kind`` ("user" or "item") IDs of ``domain``."""
+        ds = self.domain_dataset(domain)
+        field = ds.uid_field if kind == "user" else ds.iid_field
+        size = self.num_total_user if kind == "user" else self.num_total_item
+        tokens = np.full(size, "", dtype=object)
+        for token, i in ds.field2token_id[field].items():
+            tokens[i] = token
+        return tokens
 
     def domain_dataset(self, domain):
         return self.source_domain_dataset if domain == "source" else self.target_domain_dataset
@@ -51,7 +63,7 @@ class BiaoDataset(CrossDomainDataset):
         if not os.path.isfile(path):
             getLogger().warning(f"{domain}_domain: no '{path}'; every item gets one category")
             categories[used] = 1
-            return categories, 2
+            return categories, ["[PAD]", "others"]
         with open(path, encoding="utf-8") as f:
             header = [h.split(":")[0] for h in f.readline().rstrip("\r\n").split(self.config["field_separator"])]
         item_col = cfg["ITEM_ID_FIELD"]
@@ -69,5 +81,5 @@ class BiaoDataset(CrossDomainDataset):
         if missing:
             getLogger().warning(f"{path}: {missing} items have no category row; they get category 'others'")
             categories[used[categories[used] == 0]] = len(vocab) + 1
-            return categories, len(vocab) + 2
-        return categories, len(vocab) + 1
+            return categories, ["[PAD]", *vocab, "others"]
+        return categories, ["[PAD]", *vocab]

@@ -88,9 +88,17 @@ class CDRData:
     item_category: dict
     num_categories: dict
     stats: dict = field(default_factory=dict)
+    tokens: dict = field(default_factory=dict)
 
     def split_domain(self, split):
         return "source" if split == "train_source" else "target"
+
+    def add_subset(self, name, split, index):
+        """Register the rows ``index`` of ``split`` as a new split ``name`` (same domain as ``split``)."""
+        if self.split_domain(split) != "target":
+            raise ValueError("only target splits can be subdivided")
+        self.splits[name] = self.splits[split].take(index)
+        self.bounds[name] = {d: (start[index], end[index]) for d, (start, end) in self.bounds[split].items()}
 
 
 def leave_one_out(user, time):
@@ -161,4 +169,7 @@ def build_cdr_data(dataset):
     history = {d: HistoryIndex(domains[d].take(domains[d].label > 0)) for d in DOMAINS}
     bounds = {name: {d: history[d].bounds(rows.user, rows.time) for d in DOMAINS} for name, rows in splits.items()}
     logger.info("protocol: " + ", ".join(f"{k}={v}" for k, v in stats.items()))
-    return CDRData(splits, history, bounds, dataset.item_category, dataset.num_categories, stats)
+    tokens = {"user": dataset.id2token("source", "user"),
+              **{f"{d}_item": dataset.id2token(d, "item") for d in DOMAINS},
+              **{f"{d}_category": np.array(dataset.category_tokens[d], dtype=object) for d in DOMAINS}}
+    return CDRData(splits, history, bounds, dataset.item_category, dataset.num_categories, stats, tokens)

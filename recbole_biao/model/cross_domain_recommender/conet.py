@@ -31,6 +31,7 @@ class CoNet(BiaoRecommender):
     """
 
     HEADS = ("source_head", "target_head")
+    TARGET_HEAD = "target_head"
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
