@@ -4,12 +4,12 @@ import os
 import warnings
 from logging import getLogger
 
-from recbole.utils import init_logger, init_seed, set_color
+from recbole.utils import init_logger, set_color
 
 from recbole_biao.config import PROPERTIES_DIR, BiaoConfig
 from recbole_biao.data import BiaoDataset, build_cdr_data, data_preparation
 from recbole_biao.errors import ConfigError
-from recbole_biao.utils import dataset_names, get_model, get_trainer
+from recbole_biao.utils import dataset_names, get_model, get_trainer, init_seed
 
 __all__ = ["DEFAULT_DATASET", "build_config", "run_recbole_biao"]
 

@@ -4,9 +4,12 @@ import importlib
 import importlib.util
 import os
 
+import torch
+from recbole.utils import init_seed as recbole_init_seed
+
 from recbole_biao.errors import ConfigError
 
-__all__ = ["VARIANTS", "get_model", "get_trainer", "model_names", "trainer_names", "dataset_names"]
+__all__ = ["VARIANTS", "get_model", "get_trainer", "model_names", "trainer_names", "dataset_names", "init_seed"]
 
 # suffix of a model name -> the variant it selects (see recbole_biao/model/abstract.py)
 VARIANTS = {"-S": "S", "-0": "0"}
@@ -65,3 +68,11 @@ def get_trainer(name):
 def dataset_names(properties_dir):
     folder = os.path.join(properties_dir, "dataset")
     return sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".yaml"))
+
+
+def init_seed(seed, reproducibility):
+    """RecBole's seeding, plus deterministic torch kernels when ``reproducibility`` is set: parallel
+    scatter-adds (embedding and gather backward) otherwise make re-runs differ in the last float bits."""
+    recbole_init_seed(seed, reproducibility)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by deterministic cuBLAS
+    torch.use_deterministic_algorithms(bool(reproducibility), warn_only=True)

@@ -18,8 +18,8 @@ def data_preparation(config, data):
         rows = len(data.splits["train_target"])
         order = np.random.default_rng(config["seed"]).permutation(rows)
         n_dev = max(1, int(round(config["dev_split_ratio"] * rows)))
-        data.add_subset("dev", "train_target", np.sort(order[:n_dev]))
-        data.add_subset("train_lower", "train_target", np.sort(order[n_dev:]))
+        data = data.with_subsets("train_target", {"dev": np.sort(order[:n_dev]),
+                                                  "train_lower": np.sort(order[n_dev:])})
         target_split = "train_lower"
     train = TrainDataLoader(data, config["train_batch_size"], length, seed=config["seed"], target_split=target_split)
     valid = EvalDataLoader(data, "valid", config["eval_batch_size"], length)

@@ -9,7 +9,7 @@
   strictly earlier in time (ties excluded), most recent first.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from logging import getLogger
 
 import numpy as np
@@ -93,12 +93,16 @@ class CDRData:
     def split_domain(self, split):
         return "source" if split == "train_source" else "target"
 
-    def add_subset(self, name, split, index):
-        """Register the rows ``index`` of ``split`` as a new split ``name`` (same domain as ``split``)."""
+    def with_subsets(self, split, subsets):
+        """A copy in which the rows ``index`` of the target ``split`` form a new split, for each
+        ``name: index`` of ``subsets``; this object is left unchanged."""
         if self.split_domain(split) != "target":
             raise ValueError("only target splits can be subdivided")
-        self.splits[name] = self.splits[split].take(index)
-        self.bounds[name] = {d: (start[index], end[index]) for d, (start, end) in self.bounds[split].items()}
+        copy = replace(self, splits=dict(self.splits), bounds=dict(self.bounds))
+        for name, index in subsets.items():
+            copy.splits[name] = self.splits[split].take(index)
+            copy.bounds[name] = {d: (start[index], end[index]) for d, (start, end) in self.bounds[split].items()}
+        return copy
 
 
 def leave_one_out(user, time):

@@ -116,7 +116,7 @@ class BIAOTrainer(CDRTrainer):
     def _make_streams(self, train_data):
         data, size, length, seed = train_data.data, self.config["train_batch_size"], train_data.history_length, \
             self.config["seed"]
-        dev_split = "dev" if "dev" in data.splits else train_data.target_split
+        dev_split = "dev" if self.config["dev_strategy"] == "split" else train_data.target_split
         self.streams = {
             "dev": BatchStream(data, dev_split, size, length, seed + 2),
             "target": BatchStream(data, train_data.target_split, size, length, seed + 3),

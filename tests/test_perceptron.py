@@ -1,0 +1,91 @@
+"""The behavioural perceptron: attention against torch's, masking, normalisation, ablations, size."""
+
+import pytest
+import torch
+
+from recbole_biao.model.perceptron import BehaviouralPerceptron, PooledSelfAttention
+
+
+def histories(seed, batch=6, length=8, dim=10, lengths=None):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor(lengths if lengths is not None else [8, 3, 1, 0, 5, 2][:batch])
+    mask = torch.arange(length)[None, :] < lengths[:, None]
+    out = {}
+    for d in ("source", "target"):
+        table = torch.randn(12, dim, generator=g)
+        out[d] = (table, torch.randint(0, 12, (batch, length), generator=g), mask)
+    return torch.randn(batch, dim, generator=g), out
+
+
+def test_pooled_attention_equals_torch_multihead_attention_then_masked_mean():
+    torch.manual_seed(0)
+    module = PooledSelfAttention(20, 4)
+    item, hist = histories(1)
+    table, index, mask = hist["source"]
+    out = module(table, index, item, mask)
+    x = torch.cat([table[index], item[:, None].expand(-1, index.shape[1], -1)], -1)
+    reference, _ = module.attention(x, x, x, key_padding_mask=~mask)
+    for row, n in enumerate(mask.sum(1).tolist()):
+        expected = reference[row, :n].mean(0) if n else torch.zeros(20)
+        assert torch.allclose(out[row], expected, atol=1e-5), row
+
+
+def test_padding_never_changes_a_weight():
+    torch.manual_seed(0)
+    perceptron = BehaviouralPerceptron(10)
+    item, hist = histories(2)
+    before = perceptron.scores(item, hist)
+    changed = {}
+    for d, (table, index, mask) in hist.items():
+        junk = torch.randint(0, 12, index.shape)
+        index = torch.where(mask, index, junk)  # other items at padded positions
+        wider = torch.cat([index, junk[:, :5]], dim=1)  # and five more padded positions
+        changed[d] = (table, wider, torch.cat([mask, torch.zeros(mask.shape[0], 5, dtype=torch.bool)], 1))
+    assert torch.allclose(perceptron.scores(item, changed), before, atol=1e-6)
+
+
+def test_empty_histories_give_finite_weights():
+    perceptron = BehaviouralPerceptron(10)
+    item, hist = histories(3, lengths=[0, 0, 0, 0, 0, 0])
+    weights = perceptron(item, hist)
+    assert torch.isfinite(weights).all()
+
+
+def test_normalisations():
+    item, hist = histories(4)
+    softmax = BehaviouralPerceptron(10, norm="softmax")
+    with torch.no_grad():
+        softmax.gamma_raw.fill_(1.7)
+    weights = softmax(item, hist)
+    assert weights.shape == (6,) and (weights > 0).all()
+    assert weights.sum().item() == pytest.approx(1.7, abs=1e-5)
+    sigmoid = BehaviouralPerceptron(10, norm="sigmoid")
+    weights = sigmoid(item, hist)
+    assert ((weights > 0) & (weights < 1.0 / 6)).all()
+    with torch.no_grad():
+        softmax.gamma_raw.fill_(-0.5)  # gamma = relu(p) never goes negative
+    assert (softmax(item, hist) == 0).all()
+
+
+def test_ablation_switches():
+    item, hist = histories(5)
+    no_user = BehaviouralPerceptron(10, use_user=False)
+    other_hist = histories(6)[1]
+    assert not hasattr(no_user, "attention")
+    assert torch.equal(no_user.scores(item, hist), no_user.scores(item, other_hist))  # histories ignored
+    assert torch.allclose(no_user.scores(item, hist), no_user.global_mlp(item).squeeze(-1))
+    no_global = BehaviouralPerceptron(10, use_global=False)
+    assert no_global.global_mlp is None
+    assert not torch.equal(no_global.scores(item, hist), no_global.scores(item, other_hist))
+    with pytest.raises(ValueError, match="cannot both be False"):
+        BehaviouralPerceptron(10, use_global=False, use_user=False)
+
+
+def test_parameter_count_is_quadratic_in_the_embedding_size():
+    def count(dim):
+        return sum(p.numel() for p in BehaviouralPerceptron(dim, hidden_size=[32, 16]).parameters())
+    # no user, item or behaviour count enters the perceptron; its size grows as d^2
+    assert 3.5 < count(64) / count(32) < 4.2
+    d = 64  # attention size for item embeddings of 32: two MHAs (in/out projections), global linear, MLP, gamma
+    expected = 2 * (3 * d * d + 3 * d + d * d + d) + (32 + 1) + (2 * d * 32 + 32 + 32 * 16 + 16 + 16 + 1) + 1
+    assert count(32) == expected
