@@ -11,6 +11,7 @@ fresh training batch. Dev batches come from a reshuffled pass over the same targ
 import copy
 import csv
 import os
+import time
 
 import numpy as np
 import torch
@@ -53,6 +54,7 @@ class BIAOTrainer(CDRTrainer):
         self.perceptron_length = config["perceptron_history_length"]
         self.global_step = 0
         self.upper_stats = {"steps": 0, "skipped": 0, "last_norm": 0.0}
+        self.seconds = {"perceptron": 0.0, "upper": 0.0}  # time in the lower steps' perceptron forward, in upper steps
         self.aux_head = copy.deepcopy(getattr(model, model.TARGET_HEAD)) if config["aux_head"] else None
         self.streams = {}
         n_params = sum(p.numel() for p in self.perceptron.parameters())
@@ -84,8 +86,11 @@ class BIAOTrainer(CDRTrainer):
         target, source = self.model.behaviour_losses(interaction)
         if source is None:
             return target.mean(), torch.zeros((), device=target.device)
+        start = time.perf_counter()
         with torch.set_grad_enabled(weights_grad):
             weights = self.source_weights(interaction)
+        if not weights_grad:
+            self.seconds["perceptron"] += time.perf_counter() - start
         return target.mean(), (weights * source).sum()
 
     # ---- lower level -------------------------------------------------------------------------------
@@ -108,7 +113,9 @@ class BIAOTrainer(CDRTrainer):
             totals[1] += source_loss.item()
             self.global_step += 1
             if self.global_step % self.interval == 0:
+                start = time.perf_counter()
                 self._upper_step()
+                self.seconds["upper"] += time.perf_counter() - start
         self.logger.debug(f"upper steps: {self.upper_stats}")
         return tuple(totals)
 
