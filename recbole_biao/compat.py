@@ -10,7 +10,14 @@ import contextlib
 import enum
 import sys
 
+import numpy as np
 import torch
+
+# recbole 1.0.1 uses the aliases np.float, np.int, np.bool and np.long, removed in numpy 1.24; they
+# are restored (as the builtins they always were) so that recbole also runs with a newer numpy.
+for _name, _value in (("float", float), ("int", int), ("bool", bool), ("long", int)):
+    if _name not in np.__dict__:
+        setattr(np, _name, _value)
 
 __all__ = ["isolated_argv", "plain_data", "save_checkpoint", "load_checkpoint"]
 

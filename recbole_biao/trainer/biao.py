@@ -84,14 +84,15 @@ class BIAOTrainer(CDRTrainer):
 
     def _train_loss(self, interaction, weights_grad=False):
         target, source = self.model.behaviour_losses(interaction)
+        target = target.mean() + self.model.regularization()
         if source is None:
-            return target.mean(), torch.zeros((), device=target.device)
+            return target, torch.zeros((), device=target.device)
         start = time.perf_counter()
         with torch.set_grad_enabled(weights_grad):
             weights = self.source_weights(interaction)
         if not weights_grad:
             self.seconds["perceptron"] += time.perf_counter() - start
-        return target.mean(), (weights * source).sum()
+        return target, (weights * source).sum()
 
     # ---- lower level -------------------------------------------------------------------------------
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):

@@ -40,10 +40,7 @@ class CoNet(BiaoRecommender):
 
         # embeddings (0 is padding)
         self.user_embedding = nn.Embedding(self.total_num_users, d, padding_idx=0)
-        self.item_tables = nn.ModuleDict(
-            {dom: nn.Embedding(self.total_num_items, d, padding_idx=0) for dom in ("source", "target")})
-        self.category_tables = nn.ModuleDict(
-            {dom: nn.Embedding(self.num_categories[dom], d, padding_idx=0) for dom in ("source", "target")})
+        self.build_item_embeddings(d)
 
         # towers, shared cross connections and heads
         def layers(bias=True):
@@ -54,12 +51,8 @@ class CoNet(BiaoRecommender):
         self.target_head = nn.Linear(sizes[-1], 1)
         self.init_weights()
 
-    def item_embedding(self, items, domain):
-        return self._item_embedding(self.item_tables, self.category_tables, items, domain).detach()
-
     def _input(self, user, items, domain):
-        return torch.cat([self.user_embedding(user),
-                          self._item_embedding(self.item_tables, self.category_tables, items, domain)], dim=-1)
+        return torch.cat([self.user_embedding(user), self.embed_items(items, domain)], dim=-1)
 
     def score(self, interaction, domain):
         other = "target" if domain == "source" else "source"

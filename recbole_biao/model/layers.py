@@ -1,0 +1,38 @@
+"""Layers shared by recbole-biao's models: masked attention pooling and history encoding."""
+
+import torch
+import torch.nn as nn
+
+__all__ = ["masked_softmax", "history_mask", "AttentionPooling"]
+
+
+def history_mask(items, lengths):
+    """``[B, N]`` bool, True at the first ``lengths`` positions (the valid history items)."""
+    return torch.arange(items.shape[1], device=items.device)[None, :] < lengths[:, None]
+
+
+def masked_softmax(scores, mask):
+    """Softmax over the last dim where ``mask`` is True; padding gets weight 0 and a row without any
+    valid position gets all zeros (never NaN)."""
+    scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores.masked_fill(~mask.any(-1, keepdim=True), 0.0), dim=-1)
+    return weights * mask.to(weights.dtype)
+
+
+class AttentionPooling(nn.Module):
+    """``sum_i a_i h_i`` with ``a = masked_softmax(w2^T relu(W1 [h_i; q; h_i * q] + b1))`` for a query ``q``
+    (the candidate item), as in MiNet's item-level attention and DIN.
+
+    Args:
+        dim (int): size of ``h_i`` and ``q``; hidden (int): size of the scoring layer.
+    """
+
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.score = nn.Sequential(nn.Linear(3 * dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def forward(self, history, query, mask):
+        """history ``[B, N, D]``, query ``[B, D]``, mask ``[B, N]`` -> (pooled ``[B, D]``, weights ``[B, N]``)."""
+        q = query[:, None, :].expand_as(history)
+        weights = masked_softmax(self.score(torch.cat([history, q, history * q], -1)).squeeze(-1), mask)
+        return (weights[..., None] * history).sum(1), weights

@@ -1,0 +1,106 @@
+"""MiNet and DASL (and the model contract all backbones share): masks, weights, variants, short runs."""
+
+import pytest
+import torch
+
+from recbole_biao.data import data_preparation
+from recbole_biao.model.layers import AttentionPooling, masked_softmax
+from recbole_biao.quick_start import run_recbole_biao
+from recbole_biao.utils import init_seed
+from tests.conftest import FAST, config_for
+
+BACKBONES = ["CoNet", "MiNet", "DASL"]
+SHORT = {"history_length": 5}  # shorter histories keep the GRUs of DASL quick in tests
+
+
+def build(ml1m_loaded, model, **values):
+    config0, dataset, data = ml1m_loaded
+    model_class, config = config_for(config0["data_path"], model, **{**SHORT, **values})
+    init_seed(config["seed"], config["reproducibility"])
+    model = model_class(config, dataset)
+    train, _, _ = data_preparation(config, data)
+    return model, next(iter(train))
+
+
+def test_masked_softmax_ignores_padding_and_never_gives_nan():
+    scores = torch.tensor([[1.0, 2.0, 50.0], [0.3, -1.0, 7.0], [4.0, 4.0, 4.0]])
+    mask = torch.tensor([[True, True, False], [True, False, False], [False, False, False]])
+    weights = masked_softmax(scores, mask)
+    expected = torch.softmax(torch.tensor([1.0, 2.0]), 0)
+    assert torch.allclose(weights[0, :2], expected) and weights[0, 2] == 0
+    assert torch.equal(weights[1], torch.tensor([1.0, 0.0, 0.0]))
+    assert torch.equal(weights[2], torch.zeros(3))
+
+
+def test_attention_pooling_padding_changes_nothing():
+    torch.manual_seed(0)
+    pool = AttentionPooling(6, 8)
+    history, query = torch.randn(4, 5, 6), torch.randn(4, 6)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    pooled, weights = pool(history, query, mask)
+    assert (weights[~mask] == 0).all() and torch.isfinite(pooled).all()
+    assert torch.equal(pooled[2], torch.zeros(6))
+    noisy = torch.where(mask[..., None], history, torch.randn(4, 5, 6) * 100)
+    assert torch.allclose(pool(noisy, query, mask)[0], pooled, atol=1e-6)
+
+
+@pytest.mark.parametrize("model_name", ["MiNet", "DASL"])
+def test_empty_histories_give_finite_probabilities(ml1m_loaded, model_name):
+    model, batch = build(ml1m_loaded, model_name)
+    for key in list(batch.interaction):
+        if "_hist_" in key:
+            batch.interaction[key] = torch.zeros_like(batch.interaction[key])
+    probabilities = model.predict(batch)
+    assert torch.isfinite(probabilities).all()
+    assert ((probabilities > 0) & (probabilities < 1)).all()
+
+
+def test_minet_interest_weights_are_positive(ml1m_loaded):
+    model, batch = build(ml1m_loaded, "MiNet")
+    user = model.user_embedding(batch["target_user_id"])
+    candidate = model.embed_items(batch["target_item_id"], "target")
+    with torch.no_grad():
+        model.interest_attention[-1].bias.fill_(-60.0)  # even very negative logits stay positive
+    weights = model.interest_weights([user, user, user], candidate)
+    assert weights.shape == (len(user), 3) and (weights > 0).all()
+
+
+@pytest.mark.parametrize("model_name", BACKBONES)
+def test_single_domain_variants_ignore_source(ml1m_loaded, model_name):
+    model, batch = build(ml1m_loaded, f"{model_name}-S")
+    before = model.predict(batch)
+    assert ((before > 0) & (before < 1)).all()
+    for key in list(batch.interaction):
+        if key.startswith("source_") or key.endswith("_hist_source") or key.endswith("_hist_source_len"):
+            batch.interaction[key] = torch.zeros_like(batch.interaction[key])
+    assert torch.equal(model.predict(batch), before)
+    model.calculate_loss(batch).backward()
+    touched = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert touched
+    assert not [n for n in touched if "source" in n or n.startswith(("cross_", "transfer", "mapping"))]
+
+
+@pytest.mark.parametrize("model_name", BACKBONES)
+def test_zero_variants_have_no_source_loss_gradient(ml1m_loaded, model_name):
+    model, batch = build(ml1m_loaded, f"{model_name}-0")
+    loss = model.calculate_loss(batch)
+    assert not isinstance(loss, tuple)
+    loss.backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.source_head.parameters())
+    # source features still feed the target prediction: source item embeddings get gradient from it
+    assert model.item_tables["source"].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("model", ["MiNet", "MiNet-S", "MiNet-0", "DASL", "DASL-S", "DASL-0"])
+def test_short_runs_beat_chance(ml1m_path, tmp_path, model):
+    result = run_recbole_biao(model, config_dict={**FAST, **SHORT, "data_path": ml1m_path[0],
+                                                  "checkpoint_dir": str(tmp_path)})
+    assert result["test_result"]["auc"] > 0.6, result
+
+
+@pytest.mark.parametrize("model", ["MiNet", "DASL"])
+def test_short_biao_runs_beat_chance(ml1m_path, tmp_path, model):
+    result = run_recbole_biao(model, trainer="BIAO", config_dict={
+        **FAST, **SHORT, "data_path": ml1m_path[0], "checkpoint_dir": str(tmp_path), "interval": 50,
+        "perceptron_history_length": 5})
+    assert result["test_result"]["auc"] > 0.6, result
