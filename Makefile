@@ -15,7 +15,7 @@ $(VENV)/.installed: requirements.txt requirements-recbole.txt setup.cfg
 	touch $@
 
 demo: install
-	$(PY) run_recbole_biao.py --model=CoNet $(ARGS)
+	$(PY) run_recbole_biao.py --model=MiNet --trainer=BIAO $(ARGS)
 
 test: install
 	$(PY) -m pytest -q tests $(ARGS)

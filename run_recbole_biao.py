@@ -42,7 +42,8 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 2
     test = result["test_result"]
-    print(f"target test AUC {test['auc']:.4f}  LogLoss {test['logloss']:.4f}")
+    print(f"{args.model}{' + ' + args.trainer if args.trainer else ''} on {result['device']}: "
+          f"target test AUC {test['auc']:.4f}  LogLoss {test['logloss']:.4f}")
     return 0
 
 

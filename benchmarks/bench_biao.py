@@ -1,11 +1,12 @@
-"""Seconds per epoch and peak memory of CoNet with the base trainer and with BIAO, on the same data.
+"""Seconds per epoch and peak memory of backbones with the base trainer and with BIAO, on the same data.
 
-    python benchmarks/bench_biao.py [--intervals 20 100] [--epochs 2] [--model CoNet] [--data_path dataset/]
+    python benchmarks/bench_biao.py [--models CoNet MiNet DASL] [--intervals 20 100] [--epochs 2]
 
 Each configuration runs in its own process (so that peak memory is its own), on the embedded ml-1m-genres
-data, with K = 3. Printed: seconds per training epoch, the ratio to the base trainer, the ratio without the
-perceptron's forward pass in the lower steps (the part the paper's cost model 1 + (K + 2) / interval leaves
-out), the theory, and the peak resident memory during training (and its growth over the loaded data).
+data, with K = 3 and each model's default properties. Printed per run: seconds per training epoch, the
+ratio to the same backbone with the base trainer, the ratio without the perceptron's forward pass in the
+lower steps (the part the paper's cost model 1 + (K + 2) / interval leaves out), that theory, the peak
+resident memory during training and its growth over the loaded data, and on a GPU the peak CUDA memory.
 """
 
 import argparse
@@ -24,6 +25,8 @@ def rss_mb():
 
 def child(spec):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import torch
+
     from recbole_biao.data import BiaoDataset, build_cdr_data, data_preparation
     from recbole_biao.quick_start import build_config
     from recbole_biao.utils import get_trainer, init_seed
@@ -34,7 +37,7 @@ def child(spec):
     get_converter(config["dataset_converter"]).prepare(config)
     dataset = BiaoDataset(config)
     train, _, _ = data_preparation(config, build_cdr_data(dataset))
-    model = model_class(config, dataset)
+    model = model_class(config, dataset).to(config["device"])
     trainer = get_trainer(config["trainer"])(config, model)
     if hasattr(trainer, "_make_streams"):
         trainer._make_streams(train)
@@ -47,51 +50,62 @@ def child(spec):
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    cuda = torch.cuda.is_available() and config["device"].type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     seconds = []
     for epoch in range(spec["epochs"]):
         start = time.perf_counter()
         trainer._train_epoch(train, epoch)
+        if cuda:
+            torch.cuda.synchronize()
         seconds.append(time.perf_counter() - start)
     running[0] = False
     sampler.join()
     extra = getattr(trainer, "seconds", {"perceptron": 0.0, "upper": 0.0})
     print(json.dumps({"epoch_s": sum(seconds) / len(seconds), "perceptron_s": extra["perceptron"] / len(seconds),
-                      "upper_s": extra["upper"] / len(seconds), "peak_mb": peak[0], "before_mb": before}))
+                      "upper_s": extra["upper"] / len(seconds), "peak_mb": peak[0], "before_mb": before,
+                      "cuda_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+                      "device": str(config["device"])}))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="CoNet")
+    parser.add_argument("--models", nargs="+", default=["CoNet"])
     parser.add_argument("--intervals", type=int, nargs="+", default=[20, 100])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--neumann_iterations", type=int, default=3)
     parser.add_argument("--data_path", default="dataset/")
-    parser.add_argument("--perceptron_history_length", type=int, default=50)
+    parser.add_argument("--perceptron_history_length", type=int, default=None,
+                        help="default: each model's own (CoNet 50, MiNet and DASL 20)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(json.loads(args.child))
     base_config = {"data_path": args.data_path, "state": "ERROR", "show_progress": False, "checkpoint_dir": "saved"}
-    biao = {"neumann_iterations": args.neumann_iterations, "perceptron_history_length": args.perceptron_history_length}
-    runs = [("base", None, {})] + [(f"BIAO interval {i}", "BIAO", {**biao, "interval": i}) for i in args.intervals]
-    results = []
-    for name, trainer, extra in runs:
-        spec = {"model": args.model, "trainer": trainer, "epochs": args.epochs, "config": {**base_config, **extra}}
-        out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
-        if out.returncode:
-            sys.exit(f"{name} failed:\n{out.stderr[-2000:]}")
-        results.append((name, extra.get("interval"), json.loads(out.stdout.strip().splitlines()[-1])))
-    base = results[0][2]["epoch_s"]
+    biao = {"neumann_iterations": args.neumann_iterations}
+    if args.perceptron_history_length:
+        biao["perceptron_history_length"] = args.perceptron_history_length
     k = args.neumann_iterations
-    print(f"{args.model} on ml-1m-genres, {args.epochs} epochs each, K = {k}, perceptron history "
-          f"{args.perceptron_history_length}, {os.cpu_count()} CPU cores")
-    print(f"{'run':<20}{'s/epoch':>9}{'ratio':>8}{'ratio w/o perceptron fwd':>26}{'theory':>8}"
-          f"{'peak RSS MB':>13}{'growth MB':>11}")
-    for name, interval, r in results:
-        theory = 1 + (k + 2) / interval if interval else 1.0
-        print(f"{name:<20}{r['epoch_s']:>9.2f}{r['epoch_s'] / base:>8.2f}"
-              f"{(r['epoch_s'] - r['perceptron_s']) / base:>26.2f}{theory:>8.2f}"
-              f"{r['peak_mb']:>13.0f}{r['peak_mb'] - r['before_mb']:>11.0f}")
+    print(f"ml-1m-genres, {args.epochs} epochs per run, K = {k}, {os.cpu_count()} CPU cores")
+    print(f"{'run':<26}{'s/epoch':>9}{'ratio':>8}{'w/o perceptron fwd':>20}{'theory':>8}"
+          f"{'peak RSS MB':>13}{'growth MB':>11}{'CUDA MB':>9}")
+    for model in args.models:
+        runs = [("", None, {})] + [(f" + BIAO interval {i}", "BIAO", {**biao, "interval": i}) for i in args.intervals]
+        base = None
+        for name, trainer, extra in runs:
+            spec = {"model": model, "trainer": trainer, "epochs": args.epochs, "config": {**base_config, **extra}}
+            out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
+            if out.returncode:
+                sys.exit(f"{model}{name} failed:\n{out.stderr[-2000:]}")
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            base = base or r["epoch_s"]
+            theory = 1 + (k + 2) / extra["interval"] if trainer else 1.0
+            cuda = f"{r['cuda_mb']:>9.0f}" if r["cuda_mb"] is not None else f"{'-':>9}"
+            print(f"{model + name:<26}{r['epoch_s']:>9.2f}{r['epoch_s'] / base:>8.2f}"
+                  f"{(r['epoch_s'] - r['perceptron_s']) / base:>20.2f}{theory:>8.2f}"
+                  f"{r['peak_mb']:>13.0f}{r['peak_mb'] - r['before_mb']:>11.0f}{cuda}", flush=True)
+    print(f"device: {r['device']}")
 
 
 if __name__ == "__main__":

@@ -92,4 +92,5 @@ def run_recbole_biao(model="CoNet", dataset=None, config_file_list=None, config_
         "best_valid_result": best_valid_result,
         "test_result": test_result,
         "model_file": trainer.saved_model_file if saved else None,
+        "device": str(config["device"]),
     }
