@@ -161,7 +161,9 @@ class BIAOTrainer(CDRTrainer):
         fresh.update(self.streams["source"].next_fields(len(fresh["target_item_id"])))
         fresh = Interaction(fresh).to(self.device)
         dev_loss = self._dev_loss(dev)
-        train_loss = sum(self._train_loss(fresh, weights_grad=True))
+        # the Hessian-vector products differentiate this graph twice, which cuDNN's RNNs (DASL's GRUs) cannot
+        with torch.backends.cudnn.flags(enabled=False):
+            train_loss = sum(self._train_loss(fresh, weights_grad=True))
         hyper = list(self.perceptron.parameters())
         grads = implicit_hypergradient(dev_loss, train_loss, self.model.non_head_parameters(), hyper,
                                        self.config["hypergrad_method"], self.config["neumann_iterations"],
