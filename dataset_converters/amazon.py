@@ -1,0 +1,454 @@
+"""Raw Amazon review data (2014, 2018 and 2023 releases) to RecBole-CDR atomic files, streaming.
+
+    python -m dataset_converters.amazon --source Books --target Toys_and_Games --raw-dir RAW \
+        --out dataset --name books-toys [--strict] [--category-level 2] [--properties-dir properties/dataset]
+
+Per domain it finds the review file in ``RAW`` (first match wins):
+
+- 2014: ``reviews_<Cat>_5.json[.gz]`` (JSON lines) or ``ratings_<Cat>.csv`` (user,item,rating,timestamp);
+  meta ``meta_<Cat>.json[.gz]`` (Python dict literals, parsed with ``ast.literal_eval``, never ``eval``);
+- 2018: ``<Cat>_5.json[.gz]`` / ``<Cat>.json[.gz]`` (JSON lines) or ``<Cat>.csv`` (item,user,rating,timestamp);
+  meta ``meta_<Cat>.json[.gz]`` (JSON lines);
+- 2023: ``<Cat>.jsonl[.gz]`` (user_id, parent_asin, rating, timestamp in ms); meta ``meta_<Cat>.jsonl[.gz]``;
+- any CSV given with ``--source-file`` / ``--target-file`` whose first row is a header naming its columns
+  (user, item, timestamp, and rating when present): without a rating column every row is a positive
+  (implicit feedback) and training samples negatives (``implicit_negatives``).
+
+Rows are parsed one line at a time; memory grows with the kept rows and the distinct users and items, not
+with the input size. A bad record is skipped and counted by reason (with its first line numbers), or with
+``--strict`` stops the conversion with a one-line error. A truncated file (a gzip stream that ends early,
+or a last line without its end) is reported as truncated; its complete records are kept. Repeated
+(user, item) pairs keep the latest review (ties: the later line). Only users present in both domains are
+kept. The item category is level ``--category-level`` of the category path (default 2, the level under
+the root, as in the paper), ``others`` when there is none or the item has no meta record.
+"""
+
+import argparse
+import ast
+import csv
+import gzip
+import json
+import os
+import re
+import zlib
+from array import array
+from collections import Counter
+
+import numpy as np
+
+from recbole_biao.errors import DataError
+
+__all__ = ["find_files", "read_reviews", "read_meta", "convert", "main"]
+
+FIRST_LINES = 5  # line numbers kept per rejection reason
+USER_KEYS = ("user", "user_id", "reviewerID", "userId")
+ITEM_KEYS = ("item", "item_id", "asin", "parent_asin", "itemId")
+RATING_KEYS = ("rating", "overall")
+TIME_KEYS = ("timestamp", "time", "unixReviewTime")
+
+
+class FileReport:
+    """What happened to the lines of one file: read, kept, rejected by reason, truncation."""
+
+    def __init__(self, path):
+        self.path, self.read, self.kept, self.truncated = path, 0, 0, None
+        self.rejected, self.first_lines = Counter(), {}
+
+    def reject(self, lineno, reason, strict):
+        if strict:
+            raise DataError(f"{self.path}:{lineno}: {reason}")
+        self.rejected[reason] += 1
+        self.first_lines.setdefault(reason, [])
+        if len(self.first_lines[reason]) < FIRST_LINES:
+            self.first_lines[reason].append(lineno)
+
+    def as_dict(self):
+        return {"file": self.path, "read": self.read, "kept": self.kept, "rejected": dict(self.rejected),
+                "first_lines": self.first_lines, "truncated": self.truncated}
+
+
+def _chunks(path, report, chunk_size=1 << 16):
+    """The bytes of a plain or gzip file; a gzip stream is decompressed with zlib so that everything
+    before a truncation is recovered (the gzip module drops the last block)."""
+    with open(path, "rb") as raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        if not gz:
+            yield from iter(lambda: raw.read(chunk_size), b"")
+            return
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            for data in iter(lambda: raw.read(chunk_size), b""):
+                yield inflater.decompress(data)
+                while inflater.eof and inflater.unused_data:  # a file of several gzip members
+                    rest, inflater = inflater.unused_data, zlib.decompressobj(wbits=31)
+                    yield inflater.decompress(rest)
+            yield inflater.flush()
+        except zlib.error as e:
+            report.truncated = f"compressed stream is corrupt ({e})"
+            return
+        if not inflater.eof:
+            report.truncated = "compressed stream ends early (no end-of-stream marker)"
+
+
+def _lines(path, report):
+    """Yield ``(line number, bytes without the line end, complete)``; notes a truncated file in ``report``."""
+    lineno, rest = 0, b""
+    for chunk in _chunks(path, report):
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            lineno += 1
+            yield lineno, line.rstrip(b"\r"), True
+    if rest:
+        lineno += 1
+        if report.truncated is None:
+            report.truncated = f"last line {lineno} has no line end"
+        yield lineno, rest.rstrip(b"\r"), False
+
+
+def _records(path, parse, report, strict):
+    """Yield ``(lineno, record)`` for every line that decodes and parses; count the others."""
+    for lineno, line, complete in _lines(path, report):
+        if not line.strip():
+            continue
+        report.read += 1
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            report.reject(lineno, "not UTF-8", strict)
+            continue
+        try:
+            record = parse(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+            reason = "truncated last line" if not complete and report.truncated else f"not {parse.__doc__}"
+            report.reject(lineno, reason, strict)
+            continue
+        if not isinstance(record, (dict, list)):
+            report.reject(lineno, f"not {parse.__doc__}", strict)
+            continue
+        yield lineno, record
+
+
+def _json(text):
+    """JSON"""
+    return json.loads(text)
+
+
+def _literal(text):
+    """a Python literal"""
+    return ast.literal_eval(text)
+
+
+def _csv_row(text):
+    """a CSV row"""
+    return next(csv.reader([text]))
+
+
+def _pick(record, keys):
+    for key in keys:
+        if key in record:
+            return record[key]
+    return None
+
+
+def _review_fields(record, layout):
+    """``(user, item, rating or None, timestamp in s)`` from a parsed record, or raise ValueError(reason)."""
+    if layout in ("2014_csv", "2018_csv"):
+        if len(record) != 4:
+            raise ValueError(f"expected 4 columns, got {len(record)}")
+        user, item, rating, ts = record if layout == "2014_csv" else (record[1], record[0], record[2], record[3])
+    elif isinstance(layout, dict):  # CSV with a header: column index per field
+        if len(record) != layout["width"]:
+            raise ValueError(f"expected {layout['width']} columns, got {len(record)}")
+        user, item, ts = record[layout["user"]], record[layout["item"]], record[layout["time"]]
+        rating = record[layout["rating"]] if "rating" in layout else None
+    else:
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+        user, item = _pick(record, USER_KEYS), _pick(record, ITEM_KEYS)
+        rating, ts = _pick(record, RATING_KEYS), _pick(record, TIME_KEYS)
+        for name, value in (("user", user), ("item", item), ("rating", rating), ("timestamp", ts)):
+            if value is None:
+                raise ValueError(f"missing {name} field")
+    if not str(user).strip() or not str(item).strip():
+        raise ValueError("empty user or item")
+    try:
+        ts = float(ts)
+    except (TypeError, ValueError):
+        raise ValueError("timestamp not a number")
+    if layout == "2023":
+        ts /= 1000.0  # milliseconds
+    if rating is not None:
+        try:
+            rating = float(rating)
+        except (TypeError, ValueError):
+            raise ValueError("rating not a number")
+        if not 1.0 <= rating <= 5.0:
+            raise ValueError("rating out of range [1, 5]")
+    return str(user).strip(), str(item).strip(), rating, ts
+
+
+def _csv_layout(path):
+    """The layout of a CSV: a header naming its columns, else an Amazon ratings-only file by name."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as f:
+        header = [h.strip().lower() for h in next(csv.reader([f.readline()]), [])]
+    names = {"user": ("user", "user_id", "reviewerid", "userid"), "item": ("item", "item_id", "asin", "parent_asin",
+             "itemid"), "time": ("timestamp", "time", "unixreviewtime"), "rating": ("rating", "overall")}
+    found = {k: next((header.index(n) for n in v if n in header), None) for k, v in names.items()}
+    if found["user"] is not None and found["item"] is not None:
+        if found["time"] is None:
+            raise DataError(f"{path}:1: header {header} has no timestamp column (timestamp, time or unixReviewTime)")
+        layout = {k: v for k, v in found.items() if v is not None}
+        layout["width"] = len(header)
+        return layout
+    return "2014_csv" if os.path.basename(path).startswith("ratings_") else "2018_csv"
+
+
+def find_files(raw_dir, category):
+    """``(review file, layout, meta file or None)`` of a category in ``raw_dir``."""
+    def first(*names):
+        for name in names:
+            for suffix in ("", ".gz"):
+                path = os.path.join(raw_dir, name + suffix)
+                if os.path.isfile(path):
+                    return path
+        return None
+
+    candidates = [(f"reviews_{category}_5.json", "2014"), (f"{category}_5.json", "2018"), (f"{category}.jsonl", "2023"),
+                  (f"{category}.json", "2018"), (f"ratings_{category}.csv", "csv"), (f"{category}.csv", "csv")]
+    for name, layout in candidates:
+        path = first(name)
+        if path:
+            meta = first(f"meta_{category}.jsonl") if layout == "2023" else first(f"meta_{category}.json")
+            return path, layout, meta
+    raise DataError(f"{raw_dir}: no review file for '{category}' (looked for "
+                    f"{', '.join(n for n, _ in candidates)}, each also .gz)")
+
+
+class Interner:
+    """Strings to consecutive int codes, shared by both domains so that a user has one code."""
+
+    def __init__(self):
+        self.codes, self.tokens = {}, []
+
+    def __call__(self, token):
+        code = self.codes.get(token)
+        if code is None:
+            code = self.codes[token] = len(self.tokens)
+            self.tokens.append(token)
+        return code
+
+
+def read_reviews(path, layout, users, items, strict=False):
+    """Stream a review file into compact arrays ``(user, item, rating, time, line)`` and a :class:`FileReport`.
+
+    ``rating`` is None for a CSV without a rating column (implicit feedback).
+    """
+    report = FileReport(path)
+    if layout == "csv":
+        layout = _csv_layout(path)
+    parse = _csv_row if layout in ("2014_csv", "2018_csv") or isinstance(layout, dict) else _json
+    skip_header = isinstance(layout, dict)
+    implicit = isinstance(layout, dict) and "rating" not in layout
+    cols = {"user": array("q"), "item": array("q"), "rating": array("f"), "time": array("d"), "line": array("q")}
+    for lineno, record in _records(path, parse, report, strict):
+        if skip_header:
+            skip_header = False
+            report.read -= 1
+            continue
+        try:
+            user, item, rating, ts = _review_fields(record, layout)
+        except ValueError as e:
+            report.reject(lineno, str(e), strict)
+            continue
+        cols["user"].append(users(user))
+        cols["item"].append(items(item))
+        cols["rating"].append(1.0 if rating is None else rating)
+        cols["time"].append(ts)
+        cols["line"].append(lineno)
+        report.kept += 1
+    arrays = {k: np.frombuffer(v, dtype={"q": np.int64, "f": np.float32, "d": np.float64}[v.typecode]) if len(v)
+              else np.empty(0, dtype={"q": np.int64, "f": np.float32, "d": np.float64}[v.typecode])
+              for k, v in cols.items()}
+    if implicit:
+        arrays["rating"] = None
+    return arrays, report
+
+
+def _category(record, level):
+    """Level ``level`` (1 = root) of the item's category path, or None."""
+    paths = record.get("categories", record.get("category"))
+    if isinstance(paths, list) and paths and isinstance(paths[0], list):  # 2014: a list of paths
+        paths = paths[0]
+    if isinstance(paths, list) and len(paths) >= level and str(paths[level - 1]).strip():
+        return str(paths[level - 1]).strip()
+    return None
+
+
+def read_meta(path, wanted, level=2, strict=False):
+    """``({item code: (category, title)}, FileReport)`` for the items in ``wanted`` (a dict token -> code)."""
+    report = FileReport(path)
+    found = {}
+    parse = None
+    for lineno, line, complete in _lines(path, report):
+        if not line.strip():
+            continue
+        report.read += 1
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            report.reject(lineno, "not UTF-8", strict)
+            continue
+        if parse is None:  # the 2014 meta files hold Python literals, the later ones JSON
+            try:
+                json.loads(text)
+                parse = _json
+            except ValueError:
+                parse = _literal
+        try:
+            record = parse(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+            report.reject(lineno, "truncated last line" if not complete and report.truncated
+                          else f"not {parse.__doc__}", strict)
+            continue
+        if not isinstance(record, dict):
+            report.reject(lineno, f"not {parse.__doc__}", strict)
+            continue
+        code = wanted.get(str(_pick(record, ("parent_asin", "asin")) or "").strip())
+        if code is None:
+            continue
+        title = record.get("title")
+        title = re.sub(r"\s+", " ", str(title)).strip() if title else ""
+        found[code] = (_category(record, level) or "others", title)
+        report.kept += 1
+    return found, report
+
+
+def _deduplicate(rows):
+    """Keep the latest review of each (user, item); ties by line order."""
+    order = np.lexsort((rows["line"], rows["time"], rows["item"], rows["user"]))
+    user, item = rows["user"][order], rows["item"][order]
+    last = np.append((user[1:] != user[:-1]) | (item[1:] != item[:-1]), True)
+    keep = order[last]
+    return {k: (v[keep] if v is not None else None) for k, v in rows.items()}, int(len(order) - len(keep))
+
+
+def _write_domain(folder, name, rows, users, items, meta, with_rating):
+    os.makedirs(folder, exist_ok=True)
+    order = np.lexsort((rows["time"], rows["user"]))
+    with open(os.path.join(folder, f"{name}.inter"), "w", encoding="utf-8") as f:
+        f.write("user_id:token\titem_id:token\t" + ("rating:float\t" if with_rating else "") + "timestamp:float\n")
+        for i in order:
+            rating = f"{rows['rating'][i]:g}\t" if with_rating else ""
+            f.write(f"{users.tokens[rows['user'][i]]}\t{items.tokens[rows['item'][i]]}\t{rating}{rows['time'][i]:.0f}\n")
+    item_codes = np.unique(rows["item"])
+    with open(os.path.join(folder, f"{name}.item"), "w", encoding="utf-8") as f:
+        f.write("item_id:token\tcategory:token\ttitle:token_seq\n")
+        for code in item_codes:
+            category, title = meta.get(code, ("others", ""))
+            f.write(f"{items.tokens[code]}\t{category.replace(chr(9), ' ')}\t{title.replace(chr(9), ' ')}\n")
+    return len(item_codes)
+
+
+def convert(source, target, raw_dir=None, out_dir="dataset", name=None, strict=False, category_level=2,
+            source_file=None, target_file=None, properties_dir=None, log=print):
+    """Convert two domains; returns the report (per file and the Table 4 summary)."""
+    name = name or f"{source}-{target}".lower()
+    users = Interner()
+    domains, files = {}, []
+    for domain, category, explicit in (("source", source, source_file), ("target", target, target_file)):
+        items = Interner()  # items are per domain
+        if explicit:
+            path, layout, meta_path = explicit, "csv", None
+        else:
+            if raw_dir is None:
+                raise DataError(f"--raw-dir is needed to find the files of '{category}'")
+            path, layout, meta_path = find_files(raw_dir, category)
+        log(f"{domain}: reading {path}")
+        rows, report = read_reviews(path, layout, users, items, strict)
+        files.append(report)
+        domains[domain] = {"rows": rows, "items": items, "meta_path": meta_path, "implicit": rows["rating"] is None}
+    shared = np.intersect1d(domains["source"]["rows"]["user"], domains["target"]["rows"]["user"])
+    if len(shared) == 0:
+        raise DataError(f"'{source}' and '{target}' share no user: cross-domain data needs users in both domains")
+    summary = {"name": name, "users": int(len(shared))}
+    for domain, d in domains.items():
+        rows = d["rows"]
+        keep = np.isin(rows["user"], shared)
+        rows = {k: (v[keep] if v is not None else None) for k, v in rows.items()}
+        rows, duplicates = _deduplicate(rows)
+        meta, meta_report = {}, None
+        if d["meta_path"]:
+            used = np.unique(rows["item"])
+            wanted = {d["items"].tokens[c]: int(c) for c in used}
+            log(f"{domain}: reading {d['meta_path']}")
+            meta, meta_report = read_meta(d["meta_path"], wanted, category_level, strict)
+            files.append(meta_report)
+        folder_name = f"{name}-{domain}"
+        n_items = _write_domain(os.path.join(out_dir, folder_name), folder_name, rows, users, d["items"], meta,
+                                not d["implicit"])
+        summary[domain] = {"behaviours": int(len(rows["user"])), "items": n_items,
+                           "dropped_user_not_shared": int((~keep).sum()), "duplicates_dropped": duplicates,
+                           "items_without_meta": int(n_items - len(meta)), "implicit": d["implicit"]}
+    if properties_dir:
+        write_properties(properties_dir, name, out_dir, {d: v["implicit"] for d, v in domains.items()})
+    report = {"files": [f.as_dict() for f in files], "summary": summary}
+    log(format_report(report))
+    return report
+
+
+def write_properties(properties_dir, name, out_dir, implicit):
+    """A ``properties/dataset/<name>.yaml`` for the converted pair."""
+    os.makedirs(properties_dir, exist_ok=True)
+    lines = [f"# {name}: written by dataset_converters/amazon.py", f"data_path: {out_dir.rstrip('/')}/"]
+    for domain in ("source", "target"):
+        columns = "[user_id, item_id, timestamp]" if implicit[domain] else "[user_id, item_id, rating, timestamp]"
+        lines += [f"{domain}_domain:", f"  dataset: {name}-{domain}", f"  load_col: {{inter: {columns}}}",
+                  '  user_inter_num_interval: "[0,inf)"', '  item_inter_num_interval: "[0,inf)"', "  val_interval: ~"]
+        if implicit[domain]:
+            lines.append("  threshold: ~                  # implicit feedback: every row is a positive")
+    with open(os.path.join(properties_dir, f"{name}.yaml"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def format_report(report):
+    out = []
+    for f in report["files"]:
+        line = f"{f['file']}: read {f['read']}, kept {f['kept']}, rejected {sum(f['rejected'].values())}"
+        if f["rejected"]:
+            line += " (" + "; ".join(f"{r}: {n}, first at lines {f['first_lines'][r]}" for r, n in f["rejected"].items()) + ")"
+        if f["truncated"]:
+            line += f"; TRUNCATED: {f['truncated']}"
+        out.append(line)
+    s = report["summary"]
+    out.append(f"{'Dataset':<20}{'#Source behaviours':>20}{'#Target behaviours':>20}{'#Users':>9}"
+               f"{'#Source items':>15}{'#Target items':>15}")
+    out.append(f"{s['name']:<20}{s['source']['behaviours']:>20,}{s['target']['behaviours']:>20,}{s['users']:>9,}"
+               f"{s['source']['items']:>15,}{s['target']['items']:>15,}")
+    return "\n".join(out)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--source", required=True, help="source category, e.g. Books")
+    parser.add_argument("--target", required=True, help="target category, e.g. Toys_and_Games")
+    parser.add_argument("--raw-dir", help="folder holding the raw files")
+    parser.add_argument("--source-file", help="review file of the source domain (overrides --raw-dir)")
+    parser.add_argument("--target-file", help="review file of the target domain (overrides --raw-dir)")
+    parser.add_argument("--out", default="dataset", help="folder receiving <name>-source/ and <name>-target/")
+    parser.add_argument("--name", help="dataset name (default: <source>-<target>, lower case)")
+    parser.add_argument("--category-level", type=int, default=2, help="level of the category path (1 = root)")
+    parser.add_argument("--properties-dir", default="properties/dataset", help="where <name>.yaml is written")
+    parser.add_argument("--strict", action="store_true", help="stop at the first bad record")
+    args = parser.parse_args(argv)
+    try:
+        convert(args.source, args.target, args.raw_dir, args.out, args.name, args.strict, args.category_level,
+                args.source_file, args.target_file, args.properties_dir)
+    except (DataError, OSError) as e:
+        parser.exit(2, f"error: {e}\n")
+
+
+if __name__ == "__main__":
+    main()
