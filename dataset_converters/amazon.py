@@ -166,7 +166,9 @@ def _review_fields(record, layout):
     else:
         if not isinstance(record, dict):
             raise ValueError("not a JSON object")
-        user, item = _pick(record, USER_KEYS), _pick(record, ITEM_KEYS)
+        user = _pick(record, USER_KEYS)
+        # the 2023 release groups variants of a product under parent_asin
+        item = _pick(record, ("parent_asin", "asin") if layout == "2023" else ITEM_KEYS)
         rating, ts = _pick(record, RATING_KEYS), _pick(record, TIME_KEYS)
         for name, value in (("user", user), ("item", item), ("rating", rating), ("timestamp", ts)):
             if value is None:
@@ -252,7 +254,8 @@ def read_reviews(path, layout, users, items, strict=False):
     parse = _csv_row if layout in ("2014_csv", "2018_csv") or isinstance(layout, dict) else _json
     skip_header = isinstance(layout, dict)
     implicit = isinstance(layout, dict) and "rating" not in layout
-    cols = {"user": array("q"), "item": array("q"), "rating": array("f"), "time": array("d"), "line": array("q")}
+    # compact columns: 4 + 4 + 4 + 8 + 4 bytes per kept row
+    cols = {"user": array("i"), "item": array("i"), "rating": array("f"), "time": array("d"), "line": array("i")}
     for lineno, record in _records(path, parse, report, strict):
         if skip_header:
             skip_header = False
@@ -269,8 +272,8 @@ def read_reviews(path, layout, users, items, strict=False):
         cols["time"].append(ts)
         cols["line"].append(lineno)
         report.kept += 1
-    arrays = {k: np.frombuffer(v, dtype={"q": np.int64, "f": np.float32, "d": np.float64}[v.typecode]) if len(v)
-              else np.empty(0, dtype={"q": np.int64, "f": np.float32, "d": np.float64}[v.typecode])
+    dtypes = {"i": np.int32, "f": np.float32, "d": np.float64}
+    arrays = {k: np.frombuffer(v, dtype=dtypes[v.typecode]) if len(v) else np.empty(0, dtype=dtypes[v.typecode])
               for k, v in cols.items()}
     if implicit:
         arrays["rating"] = None
@@ -370,13 +373,18 @@ def convert(source, target, raw_dir=None, out_dir="dataset", name=None, strict=F
         rows, report = read_reviews(path, layout, users, items, strict)
         files.append(report)
         domains[domain] = {"rows": rows, "items": items, "meta_path": meta_path, "implicit": rows["rating"] is None}
-    shared = np.intersect1d(domains["source"]["rows"]["user"], domains["target"]["rows"]["user"])
+    is_shared = np.zeros(len(users.tokens), dtype=bool)
+    is_shared[np.unique(domains["source"]["rows"]["user"])] = True
+    in_target = np.zeros(len(users.tokens), dtype=bool)
+    in_target[np.unique(domains["target"]["rows"]["user"])] = True
+    is_shared &= in_target
+    shared = np.flatnonzero(is_shared)
     if len(shared) == 0:
         raise DataError(f"'{source}' and '{target}' share no user: cross-domain data needs users in both domains")
     summary = {"name": name, "users": int(len(shared))}
     for domain, d in domains.items():
-        rows = d["rows"]
-        keep = np.isin(rows["user"], shared)
+        rows, d["rows"] = d["rows"], None  # the unfiltered columns go as soon as they are filtered
+        keep = is_shared[rows["user"]]
         rows = {k: (v[keep] if v is not None else None) for k, v in rows.items()}
         rows, duplicates = _deduplicate(rows)
         meta, meta_report = {}, None

@@ -11,7 +11,6 @@ import enum
 import sys
 
 import numpy as np
-import torch
 
 # recbole 1.0.1 uses the aliases np.float, np.int, np.bool and np.long, removed in numpy 1.24; they
 # are restored (as the builtins they always were) so that recbole also runs with a newer numpy.
@@ -48,9 +47,13 @@ def plain_data(value):
 
 def save_checkpoint(path, state):
     """Save a dict of state dicts, tensors and plain data; RecBole 1.0.1 pickles its Config instead."""
+    import torch  # here, so that the converters can import the package without loading torch
+
     torch.save(state, path)
 
 
 def load_checkpoint(path, map_location="cpu"):
     """Load a checkpoint written by :func:`save_checkpoint`, never unpickling arbitrary objects."""
+    import torch
+
     return torch.load(path, map_location=map_location, weights_only=True)

@@ -227,3 +227,17 @@ def test_converted_implicit_dataset_trains_with_sampled_negatives(ml1m_path, tmp
 
     result = run_recbole_biao("CoNet", config_file_list=[yaml_path], config_dict=values)
     assert result["test_result"]["auc"] > 0.6, result
+
+
+def test_2023_layout_uses_parent_asin_and_millisecond_timestamps(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    lines = [{"rating": 4.0, "user_id": "U1", "asin": "V1", "parent_asin": "P1", "timestamp": 1588615855070},
+             {"rating": 2.0, "user_id": "U2", "asin": "V2", "parent_asin": "P1", "timestamp": 1588615856000}]
+    write(raw / "All_Beauty.jsonl", "\n".join(json.dumps(x) for x in lines) + "\n")
+    write(raw / "meta_All_Beauty.jsonl", json.dumps({"parent_asin": "P1", "categories": ["Beauty", "Skin"]}) + "\n")
+    path, layout, meta = amazon.find_files(str(raw), "All_Beauty")
+    assert layout == "2023" and meta.endswith("meta_All_Beauty.jsonl")
+    rows, report, users, items = read(path, layout)
+    assert items.tokens == ["P1"] and rows["time"].tolist() == [1588615855.07, 1588615856.0]
+    assert amazon.read_meta(meta, {"P1": 0})[0] == {0: ("Skin", "")}

@@ -42,7 +42,7 @@ def test_models_and_trainers_fall_back_to_recbole_cdr(monkeypatch):
 
 
 def test_unknown_dataset(ml1m_path):
-    with pytest.raises(ConfigError, match=r"unknown dataset 'books-toyz': no .*books-toyz.yaml; available: ml-1m-genres"):
+    with pytest.raises(ConfigError, match=r"unknown dataset 'books-toyz': no .*books-toyz.yaml; available: .*ml-1m-genres"):
         from recbole_biao.quick_start import build_config
         build_config("CoNet", "books-toyz")
 

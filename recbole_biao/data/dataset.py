@@ -31,8 +31,8 @@ class BiaoDataset(CrossDomainDataset):
             name, path = config[f"{domain}_domain"]["dataset"], config[f"{domain}_domain"]["data_path"]
             inter = os.path.join(path, f"{name}.inter")
             if not os.path.isfile(inter):
-                raise DataError(f"{domain}_domain: atomic file '{inter}' not found "
-                                f"(expected <data_path>/<dataset>/<dataset>.inter)")
+                raise DataError(f"{domain}_domain: atomic file '{inter}' not found (expected <data_path>/<dataset>/"
+                                f"<dataset>.inter; raw Amazon files convert with python -m dataset_converters.amazon)")
         super().__init__(config)
         self.item_category, self.category_tokens = {}, {}
         for domain in DOMAINS:
