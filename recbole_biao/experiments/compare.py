@@ -1,0 +1,149 @@
+"""Base-S / Base-0 / Base / Base+BIAO over several seeds, with RelaImpr and a paired t-test (paper Table 1),
+optional ablation rows (Table 2), split-ratio rows (Table 3) and parameter sweeps (Figure 5).
+
+Finished runs are cached by configuration and seed, so a repeated or interrupted command reruns only what
+is missing.
+"""
+
+import csv
+import hashlib
+import json
+import math
+import os
+import time
+
+import numpy as np
+from scipy import stats
+from tqdm import tqdm
+
+from recbole_biao.evaluation import rela_impr
+
+__all__ = ["Row", "baseline_rows", "ablation_rows", "split_rows", "sweep_rows", "RunCache", "run_rows",
+           "paired_p_value", "comparison_table", "to_markdown", "write_table"]
+
+
+class Row:
+    """One line of a comparison table: a model name, a trainer and properties overrides."""
+
+    def __init__(self, label, model, trainer=None, values=None):
+        self.label, self.model, self.trainer, self.values = label, model, trainer, dict(values or {})
+
+    def spec(self, seed, dataset, config_files, config_dict):
+        files = {path: hashlib.sha1(open(path, "rb").read()).hexdigest() for path in config_files or []}
+        return {"model": self.model, "trainer": self.trainer, "dataset": dataset, "config_files": files,
+                "config": {**(config_dict or {}), **self.values}, "seed": seed}
+
+
+def baseline_rows(model):
+    return [Row(f"{model}-S", f"{model}-S"), Row(f"{model}-0", f"{model}-0"), Row(model, model),
+            Row(f"{model}+BIAO", model, "BIAO")]
+
+
+def ablation_rows(model):
+    return [Row("w/o global", model, "BIAO", {"use_global": False}),
+            Row("w/o user", model, "BIAO", {"use_user": False})]
+
+
+def split_rows(model, ratios=(0.01, 0.05, 0.1)):
+    return [Row(f"split {r}", model, "BIAO", {"dev_strategy": "split", "dev_split_ratio": r}) for r in ratios]
+
+
+def sweep_rows(model, key, values):
+    """BIAO with ``key`` set to each of ``values``, plus the base model as the reference."""
+    return [Row(model, model)] + [Row(f"{key}={v}", model, "BIAO", {key: v}) for v in values]
+
+
+class RunCache:
+    """Results of finished runs, one JSON file per (configuration, seed)."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        os.makedirs(folder, exist_ok=True)
+
+    def _path(self, spec):
+        key = hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
+        return os.path.join(self.folder, f"{key}.json")
+
+    def get(self, spec):
+        path = self._path(spec)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)["result"]
+        return None
+
+    def put(self, spec, result):
+        with open(self._path(spec), "w", encoding="utf-8") as f:
+            json.dump({"spec": spec, "result": result}, f, default=str)
+
+
+def run_rows(rows, seeds, runner, cache, dataset=None, config_files=None, config_dict=None, progress=True):
+    """Run (or reuse) every row for every seed; returns ``{label: [test result per seed]}``.
+
+    ``runner(spec)`` trains one configuration and returns its test result dict.
+    """
+    jobs = [(row, seed) for row in rows for seed in seeds]
+    results = {row.label: [] for row in rows}
+    bar = tqdm(total=len(jobs), desc="runs", ncols=100, disable=not progress)
+    started = time.time()
+    for row, seed in jobs:
+        spec = row.spec(seed, dataset, config_files, config_dict)
+        result = cache.get(spec)
+        if result is None:
+            result = runner(spec)
+            cache.put(spec, result)
+        results[row.label].append(result)
+        bar.set_postfix_str(f"{row.label} seed {seed}; elapsed {time.time() - started:.0f}s")
+        bar.update()
+    bar.close()
+    return results
+
+
+def paired_p_value(a, b):
+    """Two-sided paired t-test of ``a`` against ``b`` (nan with fewer than two pairs or no variance)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or np.allclose(a - b, (a - b)[0]):
+        return float("nan")
+    return float(stats.ttest_rel(a, b).pvalue)
+
+
+def comparison_table(results, reference, tested=None, baselines=()):
+    """Rows ``(label, mean AUC, RelaImpr % vs reference, star, p)`` from ``{label: [result per seed]}``.
+
+    ``tested`` (e.g. Base+BIAO) gets a paired t-test against the best of ``baselines`` by mean AUC and a
+    star when p < 0.05 and it is better.
+    """
+    auc = {label: [r["auc"] for r in rs] for label, rs in results.items()}
+    mean = {label: float(np.mean(v)) for label, v in auc.items()}
+    p, star = float("nan"), ""
+    if tested and baselines:
+        best = max(baselines, key=lambda label: mean[label])
+        p = paired_p_value(auc[tested], auc[best])
+        star = "*" if not math.isnan(p) and p < 0.05 and mean[tested] > mean[best] else ""
+    table = []
+    for label in results:
+        is_tested = label == tested
+        table.append((label, mean[label], rela_impr(mean[label], mean[reference]),
+                      star if is_tested else "", p if is_tested else float("nan")))
+    return table
+
+
+def to_markdown(table, title=""):
+    lines = [f"**{title}**", ""] if title else []
+    lines += ["| model | AUC | RelaImpr | p (paired t-test vs best baseline) |", "|---|---|---|---|"]
+    for label, auc, impr, star, p in table:
+        lines.append(f"| {label} | {auc:.4f}{star} | {impr:.2f}% | {'' if math.isnan(p) else f'{p:.3g}'} |")
+    return "\n".join(lines)
+
+
+def write_table(table, path_stem, title=""):
+    """Write ``<path_stem>.csv`` and ``<path_stem>.md``; returns the Markdown."""
+    os.makedirs(os.path.dirname(os.path.abspath(path_stem)), exist_ok=True)
+    with open(path_stem + ".csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["model", "auc", "rela_impr_percent", "significant", "p_value"])
+        for label, auc, impr, star, p in table:
+            writer.writerow([label, f"{auc:.6f}", f"{impr:.4f}", bool(star), "" if math.isnan(p) else f"{p:.6g}"])
+    markdown = to_markdown(table, title)
+    with open(path_stem + ".md", "w", encoding="utf-8") as f:
+        f.write(markdown + "\n")
+    return markdown

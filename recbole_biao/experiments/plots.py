@@ -1,0 +1,33 @@
+"""Figures of the experiments (matplotlib, written as PNG files)."""
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+__all__ = ["bar_chart", "line_chart"]
+
+
+def bar_chart(labels, values, path, title, xlabel, ylabel):
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(labels)), 4.5))
+    ax.bar(range(len(labels)), values, color="tab:blue")
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=8)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def line_chart(x, y, path, title, xlabel, ylabel, reference=None, reference_label=None):
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    ax.plot(x, y, marker="o", label="BIAO")
+    if reference is not None:
+        ax.axhline(reference, linestyle="--", color="gray", label=reference_label)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

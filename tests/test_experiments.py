@@ -1,0 +1,100 @@
+"""Comparison statistics, tables, the run cache and the weight plots."""
+
+import csv
+import math
+
+import numpy as np
+import pytest
+
+from recbole_biao.evaluation import rela_impr
+from recbole_biao.experiments.compare import (Row, RunCache, baseline_rows, comparison_table, paired_p_value,
+                                             run_rows, to_markdown, write_table)
+from recbole_biao.experiments.commands import parse_sweep
+from recbole_biao.experiments.weights import analyse
+from recbole_biao.errors import ConfigError, DataError
+
+
+def test_rela_impr_by_hand():
+    assert rela_impr(0.7, 0.6) == pytest.approx(100.0)
+    assert rela_impr(0.55, 0.6) == pytest.approx(-50.0)
+    assert rela_impr(0.7639, 0.7557) == pytest.approx(3.21, abs=0.005)  # paper Table 1, MiNet+ours vs MiNet-S
+
+
+def test_paired_t_test_by_hand():
+    a, b = [1.0, 2.0, 3.0, 4.0], [1.1, 1.9, 2.7, 3.5]
+    d = np.subtract(a, b)
+    t = d.mean() / (d.std(ddof=1) / math.sqrt(len(d)))
+    # Student t with 3 degrees of freedom: F(t) = 1/2 + (x/(1 + x^2) + atan(x)) / pi, x = t / sqrt(3)
+    x = abs(t) / math.sqrt(3)
+    p = 2 * (1 - (0.5 + (x / (1 + x * x) + math.atan(x)) / math.pi))
+    assert paired_p_value(a, b) == pytest.approx(p, rel=1e-9)
+    assert math.isnan(paired_p_value([0.7], [0.6]))
+
+
+def results(values):
+    return {label: [{"auc": v} for v in vs] for label, vs in values.items()}
+
+
+def test_table_star_and_markdown(tmp_path):
+    res = results({"M-S": [0.60, 0.61, 0.62], "M-0": [0.60, 0.60, 0.61], "M": [0.62, 0.63, 0.63],
+                   "M+BIAO": [0.65, 0.66, 0.67]})
+    table = comparison_table(res, "M-S", "M+BIAO", ["M-S", "M-0", "M"])
+    labels = [row[0] for row in table]
+    assert labels == ["M-S", "M-0", "M", "M+BIAO"]
+    biao = table[3]
+    assert biao[1] == pytest.approx(0.66) and biao[3] == "*" and biao[4] < 0.05
+    assert biao[2] == pytest.approx(rela_impr(0.66, 0.61))
+    assert table[0][2] == pytest.approx(0.0) and math.isnan(table[0][4])
+    md = write_table(table, str(tmp_path / "t"), "title")
+    assert "| M+BIAO | 0.6600* | 45.45% |" in md and md.startswith("**title**")
+    with open(tmp_path / "t.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[3]["significant"] == "True" and rows[0]["p_value"] == ""
+    worse = comparison_table(results({"M-S": [0.6, 0.7], "M+BIAO": [0.61, 0.69]}), "M-S", "M+BIAO", ["M-S"])
+    assert worse[1][3] == "" and "0.6500 |" in to_markdown(worse)
+
+
+def test_run_cache_reuses_finished_runs(tmp_path):
+    calls = []
+
+    def runner(spec):
+        calls.append(spec)
+        return {"auc": 0.5 + spec["seed"] / 10000, "logloss": 0.6}
+
+    cache = RunCache(str(tmp_path / "cache"))
+    rows = baseline_rows("CoNet")
+    first = run_rows(rows, [1, 2], runner, cache, config_dict={"learning_rate": 0.01}, progress=False)
+    assert len(calls) == 8
+    again = run_rows(rows, [1, 2], runner, cache, config_dict={"learning_rate": 0.01}, progress=False)
+    assert len(calls) == 8 and again == first
+    run_rows(rows, [1, 2, 3], runner, cache, config_dict={"learning_rate": 0.01}, progress=False)
+    assert len(calls) == 12  # only the new seed
+    run_rows([Row("CoNet", "CoNet")], [1], runner, cache, config_dict={"learning_rate": 0.02}, progress=False)
+    assert len(calls) == 13  # a changed configuration reruns
+
+
+def test_parse_sweep():
+    assert parse_sweep("interval=20,100,500") == ("interval", [20, 100, 500])
+    with pytest.raises(ConfigError, match="expected key=value1,value2"):
+        parse_sweep("interval")
+
+
+def test_weight_plots_and_report_from_a_synthetic_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "w.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["user", "item", "category", "user_source_behaviours", "user_target_behaviours", "weight",
+                         "recent_source_items", "recent_target_items"])
+        for i in range(300):
+            writer.writerow([f"u{i % 30}", f"i{i}", ["Drama", "Comedy", "War"][i % 3], rng.integers(1, 100),
+                             rng.integers(1, 20), rng.gamma(2.0, 0.5), "a|b", "c"])
+    figure3, figure4, report = analyse(str(path), str(tmp_path / "out"), top=3)
+    for png in (figure3, figure4):
+        with open(png, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    text = open(report).read()
+    assert "Highest-weighted behaviours" in text and "recent source: a; b" in text and "Drama" in text
+    with pytest.raises(DataError, match="missing column"):
+        (tmp_path / "bad.csv").write_text("user,item\nu,i\n")
+        analyse(str(tmp_path / "bad.csv"))
