@@ -108,7 +108,10 @@ def _lines(path, report):
 
 
 def _records(path, parse, report, strict):
-    """Yield ``(lineno, record)`` for every line that decodes and parses; count the others."""
+    """Yield ``(lineno, record)`` for every line that decodes and parses; count the others.
+
+    ``parse=None`` detects the format on the first line: JSON, else Python literals (2014 meta files).
+    """
     for lineno, line, complete in _lines(path, report):
         if not line.strip():
             continue
@@ -118,6 +121,12 @@ def _records(path, parse, report, strict):
         except UnicodeDecodeError:
             report.reject(lineno, "not UTF-8", strict)
             continue
+        if parse is None:
+            try:
+                json.loads(text)
+                parse = _json
+            except ValueError:
+                parse = _literal
         try:
             record = parse(text)
         except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
@@ -294,30 +303,9 @@ def read_meta(path, wanted, level=2, strict=False):
     """``({item code: (category, title)}, FileReport)`` for the items in ``wanted`` (a dict token -> code)."""
     report = FileReport(path)
     found = {}
-    parse = None
-    for lineno, line, complete in _lines(path, report):
-        if not line.strip():
-            continue
-        report.read += 1
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError:
-            report.reject(lineno, "not UTF-8", strict)
-            continue
-        if parse is None:  # the 2014 meta files hold Python literals, the later ones JSON
-            try:
-                json.loads(text)
-                parse = _json
-            except ValueError:
-                parse = _literal
-        try:
-            record = parse(text)
-        except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
-            report.reject(lineno, "truncated last line" if not complete and report.truncated
-                          else f"not {parse.__doc__}", strict)
-            continue
+    for lineno, record in _records(path, None, report, strict):
         if not isinstance(record, dict):
-            report.reject(lineno, f"not {parse.__doc__}", strict)
+            report.reject(lineno, "not a record", strict)
             continue
         code = wanted.get(str(_pick(record, ("parent_asin", "asin")) or "").strip())
         if code is None:
