@@ -11,6 +11,7 @@ applies 5-core and rating filters that the paper's protocol does not use.
 
 import os
 
+import yaml
 from recbole_cdr.config import CDRConfig
 
 from recbole_biao.compat import isolated_argv
@@ -115,6 +116,15 @@ class BiaoConfig(CDRConfig):
         for path in config_file_list or []:
             if not os.path.isfile(path):
                 raise ConfigError(f"config file '{path}' not found")
+            with open(path, encoding="utf-8") as f:
+                try:
+                    content = yaml.safe_load(f)
+                except yaml.YAMLError as e:
+                    mark = getattr(e, "problem_mark", None)
+                    where = f":{mark.line + 1}" if mark else ""
+                    raise ConfigError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+            if content is not None and not isinstance(content, dict):
+                raise ConfigError(f"{path}: expected a mapping of properties keys, got {type(content).__name__}")
         # Command-line keys reach the config only through config_dict (the CLI parses them),
         # so that importing code under pytest or another program never picks up foreign argv.
         with isolated_argv():

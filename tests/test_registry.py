@@ -69,6 +69,17 @@ def test_missing_config_file_and_atomic_file(tmp_path):
         BiaoDataset(config)
 
 
+def test_malformed_properties_file(tmp_path):
+    from recbole_biao.quick_start import build_config
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rate: 0.01\ntrain_batch_size: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:3: not valid YAML"):
+        build_config("CoNet", None, [str(bad)])
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: expected a mapping of properties keys, got list"):
+        build_config("CoNet", None, [str(bad)])
+
+
 def test_cli_prints_one_line_errors():
     result = subprocess.run([sys.executable, "run_recbole_biao.py", "--model=NoNet"], capture_output=True, text=True)
     assert result.returncode == 2
@@ -78,3 +89,15 @@ def test_cli_prints_one_line_errors():
                             capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "'train_batch_size': expected int, got 'lots'" in result.stderr
+
+
+def test_malformed_atomic_file_is_one_line(ml1m_path, tmp_path):
+    import shutil
+    from recbole_biao.data import BiaoDataset
+    for domain in ("source", "target"):
+        shutil.copytree(f"{ml1m_path[0]}/ml-1m-genres-{domain}", tmp_path / f"ml-1m-genres-{domain}")
+    inter = tmp_path / "ml-1m-genres-target" / "ml-1m-genres-target.inter"
+    inter.write_text(inter.read_text().replace("\t5\t", "\tfive\t", 1))
+    _, config = config_for(str(tmp_path))
+    with pytest.raises(DataError, match=r"RecBole could not load the atomic files in .*ml-1m-genres-target"):
+        BiaoDataset(config)

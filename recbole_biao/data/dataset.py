@@ -33,7 +33,12 @@ class BiaoDataset(CrossDomainDataset):
             if not os.path.isfile(inter):
                 raise DataError(f"{domain}_domain: atomic file '{inter}' not found (expected <data_path>/<dataset>/"
                                 f"<dataset>.inter; raw Amazon files convert with python -m dataset_converters.amazon)")
-        super().__init__(config)
+        try:
+            super().__init__(config)
+        except (ValueError, KeyError, TypeError) as e:  # raised from inside RecBole / pandas on malformed files
+            names = " and ".join(f"'{config[f'{d}_domain']['data_path']}'" for d in DOMAINS)
+            raise DataError(f"RecBole could not load the atomic files in {names}: "
+                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
         self.item_category, self.category_tokens = {}, {}
         for domain in DOMAINS:
             self.item_category[domain], self.category_tokens[domain] = self._load_categories(domain)

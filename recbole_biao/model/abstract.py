@@ -63,7 +63,6 @@ class BiaoRecommender(CrossDomainRecommender):
         for domain in DOMAINS:
             self.register_buffer(f"{domain}_item_category", torch.from_numpy(dataset.item_category[domain]))
         self.num_categories = dict(dataset.num_categories)
-        self.SOURCE_LABEL, self.TARGET_LABEL = "source_label", "target_label"
         self.bce = nn.BCEWithLogitsLoss(reduction="none")
 
     @property
@@ -106,16 +105,22 @@ class BiaoRecommender(CrossDomainRecommender):
     def score(self, interaction, domain):
         raise NotImplementedError
 
+    def _losses(self, interaction, domain):
+        return self.bce(self.score(interaction, domain), interaction[f"{domain}_label"])
+
     def behaviour_losses(self, interaction):
-        target = self.bce(self.score(interaction, "target"), interaction[self.TARGET_LABEL])
+        target = self._losses(interaction, "target")
         has_source = self.uses_source and "source_item_id" in interaction.interaction
         if not has_source or interaction["source_item_id"].numel() == 0:
             return target, None
-        return target, self.bce(self.score(interaction, "source"), interaction[self.SOURCE_LABEL])
+        return target, self._losses(interaction, "source")
 
     def calculate_loss(self, interaction):
-        target, source = self.behaviour_losses(interaction) if self.variant == "base" else \
-            (self.bce(self.score(interaction, "target"), interaction[self.TARGET_LABEL]), None)
+        # only the base variant trains on the source loss; -0 keeps the source inputs, -S has none
+        if self.variant == "base":
+            target, source = self.behaviour_losses(interaction)
+        else:
+            target, source = self._losses(interaction, "target"), None
         if source is None:
             return target.mean() + self.regularization()
         return target.mean() + self.regularization(), self.loss_gamma * source.mean()

@@ -25,6 +25,7 @@ from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.errors import ConfigError
 from recbole_biao.hypergradient import clip_and_check, implicit_hypergradient
 from recbole_biao.model.abstract import check_contract
+from recbole_biao.model.layers import history_mask
 from recbole_biao.model.perceptron import BehaviouralPerceptron
 from recbole_biao.trainer.trainer import CDRTrainer
 
@@ -73,9 +74,8 @@ class BIAOTrainer(CDRTrainer):
         histories = {}
         for domain in DOMAINS:
             items, length = model.history(interaction, "source", domain, self.perceptron_length)
-            mask = torch.arange(items.shape[1], device=items.device)[None, :] < length[:, None]
             distinct, index = torch.unique(items, return_inverse=True)
-            histories[domain] = (model.item_embedding(distinct, domain), index, mask)
+            histories[domain] = (model.item_embedding(distinct, domain), index, history_mask(items, length))
         return item_emb, histories
 
     def source_weights(self, interaction):
