@@ -68,9 +68,9 @@ def sweep(model, text, seeds=1, dataset=None, config_files=None, config_dict=Non
     table = comparison_table(results, rows[0].label)
     name = f"{model}-{dataset or 'default'}-sweep-{key}"
     markdown = write_table(table, os.path.join(out_dir, name),
-                           f"{model} + BIAO, {key} sweep: target test AUC, mean of {seeds} seeds")
+                           f"{model} + BIAO, {key} sweep: target test AUC, mean of {seeds} seed(s)")
     aucs = [auc for _, auc, _, _, _ in table]
     line_chart([str(v) for v in values], aucs[1:], os.path.join(out_dir, name + ".png"),
-               f"{model} + BIAO: impact of {key}", key, "target test AUC", reference=aucs[0],
+               f"{model} + BIAO: impact of {key}", key, "target test AUC", label=f"{model} + BIAO", reference=aucs[0],
                reference_label=f"{model} without BIAO")
     return markdown
