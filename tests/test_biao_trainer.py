@@ -50,6 +50,18 @@ def test_levels_are_isolated(ml1m_loaded):
     assert trainer.upper_stats["steps"] == 1
 
 
+def test_auxiliary_head_trains_on_dev_batches_only(ml1m_loaded):
+    config, model, trainer, data = biao(ml1m_loaded, aux_head=True, aux_head_steps=3)
+    train, _, _ = data_preparation(config, data)
+    trainer._make_streams(train)
+    head, aux = snapshot(model.target_head.parameters()), snapshot(trainer.aux_head.parameters())
+    phi = snapshot(trainer.perceptron.parameters())
+    trainer._upper_step()
+    assert model.target_head is not trainer.aux_head and same(head, model.target_head.parameters())
+    assert not same(aux, trainer.aux_head.parameters()) and not same(phi, trainer.perceptron.parameters())
+    assert trainer.streams["dev"]._pos == 4 * 512  # three head steps and the dev loss
+
+
 def test_dev_batches_reorder_the_same_target_training_set(ml1m_loaded):
     config, _, trainer, data = biao(ml1m_loaded)
     train, _, _ = data_preparation(config, data)

@@ -1,7 +1,5 @@
 """End-to-end training on the real ML-1M genre split: variants, checkpoints, resume."""
 
-import glob
-
 import pytest
 import torch
 

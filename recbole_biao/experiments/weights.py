@@ -8,7 +8,6 @@ and a report of the highest- and lowest-weighted behaviours with the users' rece
 import argparse
 import os
 
-import numpy as np
 import pandas as pd
 
 from recbole_biao.errors import DataError

