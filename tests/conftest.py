@@ -34,3 +34,13 @@ def ml1m_loaded(ml1m_path):
     _, config = config_for(ml1m_path[0])
     dataset = BiaoDataset(config)
     return config, dataset, build_cdr_data(dataset)
+
+
+def build_model(ml1m_loaded, model="CoNet", tmp=None, **values):
+    """(config, seeded model, CDRData) on the loaded ML-1M genre split, as ``run_recbole_biao`` builds them."""
+    from recbole_biao.utils import init_seed
+
+    config0, dataset, data = ml1m_loaded
+    model_class, config = config_for(config0["data_path"], model, tmp, **values)
+    init_seed(config["seed"], config["reproducibility"])
+    return config, model_class(config, dataset), data

@@ -6,18 +6,15 @@ import torch
 from recbole_biao.data import data_preparation
 from recbole_biao.model.layers import AttentionPooling, masked_softmax
 from recbole_biao.quick_start import run_recbole_biao
-from recbole_biao.utils import init_seed
-from tests.conftest import FAST, config_for
+from tests.conftest import FAST, build_model
 
 BACKBONES = ["CoNet", "MiNet", "DASL"]
 SHORT = {"history_length": 5}  # shorter histories keep the GRUs of DASL quick in tests
 
 
 def build(ml1m_loaded, model, **values):
-    config0, dataset, data = ml1m_loaded
-    model_class, config = config_for(config0["data_path"], model, **{**SHORT, **values})
-    init_seed(config["seed"], config["reproducibility"])
-    model = model_class(config, dataset)
+    """A seeded model and one training batch."""
+    config, model, data = build_model(ml1m_loaded, model, **{**SHORT, **values})
     train, _, _ = data_preparation(config, data)
     return model, next(iter(train))
 

@@ -11,15 +11,11 @@ from recbole_biao.data import data_preparation
 from recbole_biao.errors import ConfigError, ContractError
 from recbole_biao.quick_start import build_config, run_recbole_biao
 from recbole_biao.trainer import BIAOTrainer
-from recbole_biao.utils import init_seed
-from tests.conftest import FAST, config_for
+from tests.conftest import FAST, build_model
 
 
 def biao(ml1m_loaded, tmp=None, model="CoNet", **values):
-    config0, dataset, data = ml1m_loaded
-    model_class, config = config_for(config0["data_path"], model, tmp, trainer="BIAO", **values)
-    init_seed(config["seed"], config["reproducibility"])
-    model = model_class(config, dataset)
+    config, model, data = build_model(ml1m_loaded, model, tmp, trainer="BIAO", **values)
     return config, model, BIAOTrainer(config, model), data
 
 

@@ -7,15 +7,7 @@ from recbole_biao.compat import load_checkpoint
 from recbole_biao.data import data_preparation
 from recbole_biao.quick_start import run_recbole_biao
 from recbole_biao.utils import get_model, get_trainer
-from recbole_biao.utils import init_seed
-from tests.conftest import FAST, config_for
-
-
-def build(ml1m_loaded, model="CoNet", tmp=None, **values):
-    config0, dataset, data = ml1m_loaded
-    model_class, config = config_for(config0["data_path"], model, tmp, **values)
-    init_seed(config["seed"], config["reproducibility"])
-    return config, model_class(config, dataset), data
+from tests.conftest import FAST, build_model as build
 
 
 @pytest.mark.parametrize("model", ["CoNet", "CoNet-S", "CoNet-0"])

@@ -11,7 +11,7 @@ __all__ = ["BiaoDataset", "build_cdr_data", "data_preparation"]
 
 def data_preparation(config, data):
     """Train, valid and test loaders over a :class:`~recbole_biao.data.protocol.CDRData`."""
-    length = history_length_needed(config)
+    length = history_length_needed(config, "target")
     target_split = "train_target"
     if config["trainer"] == "BIAO" and config["dev_strategy"] == "split":
         # paper Table 3 baseline: a fraction r of the target training set becomes the dev set only
@@ -21,7 +21,8 @@ def data_preparation(config, data):
         data = data.with_subsets("train_target", {"dev": np.sort(order[:n_dev]),
                                                   "train_lower": np.sort(order[n_dev:])})
         target_split = "train_lower"
-    train = TrainDataLoader(data, config["train_batch_size"], length, seed=config["seed"], target_split=target_split)
+    train = TrainDataLoader(data, config["train_batch_size"], length, history_length_needed(config, "source"),
+                            seed=config["seed"], target_split=target_split)
     valid = EvalDataLoader(data, "valid", config["eval_batch_size"], length)
     test = EvalDataLoader(data, "test", config["eval_batch_size"], length)
     return train, valid, test

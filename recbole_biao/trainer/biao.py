@@ -122,13 +122,13 @@ class BIAOTrainer(CDRTrainer):
 
     # ---- upper level -------------------------------------------------------------------------------
     def _make_streams(self, train_data):
-        data, size, length, seed = train_data.data, self.config["train_batch_size"], train_data.history_length, \
-            self.config["seed"]
+        data, size, seed = train_data.data, self.config["train_batch_size"], self.config["seed"]
+        length, source_length = train_data.history_length, train_data.source_history_length
         dev_split = "dev" if self.config["dev_strategy"] == "split" else train_data.target_split
         self.streams = {
             "dev": BatchStream(data, dev_split, size, length, seed + 2),
             "target": BatchStream(data, train_data.target_split, size, length, seed + 3),
-            "source": BatchStream(data, "train_source", size, length, seed + 4),
+            "source": BatchStream(data, "train_source", size, source_length, seed + 4),
         }
 
     def _dev_loss(self, dev):
