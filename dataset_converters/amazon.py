@@ -37,6 +37,7 @@ from collections import Counter
 import numpy as np
 
 from recbole_biao.errors import DataError
+from recbole_biao.utils import MIN_STEPS_PER_EPOCH, atomic_path, suggested_batch_size
 
 __all__ = ["find_files", "read_reviews", "read_meta", "convert", "main"]
 
@@ -329,13 +330,13 @@ def _deduplicate(rows):
 def _write_domain(folder, name, rows, users, items, meta, with_rating):
     os.makedirs(folder, exist_ok=True)
     order = np.lexsort((rows["time"], rows["user"]))
-    with open(os.path.join(folder, f"{name}.inter"), "w", encoding="utf-8") as f:
+    with atomic_path(os.path.join(folder, f"{name}.inter")) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write("user_id:token\titem_id:token\t" + ("rating:float\t" if with_rating else "") + "timestamp:float\n")
         for i in order:
             rating = f"{rows['rating'][i]:g}\t" if with_rating else ""
             f.write(f"{users.tokens[rows['user'][i]]}\t{items.tokens[rows['item'][i]]}\t{rating}{rows['time'][i]:.0f}\n")
     item_codes = np.unique(rows["item"])
-    with open(os.path.join(folder, f"{name}.item"), "w", encoding="utf-8") as f:
+    with atomic_path(os.path.join(folder, f"{name}.item")) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write("item_id:token\tcategory:token\ttitle:token_seq\n")
         for code in item_codes:
             category, title = meta.get(code, ("others", ""))
@@ -389,23 +390,30 @@ def convert(source, target, raw_dir=None, out_dir="dataset", name=None, strict=F
                            "dropped_user_not_shared": int((~keep).sum()), "duplicates_dropped": duplicates,
                            "items_without_meta": int(n_items - len(meta)), "implicit": d["implicit"]}
     if properties_dir:
-        write_properties(properties_dir, name, out_dir, {d: v["implicit"] for d, v in domains.items()})
+        # leave-one-out keeps all but two target behaviours per user for training; implicit ones get a negative each
+        train_rows = summary["target"]["behaviours"] - 2 * summary["users"]
+        train_rows *= 2 if domains["target"]["implicit"] else 1
+        write_properties(properties_dir, name, out_dir, {d: v["implicit"] for d, v in domains.items()},
+                         suggested_batch_size(max(train_rows, 1)))
     report = {"files": [f.as_dict() for f in files], "summary": summary}
     log(format_report(report))
     return report
 
 
-def write_properties(properties_dir, name, out_dir, implicit):
-    """A ``properties/dataset/<name>.yaml`` for the converted pair."""
-    os.makedirs(properties_dir, exist_ok=True)
-    lines = [f"# {name}: written by dataset_converters/amazon.py", f"data_path: {out_dir.rstrip('/')}/"]
+def write_properties(properties_dir, name, out_dir, implicit, batch_size=None):
+    """A ``properties/dataset/<name>.yaml`` for the converted pair; ``batch_size``: its ``train_batch_size``."""
+    lines = [f"# {name}: written by dataset_converters/amazon.py",
+             f"data_path: {json.dumps(out_dir.rstrip('/') + '/')}"]  # quoted: a path may hold '#' or ': '
+    if batch_size:
+        lines.append(f"train_batch_size: {batch_size}         # at least {MIN_STEPS_PER_EPOCH} steps per epoch "
+                     "(recbole_biao.utils.suggested_batch_size)")
     for domain in ("source", "target"):
         columns = "[user_id, item_id, timestamp]" if implicit[domain] else "[user_id, item_id, rating, timestamp]"
         lines += [f"{domain}_domain:", f"  dataset: {name}-{domain}", f"  load_col: {{inter: {columns}}}",
                   '  user_inter_num_interval: "[0,inf)"', '  item_inter_num_interval: "[0,inf)"', "  val_interval: ~"]
         if implicit[domain]:
             lines.append("  threshold: ~                  # implicit feedback: every row is a positive")
-    with open(os.path.join(properties_dir, f"{name}.yaml"), "w", encoding="utf-8") as f:
+    with atomic_path(os.path.join(properties_dir, f"{name}.yaml")) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
 
 

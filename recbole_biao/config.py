@@ -17,7 +17,7 @@ from recbole_cdr.config import CDRConfig
 from recbole_biao.compat import isolated_argv
 from recbole_biao.errors import ConfigError
 
-__all__ = ["PROPERTIES_DIR", "BiaoConfig", "check_config", "KEY_TYPES"]
+__all__ = ["PROPERTIES_DIR", "BiaoConfig", "check_config", "trainer_files", "KEY_TYPES"]
 
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties")
 
@@ -36,6 +36,7 @@ KEY_TYPES = {
     "threshold": (dict, type(None)),
     "history_length": int,
     "implicit_negatives": int,
+    "negative_pool": str,
     "variant": str,
     "loss_gamma": _NUMBER,
     "embedding_size": int,
@@ -48,8 +49,26 @@ KEY_TYPES = {
     "checkpoint_dir": str,
     "show_progress": bool,
     "clip_grad_norm": (dict, type(None)),
+    "pairing": str,
+    "pairing_ratio": int,
     # BIAO (properties/trainer/BIAO.yaml)
     "interval": int,
+    "upper_learner": str,
+    "upper_batching": str,
+    "upper_users": int,
+    "upper_source_per_user": (int, type(None)),
+    "upper_batches": int,
+    "upper_warmup_steps": int,
+    "upper_probe_size": int,
+    "dev_batch_size": (int, type(None)),
+    "dev_order": str,
+    "dev_loss_reduction": str,
+    "perceptron_mode": str,
+    "score_bound": (_NUMBER, type(None)),
+    "local_bias_init": (_NUMBER, type(None)),
+    "global_init_scale": (_NUMBER, type(None)),
+    "learn_gamma": bool,
+    "aux_head_learning_rate": _NUMBER,
     "hypergrad_method": str,
     "neumann_iterations": int,
     "neumann_alpha": _NUMBER,
@@ -74,7 +93,23 @@ CHOICES = {
     "perceptron_norm": ("softmax", "sigmoid"),
     "hypergrad_method": ("neumann", "identity"),
     "dev_strategy": ("reuse", "split"),
+    "pairing": ("stream", "same_user"),
+    "negative_pool": ("train", "all"),
+    "upper_learner": ("sgd", "adam"),
+    "upper_batching": ("matched", "random"),
+    "dev_order": ("shuffled", "file"),
+    "dev_loss_reduction": ("mean", "sum"),
+    "perceptron_mode": ("full", "gamma_only"),
 }
+
+
+def trainer_files(trainer):
+    """The properties files of a trainer name: ``BIAO`` -> ``trainer/BIAO.yaml``; a profile such as
+    ``BIAO-paper`` -> ``trainer/BIAO.yaml`` then ``trainer/BIAO-paper.yaml`` (the profile overrides)."""
+    if not trainer:
+        return []
+    names = [trainer.split("-")[0], trainer] if "-" in trainer else [trainer]
+    return [os.path.join(PROPERTIES_DIR, "trainer", f"{name}.yaml") for name in dict.fromkeys(names)]
 
 
 def _type_name(t):
@@ -140,7 +175,7 @@ class BiaoConfig(CDRConfig):
         files = [
             os.path.join(os.path.dirname(recbole_cdr.__file__), "properties", "overall.yaml"),
             os.path.join(PROPERTIES_DIR, "overall.yaml"),
-            os.path.join(PROPERTIES_DIR, "trainer", f"{trainer}.yaml") if trainer else None,
+            *trainer_files(trainer),
             os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"),
         ]
         self.internal_config_dict = {}

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import torch
 
-__all__ = ["neumann", "identity", "SOLVERS", "implicit_hypergradient", "clip_and_check"]
+__all__ = ["neumann", "identity", "SOLVERS", "USES_HESSIAN", "implicit_hypergradient", "clip_and_check"]
 
 
 def _hvp(train_grads: Sequence[torch.Tensor], params: Sequence[torch.Tensor], vector: Sequence[torch.Tensor]):
@@ -45,6 +45,8 @@ def identity(v, train_grads, params, iterations=0, alpha=1.0):
 
 
 SOLVERS: dict[str, Callable] = {"neumann": neumann, "identity": identity}
+# solvers that apply the Hessian; for the others only the terms of L_train that depend on phi matter
+USES_HESSIAN = frozenset({"neumann"})
 
 
 def implicit_hypergradient(dev_loss, train_loss, params, hyper_params, method="neumann", iterations=3, alpha=1.0):

@@ -40,7 +40,7 @@ def build_config(model="CoNet", dataset=None, config_file_list=None, config_dict
 
 
 def run_recbole_biao(model="CoNet", dataset=None, config_file_list=None, config_dict=None, trainer=None,
-                     saved=True, resume=None):
+                     saved=True, resume=None, trainer_hook=None):
     """Train and evaluate one model; returns RecBole's result dict (best valid and test results).
 
     Args:
@@ -51,6 +51,8 @@ def run_recbole_biao(model="CoNet", dataset=None, config_file_list=None, config_
         trainer (str): ``CrossDomain`` (default) or ``BIAO``; the ``trainer`` key of the files otherwise.
         saved (bool): write checkpoints and test the best-valid one.
         resume (str): a ``*-last.pth`` checkpoint to continue.
+        trainer_hook (callable): called with the trainer and the protocol's data before training (e.g. to
+            attach an observer to BIAO's upper level, or to keep the trainer for an analysis).
     """
     # configurations initialization
     model_class, config = build_config(model, dataset, config_file_list, config_dict, trainer)
@@ -79,6 +81,8 @@ def run_recbole_biao(model="CoNet", dataset=None, config_file_list=None, config_
     trainer = get_trainer(config["trainer"])(config, model)
     if resume:
         trainer.resume_checkpoint(resume)
+    if trainer_hook is not None:
+        trainer_hook(trainer, data)
 
     # training and evaluation
     best_valid_score, best_valid_result = trainer.fit(

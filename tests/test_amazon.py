@@ -102,7 +102,7 @@ def test_truncated_real_files_convert_and_train(tmp_path):
     assert summary["source"]["items_without_meta"] == summary["target"]["items_without_meta"] == 0
 
     from recbole_biao.quick_start import run_recbole_biao
-    from tests.conftest import FAST
+    from tests.helpers import FAST
     result = run_recbole_biao("MiNet", config_file_list=[str(tmp_path / "props" / "music-ab.yaml")],
                               config_dict={**FAST, "checkpoint_dir": str(tmp_path / "saved")})
     assert 0 < result["test_result"]["logloss"] < 1  # trains end to end on the converted real files
@@ -193,7 +193,7 @@ def test_converted_implicit_dataset_trains_with_sampled_negatives(ml1m_path, tmp
     """Implicit feedback: header CSVs without ratings (the ML-1M genre split, ratings dropped, 800 users)."""
     from recbole_biao.data import BiaoDataset, build_cdr_data
     from recbole_biao.quick_start import build_config, run_recbole_biao
-    from tests.conftest import FAST
+    from tests.helpers import FAST
 
     files = {}
     for domain in ("source", "target"):
@@ -224,6 +224,11 @@ def test_converted_implicit_dataset_trains_with_sampled_negatives(ml1m_path, tmp
     assert not any((u, i) in interacted for u, i, l in zip(test.user, test.item, test.label) if l == 0)
     again = build_cdr_data(BiaoDataset(build_config("CoNet", None, [yaml_path], values)[1]))
     assert np.array_equal(again.splits["test"].item, test.item)  # fixed negatives: reproducible evaluation
+
+    # training negatives come from the items with a training positive (the catalogue known at training time)
+    for domain, split in (("target", "train_target"), ("source", "train_source")):
+        rows = data.splits[split]
+        assert set(rows.item[rows.label == 0]) <= set(rows.item[rows.label == 1]), domain
 
     result = run_recbole_biao("CoNet", config_file_list=[yaml_path], config_dict=values)
     assert result["test_result"]["auc"] > 0.6, result

@@ -6,7 +6,7 @@ import torch
 from recbole_biao.data import data_preparation
 from recbole_biao.model.layers import AttentionPooling, masked_softmax
 from recbole_biao.quick_start import run_recbole_biao
-from tests.conftest import FAST, build_model
+from tests.helpers import FAST, build_model
 
 BACKBONES = ["CoNet", "MiNet", "DASL"]
 SHORT = {"history_length": 5}  # shorter histories keep the GRUs of DASL quick in tests
@@ -99,5 +99,5 @@ def test_short_runs_beat_chance(ml1m_path, tmp_path, model):
 def test_short_biao_runs_beat_chance(ml1m_path, tmp_path, model):
     result = run_recbole_biao(model, trainer="BIAO", config_dict={
         **FAST, **SHORT, "data_path": ml1m_path[0], "checkpoint_dir": str(tmp_path), "interval": 50,
-        "perceptron_history_length": 5})
+        "perceptron_history_length": 5, "upper_users": 32})
     assert result["test_result"]["auc"] > 0.6, result

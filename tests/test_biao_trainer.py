@@ -1,7 +1,8 @@
-"""The BIAO trainer on the real ML-1M genre split: isolation of the two levels, dev batches, resume,
-properties-only switch, weight log, and short runs of the variants of paper Tables 2-3."""
+"""The BIAO trainer on the real ML-1M genre split: isolation of the two levels, the upper level's batches and
+switches, resume, checkpoints, properties-only switch, weight log and diagnostics."""
 
 import csv
+import logging
 
 import numpy as np
 import pytest
@@ -11,12 +12,15 @@ from recbole_biao.data import data_preparation
 from recbole_biao.errors import ConfigError, ContractError
 from recbole_biao.quick_start import build_config, run_recbole_biao
 from recbole_biao.trainer import BIAOTrainer
-from tests.conftest import FAST, build_model
+from tests.helpers import FAST, build_model
 
 
 def biao(ml1m_loaded, tmp=None, model="CoNet", **values):
     config, model, data = build_model(ml1m_loaded, model, tmp, trainer="BIAO", **values)
-    return config, model, BIAOTrainer(config, model), data
+    trainer = BIAOTrainer(config, model)
+    train, valid, test = data_preparation(config, data)
+    trainer.upper.bind(train)
+    return config, model, trainer, data, train
 
 
 def snapshot(params):
@@ -28,53 +32,101 @@ def same(a, b):
 
 
 def test_levels_are_isolated(ml1m_loaded):
-    config, model, trainer, data = biao(ml1m_loaded, interval=10**9)
+    config, model, trainer, data, train = biao(ml1m_loaded, interval=10**9)
     perceptron = list(trainer.perceptron.parameters())
     optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert not optimised & {id(p) for p in perceptron}
-    assert optimised == {id(p) for p in model.model_parameters()}
+    assert optimised == {id(p) for p in model.parameters()}
+    assert model.perceptron is trainer.perceptron and not any(k.startswith("perceptron") for k in model.state_dict())
 
-    train, _, _ = data_preparation(config, data)
-    phi, theta = snapshot(perceptron), snapshot(model.model_parameters())
-    trainer._make_streams(train)
+    phi, theta = snapshot(perceptron), snapshot(model.parameters())
     trainer._train_epoch(train, 0)  # lower steps only (interval never reached)
-    assert same(phi, perceptron) and not same(theta, model.model_parameters())
+    assert same(phi, perceptron) and not same(theta, model.parameters())
 
-    theta = snapshot(model.model_parameters())
-    trainer._upper_step()
-    assert same(theta, model.model_parameters()) and not same(phi, perceptron)
-    assert trainer.upper_stats["steps"] == 1
+    theta = snapshot(model.parameters())
+    record = trainer.upper.step()
+    assert same(theta, model.parameters()) and not same(phi, perceptron)
+    assert trainer.upper.stats["steps"] == 1 and record["relative_change"] > 0
 
 
-def test_auxiliary_head_trains_on_dev_batches_only(ml1m_loaded):
-    config, model, trainer, data = biao(ml1m_loaded, aux_head=True, aux_head_steps=3)
-    train, _, _ = data_preparation(config, data)
-    trainer._make_streams(train)
-    head, aux = snapshot(model.target_head.parameters()), snapshot(trainer.aux_head.parameters())
+@pytest.mark.parametrize("learner", ["adam", "sgd"])
+def test_control_with_upper_learning_rate_zero_leaves_the_perceptron_unchanged(ml1m_loaded, learner):
+    _, _, trainer, _, train = biao(ml1m_loaded, upper_learning_rate=0.0, upper_learner=learner, interval=20)
     phi = snapshot(trainer.perceptron.parameters())
-    trainer._upper_step()
-    assert model.target_head is not trainer.aux_head and same(head, model.target_head.parameters())
-    assert not same(aux, trainer.aux_head.parameters()) and not same(phi, trainer.perceptron.parameters())
-    assert trainer.streams["dev"]._pos == 4 * 512  # three head steps and the dev loss
+    trainer._train_epoch(train, 0)
+    assert trainer.upper.stats["steps"] == len(train) // 20 > 0
+    assert same(phi, trainer.perceptron.parameters())
+    assert trainer.upper.probe_report()["correlation"] == pytest.approx(1.0)
 
 
-def test_dev_batches_reorder_the_same_target_training_set(ml1m_loaded):
-    config, _, trainer, data = biao(ml1m_loaded)
-    train, _, _ = data_preparation(config, data)
-    trainer._make_streams(train)
+def test_upper_learner_is_chosen_by_name(ml1m_loaded):
+    assert isinstance(biao(ml1m_loaded, upper_learner="sgd")[2].upper.optimizer, torch.optim.SGD)
+    assert isinstance(biao(ml1m_loaded, upper_learner="adam")[2].upper.optimizer, torch.optim.Adam)
+    with pytest.raises(ConfigError, match="'upper_learner': expected one of"):
+        biao(ml1m_loaded, upper_learner="lbfgs")
+
+
+def test_gamma_only_gives_uniform_weights_and_learns_only_gamma(ml1m_loaded):
+    _, _, trainer, _, train = biao(ml1m_loaded, perceptron_mode="gamma_only")
+    assert [name for name, _ in trainer.perceptron.named_parameters()] == ["gamma_raw"]
+    before = trainer.perceptron.gamma.item()
+    for _ in range(3):
+        trainer.upper.step()
+    batch = next(iter(train)).to(trainer.device)
+    weights = trainer.upper.weights(batch)
+    gamma = trainer.perceptron.gamma.item()
+    assert gamma != before
+    assert torch.allclose(weights, torch.full_like(weights, gamma / len(weights)))
+
+
+@pytest.mark.parametrize("method", ["identity", "neumann"])
+def test_matched_upper_batches_hold_the_same_users(ml1m_loaded, method):
+    _, _, trainer, data, _ = biao(ml1m_loaded, upper_batching="matched", upper_users=50, upper_source_per_user=3,
+                                  hypergrad_method=method)
+    dev, fresh = trainer.upper._batch_pair()
+    users = set(dev["target_user_id"].tolist())
+    assert len(users) == 50 and set(fresh["source_user_id"].tolist()) == users
+    if method == "neumann":  # the fresh target rows enter the Hessian only
+        assert set(fresh["target_user_id"].tolist()) == users
+    else:
+        assert "target_user_id" not in fresh.interaction
+    per_user = np.bincount(fresh["source_user_id"].numpy())
+    available = np.bincount(data.splits["train_source"].user, minlength=len(per_user))
+    assert (per_user[list(users)] == np.minimum(3, available[list(users)])).all()
+    # the dev batch is every target training behaviour of those users
+    rows = data.splits["train_target"]
+    assert len(dev["target_user_id"]) == int(np.isin(rows.user, list(users)).sum())
+
+
+def test_random_dev_batches_reorder_the_same_target_training_set(ml1m_loaded):
+    _, _, trainer, data, train = biao(ml1m_loaded, upper_batching="random")
     rows = len(data.splits["train_target"])
-    dev = np.concatenate([trainer.streams["dev"].next_batch()["target_index"].numpy()
-                          for _ in range((rows + 511) // 512)])[:rows]
+    stream = trainer.upper.dev_stream
+    dev = np.concatenate([stream.next_batch()["target_index"].numpy() for _ in range((rows + 511) // 512)])[:rows]
     train_order = np.concatenate([b["target_index"].numpy() for b in train])
     assert sorted(dev.tolist()) == list(range(rows)) == sorted(train_order.tolist())
     assert (dev != train_order).mean() > 0.99
+    _, _, trainer, _, _ = biao(ml1m_loaded, upper_batching="random", dev_order="file", dev_batch_size=256)
+    first = trainer.upper.dev_stream.next_batch()["target_index"].numpy()
+    assert first.tolist() == list(range(256))  # the reference code reads its dev set in file order
+
+
+def test_auxiliary_head_takes_the_configured_adam_steps_on_dev_batches(ml1m_loaded):
+    config, model, trainer, _, _ = biao(ml1m_loaded, aux_head=True, aux_head_steps=7, upper_batching="random")
+    upper = trainer.upper
+    calls, next_batch = [], upper.dev_stream.next_batch
+    upper.dev_stream.next_batch = lambda *a: calls.append(1) or next_batch(*a)
+    head, aux = snapshot(model.target_head.parameters()), snapshot(upper.aux_head.parameters())
+    body = snapshot(model.non_head_parameters())
+    assert upper.fit_aux_head() == 7 and len(calls) == 7
+    assert model.target_head is not upper.aux_head and same(head, model.target_head.parameters())
+    assert not same(aux, upper.aux_head.parameters()) and same(body, model.non_head_parameters())
+    assert all(p.requires_grad for p in model.parameters())  # the body is unfrozen again
 
 
 def test_split_strategy_keeps_dev_rows_out_of_the_lower_level(ml1m_loaded):
-    config, _, trainer, data = biao(ml1m_loaded, dev_strategy="split", dev_split_ratio=0.1)
-    train, _, _ = data_preparation(config, data)
-    trainer._make_streams(train)
-    assert train.target_split == "train_lower" and trainer.streams["dev"].split == "dev"
+    _, _, trainer, data, train = biao(ml1m_loaded, dev_strategy="split", dev_split_ratio=0.1)
+    assert train.target_split == "train_lower" and trainer.upper.dev_split == "dev"
     assert "dev" not in data.splits  # the shared data is not modified
     split_data = train.data
     whole = split_data.splits["train_target"]
@@ -82,12 +134,15 @@ def test_split_strategy_keeps_dev_rows_out_of_the_lower_level(ml1m_loaded):
     dev, lower = key(split_data.splits["dev"]), key(split_data.splits["train_lower"])
     assert not dev & lower and len(split_data.splits["dev"]) == round(0.1 * len(whole))
     assert len(split_data.splits["dev"]) + len(split_data.splits["train_lower"]) == len(whole)
+    dev_batch, _ = trainer.upper._batch_pair()
+    assert set(dev_batch["target_user_id"].tolist()) <= set(split_data.splits["dev"].user.tolist())
 
 
 def test_resumed_run_equals_uninterrupted_run(ml1m_loaded, tmp_path):
     def run(epochs, folder, resume=None):
-        config, model, trainer, data = biao(ml1m_loaded, tmp_path / folder, interval=40,
-                                            train_epochs=[f"BOTH:{epochs}"], stopping_step=10)
+        config, model, data = build_model(ml1m_loaded, "CoNet", tmp_path / folder, trainer="BIAO", interval=40,
+                                          train_epochs=[f"BOTH:{epochs}"], stopping_step=10, upper_users=200)
+        trainer = BIAOTrainer(config, model)
         if resume:
             trainer.resume_checkpoint(resume)
         train, valid, _ = data_preparation(config, data)
@@ -97,24 +152,34 @@ def test_resumed_run_equals_uninterrupted_run(ml1m_loaded, tmp_path):
     full, full_trainer = run(2, "full")
     _, first = run(1, "part")
     resumed, resumed_trainer = run(2, "part", resume=first.resume_file)
-    assert resumed_trainer.upper_stats["steps"] == full_trainer.upper_stats["steps"] > 0
+    assert resumed_trainer.upper.stats == full_trainer.upper.stats and full_trainer.upper.stats["steps"] > 0
     for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
-        assert torch.equal(a, b), name  # model and perceptron
-    for a, b in zip(full_trainer.upper_optimizer.state_dict()["param_groups"],
-                    resumed_trainer.upper_optimizer.state_dict()["param_groups"]):
-        assert a == b
+        assert torch.equal(a, b), name
+    assert same(full_trainer.perceptron.parameters(), resumed_trainer.perceptron.parameters())
     checkpoint = torch.load(first.resume_file, weights_only=True)
-    assert {"upper_optimizer", "optimizer", "global_step", "rng", "streams", "train_data"} <= set(checkpoint)
+    assert {"upper", "optimizer", "global_step", "rng", "train_data"} <= set(checkpoint)
+    assert {"perceptron", "optimizer", "users", "stats"} <= set(checkpoint["upper"])
+
+
+def test_a_biao_checkpoint_serves_the_plain_backbone(ml1m_loaded, tmp_path):
+    config, model, trainer, _, train = biao(ml1m_loaded, tmp_path)
+    trainer._save_checkpoint(0, verbose=False)
+    checkpoint = torch.load(trainer.saved_model_file, weights_only=True)
+    plain_config, plain, _ = build_model(ml1m_loaded, "CoNet", tmp_path)
+    plain.load_state_dict(checkpoint["state_dict"], strict=True)
+    assert "perceptron" in checkpoint["upper"]
 
 
 def test_properties_alone_switch_biao_on(ml1m_path):
     from recbole_biao.config import PROPERTIES_DIR
     dataset_yaml = f"{PROPERTIES_DIR}/dataset/ml-1m-genres.yaml"
-    _, config = build_config("CoNet", None, [dataset_yaml, f"{PROPERTIES_DIR}/trainer/BIAO.yaml"],
-                             {"data_path": ml1m_path[0]})
-    assert config["trainer"] == "BIAO" and config["interval"] == 100 and config["neumann_iterations"] == 3
-    _, config = build_config("CoNet", None, [dataset_yaml], {"data_path": ml1m_path[0], "trainer": "BIAO"})
-    assert config["perceptron_history_length"] == 50 and config["upper_learning_rate"] == 0.01
+    _, by_file = build_config("CoNet", None, [dataset_yaml, f"{PROPERTIES_DIR}/trainer/BIAO.yaml"],
+                              {"data_path": ml1m_path[0]})
+    assert by_file["trainer"] == "BIAO" and by_file["upper_batching"] == "matched"
+    _, by_key = build_config("CoNet", None, [dataset_yaml], {"data_path": ml1m_path[0], "trainer": "BIAO"})
+    for key in ("interval", "upper_learner", "upper_learning_rate", "hypergrad_method", "perceptron_history_length",
+                "score_bound"):
+        assert by_file[key] == by_key[key], key
 
 
 def test_biao_needs_the_base_variant_and_the_contract(ml1m_loaded):
@@ -125,31 +190,52 @@ def test_biao_needs_the_base_variant_and_the_contract(ml1m_loaded):
         BIAOTrainer(config, torch.nn.Linear(2, 2))
 
 
+def test_each_epoch_logs_the_diagnostics_and_warns_when_the_perceptron_did_not_move(ml1m_loaded, caplog):
+    _, _, trainer, _, train = biao(ml1m_loaded, interval=10**9)
+    with caplog.at_level(logging.INFO):
+        report = trainer.upper.end_epoch(0)
+    assert report["correlation"] == pytest.approx(1.0) and report["upper_steps"] == 0
+    assert "score correlation with the untrained perceptron 1.000000" in caplog.text
+    assert "has not measurably moved" in caplog.text
+    caplog.clear()
+    for _ in range(30):
+        trainer.upper.step()
+    with caplog.at_level(logging.INFO):
+        report = trainer.upper.end_epoch(1)
+    assert report["upper_steps"] == 30 and report["moved"] > 0
+    assert ("has not measurably moved" in caplog.text) == (report["correlation"] >= 0.99)
+
+
+def test_weight_log(ml1m_loaded, tmp_path):
+    from recbole_biao.trainer.weight_log import write_weight_log
+
+    config, model, trainer, data, _ = biao(ml1m_loaded, tmp_path)
+    trainer.upper.step()
+    path = write_weight_log(trainer.upper, data, str(tmp_path / "w.csv"), 250, sample=1000, seed=1)
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1000 and not list(tmp_path.glob(".w.csv*"))  # no temporary file left
+    weights = np.array([float(r["weight"]) for r in rows])
+    gamma = trainer.perceptron.gamma.item()
+    for batch in weights.reshape(4, 250):  # softmax weights times the batch size average to gamma
+        assert batch.mean() == pytest.approx(gamma, rel=1e-4)
+    scores, initial = (np.array([float(r[c]) for r in rows]) for c in ("score", "initial_score"))
+    assert not np.allclose(scores, initial)
+    categories = set(data.tokens["source_category"][1:])
+    assert {r["category"] for r in rows} <= categories
+    assert all(r["user"].startswith("1m_") for r in rows)
+
+
 @pytest.mark.parametrize("values", [
     {},
     {"use_global": False},
     {"use_user": False},
+    {"perceptron_mode": "gamma_only"},
     {"dev_strategy": "split", "dev_split_ratio": 0.05},
+    {"upper_batching": "random", "hypergrad_method": "neumann", "upper_learner": "sgd"},
 ])
 def test_short_biao_runs_beat_chance(ml1m_path, tmp_path, values):
     result = run_recbole_biao("CoNet", trainer="BIAO", config_dict={
         **FAST, "data_path": ml1m_path[0], "checkpoint_dir": str(tmp_path), "interval": 20,
-        "perceptron_history_length": 10, **values})
+        "perceptron_history_length": 10, "upper_users": 200, **values})
     assert result["test_result"]["auc"] > 0.6, result
-
-
-def test_weight_log(ml1m_loaded, tmp_path):
-    config, model, trainer, data = biao(ml1m_loaded, tmp_path, weight_log=str(tmp_path / "w.csv"),
-                                        weight_log_sample=1000)
-    path = trainer.write_weight_log(data)
-    with open(path) as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == 1000
-    assert set(rows[0]) == {"user", "item", "category", "source_history_length", "target_history_length",
-                            "user_source_behaviours", "user_target_behaviours", "score", "weight",
-                            "recent_source_items", "recent_target_items"}
-    weights = np.array([float(r["weight"]) for r in rows])
-    assert (weights > 0).all() and 0.2 < weights.mean() < 5
-    categories = set(data.tokens["source_category"][1:])
-    assert {r["category"] for r in rows} <= categories
-    assert all(r["user"].startswith("1m_") for r in rows)

@@ -98,3 +98,27 @@ def test_weight_plots_and_report_from_a_synthetic_csv(tmp_path):
     with pytest.raises(DataError, match="missing column"):
         (tmp_path / "bad.csv").write_text("user,item\nu,i\n")
         analyse(str(tmp_path / "bad.csv"))
+
+
+def test_weight_analysis_says_whether_the_weights_left_their_initialisation():
+    import pandas as pd
+
+    from recbole_biao.experiments.weights import learned_statement
+
+    rng = np.random.default_rng(1)
+    initial = rng.normal(size=500)
+    untrained = pd.DataFrame({"score": initial * 1.0001 + 1e-6, "initial_score": initial})
+    assert "r = 1.000000" in learned_statement(untrained) and "do not read them as learned" in learned_statement(untrained)
+    trained = pd.DataFrame({"score": rng.normal(size=500), "initial_score": initial})
+    assert "moved away from their initialisation" in learned_statement(trained)
+    assert "uniform" in learned_statement(pd.DataFrame({"score": np.zeros(5), "initial_score": initial[:5]}))
+    assert "older version" in learned_statement(pd.DataFrame({"score": initial}))
+
+
+def test_ablation_rows_hold_the_attribution_controls_and_profiles():
+    from recbole_biao.experiments.compare import ablation_rows
+
+    rows = {row.label: row for row in ablation_rows("CoNet")}
+    assert rows["BIAO upper lr 0 (control)"].values == {"upper_learning_rate": 0.0}
+    assert rows["BIAO gamma only"].values == {"perceptron_mode": "gamma_only"}
+    assert rows["BIAO-paper"].trainer == "BIAO-paper" and rows["BIAO-reference"].trainer == "BIAO-reference"

@@ -89,3 +89,44 @@ def test_parameter_count_is_quadratic_in_the_embedding_size():
     d = 64  # attention size for item embeddings of 32: two MHAs (in/out projections), global linear, MLP, gamma
     expected = 2 * (3 * d * d + 3 * d + d * d + d) + (32 + 1) + (2 * d * 32 + 32 + 32 * 16 + 16 + 16 + 1) + 1
     assert count(32) == expected
+
+
+def test_score_bound_limits_the_ratio_of_two_weights():
+    item, hist = histories(7)
+    bounded = BehaviouralPerceptron(10, score_bound=0.5)
+    with torch.no_grad():
+        bounded.global_mlp.weight.mul_(100.0)  # raw scores far beyond the bound
+    raw = BehaviouralPerceptron(10)
+    raw.load_state_dict(bounded.state_dict())
+    assert raw.scores(item, hist).abs().max() > 5
+    scores = raw.scores(item, hist)
+    assert torch.equal(bounded.scores(item, hist), scores)  # the bound acts in the normalisation
+    expected = torch.softmax(0.5 * torch.tanh((scores - scores.mean()) / 0.5), dim=0)
+    weights = bounded(item, hist)
+    assert torch.allclose(weights, expected)
+    assert (weights.max() / weights.min()).item() <= torch.exp(torch.tensor(1.0)).item() + 1e-5
+    assert torch.allclose(bounded.normalise(scores + 100.0), weights)  # blind to a shift, as the softmax
+
+
+def test_initialisations_for_a_start_at_uniform_weights():
+    item, hist = histories(8)
+    torch.manual_seed(0)
+    perceptron = BehaviouralPerceptron(10, local_bias_init=1.0, global_init_scale=0.01)
+    assert perceptron.local_mlp[-1].bias.item() == 1.0 and perceptron.global_mlp.bias.item() == 0.0
+    torch.manual_seed(0)
+    default = BehaviouralPerceptron(10)
+    assert torch.allclose(perceptron.global_mlp.weight, 0.01 * default.global_mlp.weight)
+    weights = perceptron(item, hist) * len(item)
+    assert (weights - 1).abs().max() < 0.05  # near the Base model's uniform weights
+    assert (default(item, hist) * len(item) - 1).abs().max() > 0.05  # which the default start is not
+
+
+def test_gamma_only_mode_learns_a_global_scale_only():
+    item, hist = histories(9)
+    perceptron = BehaviouralPerceptron(10, mode="gamma_only")
+    assert [n for n, _ in perceptron.named_parameters()] == ["gamma_raw"] and not perceptron.needs_histories
+    with torch.no_grad():
+        perceptron.gamma_raw.fill_(0.4)
+    assert torch.allclose(perceptron(item, None), torch.full((6,), 0.4 / 6))
+    with pytest.raises(ValueError, match="perceptron_mode"):
+        BehaviouralPerceptron(10, mode="other")

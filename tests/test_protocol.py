@@ -93,3 +93,26 @@ def test_split_sizes_of_the_embedded_default(ml1m_loaded):
     assert stats["target_rows"] == 82006 and stats["source_rows"] == 889938
     assert stats["test_rows"] == 5415
     assert stats["train_target_rows"] + stats["valid_rows"] + stats["test_rows"] == 82006
+
+
+@pytest.mark.parametrize("pool", ["train", "all"])
+def test_negative_pool_keeps_items_first_seen_later_out_of_training_negatives(pool):
+    from recbole_biao.data.protocol import Behaviours, _with_negatives
+
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(1, 201), 5)
+    items = rng.integers(1, 30, size=len(users))
+    times = np.tile(np.arange(5.0), 200)
+    items[times == 4] = rng.integers(30, 60, size=200)  # the test behaviours: items 30-59, never earlier
+    rows = Behaviours(users, items, np.ones(len(users), dtype=np.float32), times)
+    codes = leave_one_out(users, times)
+    both, both_codes = _with_negatives(rows, codes, 2, pool, seed=1)
+    negative = both.label == 0
+    train_negatives = set(both.item[negative & (both_codes == 0)].tolist())
+    test_negatives = set(both.item[negative & (both_codes == 2)].tolist())
+    assert (test_negatives & set(range(30, 60))) and (test_negatives & set(range(1, 30)))  # any item
+    if pool == "train":
+        assert train_negatives <= set(items[codes == 0].tolist())
+    else:
+        assert train_negatives & set(range(30, 60))
+    assert (both_codes[negative] >= 0).all() and negative.sum() == 2 * len(rows)

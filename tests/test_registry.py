@@ -9,8 +9,8 @@ import pytest
 from recbole_biao import utils
 from recbole_biao.errors import ConfigError, DataError
 from recbole_biao.model.cross_domain_recommender import CoNet
-from recbole_biao.trainer import CDRTrainer
-from tests.conftest import config_for
+from recbole_biao.trainer import BIAOTrainer, CDRTrainer
+from tests.helpers import config_for
 
 
 def test_variant_names_resolve_to_one_class():
@@ -22,9 +22,29 @@ def test_variant_names_resolve_to_one_class():
 def test_unknown_model_and_trainer_list_the_available_names():
     with pytest.raises(ConfigError, match=r"unknown model 'NoNet'; available: CoNet, CoNet-S, CoNet-0, MiNet, MiNet-S, MiNet-0, DASL, DASL-S, DASL-0"):
         utils.get_model("NoNet")
-    with pytest.raises(ConfigError, match=r"unknown trainer 'Fancy'; available: CrossDomain, BIAO"):
+    with pytest.raises(ConfigError, match=r"unknown trainer 'Fancy'; available: CrossDomain, BIAO, BIAO-paper, "
+                                          r"BIAO-reference"):
         utils.get_trainer("Fancy")
+    with pytest.raises(ConfigError, match=r"unknown trainer 'BIAO-fancy'"):
+        utils.get_trainer("BIAO-fancy")
     assert utils.get_trainer(None) is CDRTrainer
+    assert utils.get_trainer("BIAO-paper") is utils.get_trainer("BIAO") is BIAOTrainer
+
+
+def test_trainer_profiles_load_on_top_of_the_trainer_properties(ml1m_path):
+    from recbole_biao.config import PROPERTIES_DIR
+
+    _, paper = config_for(ml1m_path[0], trainer="BIAO-paper")
+    assert paper["interval"] == 100 and paper["upper_learner"] == "sgd" and paper["upper_batching"] == "random"
+    assert paper["hypergrad_method"] == "neumann" and paper["score_bound"] is None
+    assert paper["perceptron_history_length"] == 50  # from BIAO.yaml, which the profile does not repeat
+    _, reference = config_for(ml1m_path[0], trainer="BIAO-reference")
+    assert reference["upper_weight_decay"] == 2.0 and reference["train_batch_size"] == 64
+    assert reference["pairing"] == "same_user" and reference["aux_head"] is True
+    # the profile as a config file gives the same configuration as the flag
+    by_file = config_for(ml1m_path[0], config_file=f"{PROPERTIES_DIR}/trainer/BIAO-reference.yaml")[1]
+    for key in ("interval", "upper_weight_decay", "train_batch_size", "aux_head_steps", "upper_users", "score_bound"):
+        assert by_file[key] == reference[key], key
 
 
 def test_models_and_trainers_fall_back_to_recbole_cdr(monkeypatch):
@@ -89,6 +109,16 @@ def test_cli_prints_one_line_errors():
                             capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "'train_batch_size': expected int, got 'lots'" in result.stderr
+
+
+def test_seed_is_recboles_key_not_an_abbreviation_of_seeds():
+    sys.path.insert(0, ".")
+    from run_recbole_biao import build_parser, parse_overrides
+
+    args, extra = build_parser().parse_known_args(["--model=CoNet", "--seed=7"])
+    assert args.seeds is None and parse_overrides(extra) == {"seed": 7}
+    args, extra = build_parser().parse_known_args(["--compare", "--seeds=3"])
+    assert args.seeds == 3 and extra == []
 
 
 def test_malformed_atomic_file_is_one_line(ml1m_path, tmp_path):

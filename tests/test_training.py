@@ -7,7 +7,7 @@ from recbole_biao.compat import load_checkpoint
 from recbole_biao.data import data_preparation
 from recbole_biao.quick_start import run_recbole_biao
 from recbole_biao.utils import get_model, get_trainer
-from tests.conftest import FAST, build_model as build
+from tests.helpers import FAST, build_model as build
 
 
 @pytest.mark.parametrize("model", ["CoNet", "CoNet-S", "CoNet-0"])

@@ -22,7 +22,9 @@ def data_preparation(config, data):
                                                   "train_lower": np.sort(order[n_dev:])})
         target_split = "train_lower"
     train = TrainDataLoader(data, config["train_batch_size"], length, history_length_needed(config, "source"),
-                            seed=config["seed"], target_split=target_split)
+                            seed=config["seed"], target_split=target_split,
+                            pairing=config["pairing"] or "stream",
+                            pairing_ratio=config["pairing_ratio"] or 1)
     valid = EvalDataLoader(data, "valid", config["eval_batch_size"], length)
     test = EvalDataLoader(data, "test", config["eval_batch_size"], length)
     return train, valid, test

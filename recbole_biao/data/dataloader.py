@@ -14,7 +14,8 @@ from recbole_cdr.utils import CrossDomainDataLoaderState
 from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.errors import ConfigError
 
-__all__ = ["history_length_needed", "make_batch", "BatchStream", "TrainDataLoader", "EvalDataLoader"]
+__all__ = ["history_length_needed", "make_batch", "concat_ranges", "UserRows", "BatchStream", "UserGroupStream",
+           "TrainDataLoader", "EvalDataLoader"]
 
 
 def history_length_needed(config, domain):
@@ -44,6 +45,42 @@ def make_batch(data, split, index, history_length):
     return fields
 
 
+def concat_ranges(start, end):
+    """``concatenate([arange(s, e) for s, e in zip(start, end)])`` without a Python loop."""
+    lengths = np.maximum(end - start, 0)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.empty(0, dtype=np.int64)
+    offsets = np.repeat(start - np.cumsum(np.concatenate([[0], lengths[:-1]])), lengths)
+    return offsets + np.arange(total, dtype=np.int64)
+
+
+class UserRows:
+    """The rows of one split grouped by user, for batches that hold chosen users' behaviours.
+
+    Args:
+        users (np.ndarray): ``[n]`` the user of each row; num_users (int): size of the user ID space.
+    """
+
+    def __init__(self, users, num_users):
+        self.order = np.argsort(users, kind="stable").astype(np.int64)
+        counts = np.bincount(users, minlength=num_users)
+        self.start = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        self.count = counts.astype(np.int64)
+
+    def rows(self, users, cap=None, rng=None):
+        """Row indices of ``users`` (every row, or a random sample of at most ``cap`` per user), sorted."""
+        index = concat_ranges(self.start[users], self.start[users] + self.count[users])
+        if cap is not None and len(index):
+            owner = np.repeat(np.arange(len(users)), self.count[users])
+            order = np.lexsort((rng.random(len(index)), owner))  # a random order within each user
+            first = np.concatenate([[0], np.cumsum(self.count[users])[:-1]])
+            rank = np.empty(len(index), dtype=np.int64)
+            rank[order] = np.arange(len(index)) - np.repeat(first, self.count[users])
+            index = index[rank < cap]
+        return np.sort(self.order[index])
+
+
 class _Loader:
     """Shared parts: batch size, history length and a seeded generator for the shuffles."""
 
@@ -58,15 +95,17 @@ class _Loader:
 
 
 class BatchStream(_Loader):
-    """Endless batches from reshuffled passes over one split (each pass a fresh permutation).
+    """Endless batches from reshuffled passes over one split (each pass a fresh permutation; with
+    ``shuffle=False`` every pass reads the rows in file order).
 
     Serves the source half of training batches and BIAO's upper level: its dev batches come from a
     stream over the same target training set in another order (reorder-and-reuse).
     """
 
-    def __init__(self, data, split, batch_size, history_length, seed=0):
+    def __init__(self, data, split, batch_size, history_length, seed=0, shuffle=True):
         super().__init__(data, batch_size, history_length, seed)
         self.split = split
+        self.shuffle = shuffle
         self.num_rows = len(data.splits[split])
         self._order = np.empty(0, dtype=np.int64)
         self._pos = 0
@@ -76,7 +115,8 @@ class BatchStream(_Loader):
         taken = []
         while n > 0 and self.num_rows > 0:
             if self._pos >= len(self._order):
-                self._order, self._pos = self._permutation(self.num_rows), 0
+                order = self._permutation(self.num_rows) if self.shuffle else np.arange(self.num_rows)
+                self._order, self._pos = order, 0
             part = self._order[self._pos:self._pos + n]
             self._pos += len(part)
             taken.append(part)
@@ -98,21 +138,60 @@ class BatchStream(_Loader):
         self._pos = int(state["pos"])
 
 
+class UserGroupStream(_Loader):
+    """Endless groups of users from reshuffled passes over ``users`` (each pass a fresh permutation)."""
+
+    def __init__(self, users, seed=0):
+        super().__init__(None, 0, 0, seed)
+        self.users = np.asarray(users, dtype=np.int64)
+        self._order = np.empty(0, dtype=np.int64)
+        self._pos = 0
+
+    def next_users(self, n):
+        taken = []
+        while n > 0 and len(self.users):
+            if self._pos >= len(self._order):
+                self._order, self._pos = self.users[self._permutation(len(self.users))], 0
+            part = self._order[self._pos:self._pos + n]
+            self._pos += len(part)
+            taken.append(part)
+            n -= len(part)
+        return np.concatenate(taken) if taken else np.empty(0, dtype=np.int64)
+
+    state_dict = BatchStream.state_dict
+    load_state_dict = BatchStream.load_state_dict
+
+
 class TrainDataLoader(_Loader):
     """One epoch = one shuffled pass over the target training behaviours (histories of ``history_length``).
 
-    Each batch also carries as many source training behaviours, from a :class:`BatchStream` over the
-    source training set that continues across epochs, as RecBole-CDR's BOTH mode does (histories of
-    ``source_history_length``).
+    Each batch also carries ``pairing_ratio`` source training behaviours per target row (histories of
+    ``source_history_length``), chosen by ``pairing``:
+
+    - ``stream``: from a :class:`BatchStream` over the source training set that continues across epochs, as
+      RecBole-CDR's BOTH mode does (there with one per target row);
+    - ``same_user``: random source behaviours of each target row's user (none for a user without source
+      behaviours), as the BIAO authors' reference code pairs them (there one per target row).
     """
 
+    PAIRINGS = ("stream", "same_user")
+
     def __init__(self, data, batch_size, history_length, source_history_length=None, seed=0,
-                 target_split="train_target"):
+                 target_split="train_target", pairing="stream", pairing_ratio=1):
         super().__init__(data, batch_size, history_length, seed)
+        if pairing not in self.PAIRINGS:
+            raise ConfigError(f"properties key 'pairing': expected one of {list(self.PAIRINGS)}, "
+                              f"got {pairing!r}")
         self.target_split = target_split
         self.num_target = len(data.splits[target_split])
         self.source_history_length = source_history_length or history_length
+        self.pairing = pairing
+        if pairing_ratio < 1:
+            raise ConfigError(f"properties key 'pairing_ratio': expected an int >= 1, got {pairing_ratio!r}")
+        self.pairing_ratio = pairing_ratio
         self.source = BatchStream(data, "train_source", batch_size, self.source_history_length, seed + 1)
+        if pairing == "same_user":
+            self.source_rows = UserRows(data.splits["train_source"].user, data.num_users)
 
     def set_mode(self, state):
         if state != CrossDomainDataLoaderState.BOTH:
@@ -121,12 +200,23 @@ class TrainDataLoader(_Loader):
     def __len__(self):
         return (self.num_target + self.batch_size - 1) // self.batch_size
 
+    def _same_user_source(self, target_index):
+        users = np.repeat(self.data.splits[self.target_split].user[target_index], self.pairing_ratio)
+        count = self.source_rows.count[users]
+        draw = torch.rand(len(users), generator=self.generator).numpy()
+        pick = self.source_rows.start[users] + np.minimum((draw * count).astype(np.int64), count - 1)
+        index = self.source_rows.order[pick[count > 0]]
+        return make_batch(self.data, "train_source", index, self.source_history_length)
+
     def __iter__(self):
         order = self._permutation(self.num_target)
         for begin in range(0, self.num_target, self.batch_size):
             target_index = order[begin:begin + self.batch_size]
             fields = make_batch(self.data, self.target_split, target_index, self.history_length)
-            fields.update(self.source.next_fields(len(target_index)))
+            if self.pairing == "same_user":
+                fields.update(self._same_user_source(target_index))
+            else:
+                fields.update(self.source.next_fields(len(target_index) * self.pairing_ratio))
             yield Interaction(fields)
 
     def state_dict(self):

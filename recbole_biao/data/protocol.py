@@ -2,9 +2,11 @@
 
 - Only users present in both domains are kept.
 - Label: RecBole's ``threshold`` (``{rating: 4}``: rating > 3) in both domains. A domain without labels
-  (implicit feedback: every row an interaction) gets ``implicit_negatives`` sampled negatives per positive:
-  uniform over the domain's items, never an item the user interacted with, at the positive's time, drawn
-  once with the seed (so valid and test negatives are fixed); they follow their positive into its split.
+  (implicit feedback: every row an interaction) gets ``implicit_negatives`` sampled negatives per positive,
+  never an item the user interacted with, at the positive's time, drawn once with the seed (so valid and
+  test negatives are fixed), in their positive's split: valid and test negatives uniform over the domain's
+  items, training negatives uniform over the items with a training positive (``negative_pool: train``;
+  ``all``: over every item, which teaches items first seen in valid/test as negatives only).
 - Target, per user ordered by time: last behaviour = test, second to last = valid, the rest = train.
 - Source training behaviours: strictly before the user's first held-out (valid, else test) target behaviour.
 - History features of a behaviour: the user's most recent positive behaviours in each domain that are
@@ -19,7 +21,8 @@ import numpy as np
 from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.errors import DataError
 
-__all__ = ["Behaviours", "HistoryIndex", "CDRData", "leave_one_out", "sample_negatives", "build_cdr_data"]
+__all__ = ["Behaviours", "HistoryIndex", "CDRData", "leave_one_out", "sample_negatives", "NEGATIVE_POOLS",
+           "build_cdr_data"]
 
 
 @dataclass
@@ -96,6 +99,11 @@ class CDRData:
     stats: dict = field(default_factory=dict)
     tokens: dict = field(default_factory=dict)
 
+    @property
+    def num_users(self):
+        """Size of the user ID space (IDs of every split are below it)."""
+        return 1 + max((int(rows.user.max()) for rows in self.splits.values() if len(rows)), default=0)
+
     def split_domain(self, split):
         return "source" if split == "train_source" else "target"
 
@@ -129,28 +137,54 @@ def leave_one_out(user, time):
     return codes
 
 
-def sample_negatives(positives, per_positive, seed=0, max_rounds=100):
-    """``per_positive`` negatives for each row of ``positives``: uniform over the items of these rows, never
-    an item the user has a row with, at the positive's time.
+def sample_negatives(positives, per_positive, seed=0, items=None, seen=None, max_rounds=100):
+    """``per_positive`` negatives for each row of ``positives``, uniform over ``items`` (default: the items of
+    these rows), never an item the user has a positive with (in ``seen``, default ``positives``), at the
+    positive's time.
 
     Returns:
         (Behaviours, np.ndarray): the negatives (label 0) and the index of the positive each belongs to.
     """
     rng = np.random.default_rng(seed)
-    items = np.unique(positives.item)
-    span = int(items.max()) + 1
-    seen = np.unique(positives.user.astype(np.int64) * span + positives.item)
+    items = np.unique(positives.item) if items is None else np.asarray(items)
+    seen = positives if seen is None else seen
+    if len(positives) == 0 or len(items) == 0:
+        return positives.take(np.empty(0, dtype=np.int64)), np.empty(0, dtype=np.int64)
+    span = int(max(items.max(), seen.item.max())) + 1
+    seen_keys = np.unique(seen.user.astype(np.int64) * span + seen.item)
     parent = np.repeat(np.arange(len(positives)), per_positive)
     user = positives.user[parent]
     item = items[rng.integers(len(items), size=len(parent))]
     for _ in range(max_rounds):
-        bad = np.isin(user.astype(np.int64) * span + item, seen)
+        bad = np.isin(user.astype(np.int64) * span + item, seen_keys)
         if not bad.any():
             break
         item[bad] = items[rng.integers(len(items), size=int(bad.sum()))]
-    ok = ~np.isin(user.astype(np.int64) * span + item, seen)  # users who interacted with (nearly) every item
+    ok = ~np.isin(user.astype(np.int64) * span + item, seen_keys)  # users who interacted with (nearly) every item
     negatives = Behaviours(user[ok], item[ok], np.zeros(int(ok.sum()), dtype=np.float32), positives.time[parent][ok])
     return negatives, parent[ok]
+
+
+NEGATIVE_POOLS = ("train", "all")
+
+
+def _with_negatives(rows, codes, per_positive, pool, seed, seen=None):
+    """Sampled negatives for implicit rows (all positives) split by ``codes`` (0 = training): training
+    negatives come from the items with a training positive (``pool: train``: the catalogue as known at
+    training time, so an item first seen in valid or test is never taught as a negative) or from every item
+    (``pool: all``); valid and test negatives from every item; never an item of the user's in ``seen`` (default
+    ``rows``). Returns the rows with their negatives and codes."""
+    train = codes == 0
+    every = np.unique(rows.item)
+    pools = {True: np.unique(rows.item[train]) if pool == "train" else every, False: every}
+    parts, part_codes = [rows], [codes]
+    for is_train, offset in ((True, 0), (False, 1)):
+        index = np.flatnonzero(train == is_train)
+        negatives, parent = sample_negatives(rows.take(index), per_positive, seed + offset, pools[is_train],
+                                             rows if seen is None else seen)
+        parts.append(negatives)
+        part_codes.append(codes[index][parent])
+    return Behaviours.concat(parts), np.concatenate(part_codes)
 
 
 def _domain_behaviours(dataset, domain):
@@ -174,7 +208,9 @@ def build_cdr_data(dataset):
     shared = dataset.num_overlap_user  # users 1 .. shared-1 are in both domains
     if shared <= 1:
         raise DataError("the two domains share no user; cross-domain training needs users present in both")
-    domains, negatives, stats = {}, {}, {}
+    config = dataset.config
+    per_positive, pool, seed = config["implicit_negatives"] or 1, config["negative_pool"] or "train", config["seed"] or 0
+    domains, implicit, stats = {}, {}, {}
     for domain in DOMAINS:
         rows = _domain_behaviours(dataset, domain)
         keep = (rows.user > 0) & (rows.user < shared)
@@ -182,16 +218,13 @@ def build_cdr_data(dataset):
         stats[f"{domain}_rows_user_not_shared"] = int((~keep).sum())
         domains[domain] = rows.take(keep)
         ds = dataset.domain_dataset(domain)
-        if ds.label_field not in ds.inter_feat:
-            negatives[domain] = sample_negatives(domains[domain], dataset.config["implicit_negatives"] or 1,
-                                                 dataset.config["seed"] or 0)
-            stats[f"{domain}_sampled_negatives"] = len(negatives[domain][0])
+        implicit[domain] = ds.label_field not in ds.inter_feat
 
     target = domains["target"]
     codes = leave_one_out(target.user, target.time)
-    if "target" in negatives:
-        rows, parent = negatives["target"]
-        target, codes = Behaviours.concat([target, rows]), np.concatenate([codes, codes[parent]])
+    if implicit["target"]:
+        target, codes = _with_negatives(target, codes, per_positive, pool, seed)
+        stats["target_sampled_negatives"] = len(target) - len(domains["target"])
     splits = {"train_target": target.take(codes == 0), "valid": target.take(codes == 1),
               "test": target.take(codes == 2)}
     # Source rows count for training only before the user's first held-out target behaviour.
@@ -199,11 +232,14 @@ def build_cdr_data(dataset):
     cutoff = np.full(shared, np.inf)
     np.minimum.at(cutoff, held_out.user, held_out.time)
     source = domains["source"]
-    if "source" in negatives:
-        source = Behaviours.concat([source, negatives["source"][0]])
     before = source.time < cutoff[source.user]
-    splits["train_source"] = source.take(before)
     stats["source_rows_at_or_after_cutoff"] = int((~before).sum())
+    source = source.take(before)
+    if implicit["source"]:
+        source, _ = _with_negatives(source, np.zeros(len(source), dtype=np.int8), per_positive, pool, seed + 2,
+                                    seen=domains["source"])
+        stats["source_sampled_negatives"] = len(source) - int(before.sum())
+    splits["train_source"] = source
     for name, rows in splits.items():
         stats[f"{name}_rows"] = len(rows)
     if len(splits["train_target"]) == 0:

@@ -5,8 +5,8 @@ import os
 from recbole.config.configurator import Config
 
 from recbole_biao.errors import ConfigError
-from recbole_biao.experiments.compare import (RunCache, ablation_rows, baseline_rows, comparison_table, run_rows,
-                                             split_rows, sweep_rows, write_table)
+from recbole_biao.experiments.compare import (CONTROL, RunCache, ablation_rows, baseline_rows, comparison_table,
+                                             control_note, run_rows, split_rows, sweep_rows, write_table)
 from recbole_biao.experiments.plots import line_chart
 
 __all__ = ["compare", "sweep", "parse_sweep"]
@@ -43,7 +43,10 @@ def compare(model, seeds=5, dataset=None, config_files=None, config_dict=None, a
     table = comparison_table(results, base_s, biao, [r.label for r in rows[:3]])
     name = f"{model}-{dataset or 'default'}"
     title = f"{model} on {dataset or 'the default dataset'}: target test AUC, mean of {seeds} seeds"
-    return write_table(table, os.path.join(out_dir, name), title)
+    notes = []
+    if CONTROL in results:  # what the learned weights add over the same run with the perceptron frozen
+        notes.append(control_note(results, biao, CONTROL))
+    return write_table(table, os.path.join(out_dir, name), title, notes)
 
 
 def parse_sweep(text):

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from recbole_biao.evaluation import rela_impr
 
-__all__ = ["Row", "baseline_rows", "ablation_rows", "split_rows", "sweep_rows", "RunCache", "run_rows",
+__all__ = ["Row", "CONTROL", "control_note", "baseline_rows", "ablation_rows", "split_rows", "sweep_rows", "RunCache", "run_rows",
            "paired_p_value", "comparison_table", "to_markdown", "write_table"]
 
 
@@ -39,9 +39,19 @@ def baseline_rows(model):
             Row(f"{model}+BIAO", model, "BIAO")]
 
 
+CONTROL = "BIAO upper lr 0 (control)"
+
+
 def ablation_rows(model):
+    """Paper Table 2 (w/o global, w/o user), the attribution controls (upper learning rate 0: the same run with
+    the perceptron frozen at its start; gamma only: uniform weights, only their scale learned) and the two
+    reference profiles (the paper's settings, the authors' code's settings)."""
     return [Row("w/o global", model, "BIAO", {"use_global": False}),
-            Row("w/o user", model, "BIAO", {"use_user": False})]
+            Row("w/o user", model, "BIAO", {"use_user": False}),
+            Row(CONTROL, model, "BIAO", {"upper_learning_rate": 0.0}),
+            Row("BIAO gamma only", model, "BIAO", {"perceptron_mode": "gamma_only"}),
+            Row("BIAO-paper", model, "BIAO-paper"),
+            Row("BIAO-reference", model, "BIAO-reference")]
 
 
 def split_rows(model, ratios=(0.01, 0.05, 0.1)):
@@ -131,6 +141,14 @@ def comparison_table(results, reference, tested=None, baselines=()):
     return table
 
 
+def control_note(results, tested, control):
+    """One line: the tested row against the control row (mean AUC difference, paired t-test)."""
+    a, b = ([r["auc"] for r in results[label]] for label in (tested, control))
+    p = paired_p_value(a, b)
+    return (f"{tested} - {control}: {np.mean(a) - np.mean(b):+.4f} AUC "
+            f"(paired t-test p = {'n/a' if math.isnan(p) else f'{p:.3g}'})")
+
+
 def to_markdown(table, title=""):
     lines = [f"**{title}**", ""] if title else []
     lines += ["| model | AUC | RelaImpr | p (paired t-test vs best baseline) |", "|---|---|---|---|"]
@@ -139,15 +157,15 @@ def to_markdown(table, title=""):
     return "\n".join(lines)
 
 
-def write_table(table, path_stem, title=""):
-    """Write ``<path_stem>.csv`` and ``<path_stem>.md``; returns the Markdown."""
+def write_table(table, path_stem, title="", notes=()):
+    """Write ``<path_stem>.csv`` and ``<path_stem>.md`` (with ``notes`` under the table); returns the Markdown."""
     os.makedirs(os.path.dirname(os.path.abspath(path_stem)), exist_ok=True)
     with open(path_stem + ".csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["model", "auc", "rela_impr_percent", "significant", "p_value"])
         for label, auc, impr, star, p in table:
             writer.writerow([label, f"{auc:.6f}", f"{impr:.4f}", bool(star), "" if math.isnan(p) else f"{p:.6g}"])
-    markdown = to_markdown(table, title)
+    markdown = "\n\n".join([to_markdown(table, title), *notes])
     with open(path_stem + ".md", "w", encoding="utf-8") as f:
         f.write(markdown + "\n")
     return markdown

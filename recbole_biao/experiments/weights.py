@@ -8,12 +8,15 @@ and a report of the highest- and lowest-weighted behaviours with the users' rece
 import argparse
 import os
 
+import numpy as np
 import pandas as pd
+import torch
 
 from recbole_biao.errors import DataError
 from recbole_biao.experiments.plots import bar_chart, line_chart
+from recbole_biao.trainer.diagnostics import MOVED_BELOW, score_correlation
 
-__all__ = ["load_weights", "analyse"]
+__all__ = ["load_weights", "learned_statement", "analyse"]
 
 COLUMNS = ("user", "item", "category", "user_source_behaviours", "user_target_behaviours", "weight")
 
@@ -28,6 +31,18 @@ def load_weights(path):
     if df.empty:
         raise DataError(f"{path}: no rows")
     return df
+
+
+def learned_statement(df):
+    """One line: how far the scores are from those the untrained perceptron gives the same behaviours."""
+    if "initial_score" not in df.columns:
+        return "no initial_score column (a weight log of an older version): learning cannot be told from initialisation"
+    r = score_correlation(torch.tensor(df["score"].to_numpy()), torch.tensor(df["initial_score"].to_numpy()))
+    if np.isnan(r):
+        return "scores are uniform (gamma only, or constant scores): no per-behaviour weighting was learned"
+    verdict = ("these are still the weights of the random initialisation; do not read them as learned"
+               if r >= MOVED_BELOW else "the weights moved away from their initialisation")
+    return f"correlation of the scores with the untrained perceptron's on the same behaviours: r = {r:.6f} ({verdict})"
 
 
 def analyse(path, out_dir=None, top=10):
@@ -52,7 +67,7 @@ def analyse(path, out_dir=None, top=10):
     ranked = df.sort_values("weight", ascending=False)
     lines = [f"Learned weights of {len(df):,} source behaviours from {path}",
              f"weight: mean {df['weight'].mean():.4f}, std {df['weight'].std():.4f}, "
-             f"min {df['weight'].min():.4f}, max {df['weight'].max():.4f}", "",
+             f"min {df['weight'].min():.4f}, max {df['weight'].max():.4f}", learned_statement(df), "",
              "Mean weight per category:"]
     lines += [f"  {c:<30} {w:.4f}  ({int((df['category'] == c).sum())} behaviours)" for c, w in per_category.items()]
     for title, part in (("Highest", ranked.head(top)), ("Lowest", ranked.tail(top).iloc[::-1])):
@@ -77,6 +92,7 @@ def main(argv=None):
     try:
         for path in analyse(args.csv, args.out, args.top):
             print(path)
+        print(learned_statement(load_weights(args.csv)))
     except DataError as e:
         parser.exit(2, f"error: {e}\n")
 

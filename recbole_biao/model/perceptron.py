@@ -81,33 +81,64 @@ class BehaviouralPerceptron(nn.Module):
         hidden_size (list of int): hidden widths of the local MLP (default [32, 16]).
         norm (str): ``softmax`` over the batch (default) or ``sigmoid`` (divided by the batch size).
         use_global (bool), use_user (bool): the ablations "w/o global" and "w/o user" of the paper's Table 2.
+        mode (str): ``full`` (per-behaviour weights) or ``gamma_only`` (uniform weights ``gamma / B``: only
+            the global scale gamma is learned, an attribution control).
+        score_bound (float or None): if set, scores become ``c * tanh((score - batch mean) / c)`` before the
+            normalisation, so that two behaviours' weights differ by at most a factor ``exp(2c)`` under the
+            softmax and it cannot collapse onto a few behaviours.
+        local_bias_init (float or None): initial bias of the local MLP's output; 1.0 starts ``g2`` near 1, so
+            that ``g1 * g2`` does not start where both factors are near 0 and each scales the other's gradient
+            to nothing (None: the default initialisation).
+        global_init_scale (float or None): scales the global layer's initial weights (its bias starts at 0), so
+            that the scores start near 0 and the weights near uniform, i.e. at the Base model, instead of at a
+            random ordering of the behaviours (None: the default initialisation).
     """
 
-    def __init__(self, item_dim, heads=4, hidden_size=(32, 16), norm="softmax", use_global=True, use_user=True):
+    MODES = ("full", "gamma_only")
+
+    def __init__(self, item_dim, heads=4, hidden_size=(32, 16), norm="softmax", use_global=True, use_user=True,
+                 mode="full", score_bound=None, local_bias_init=None, global_init_scale=None):
         super().__init__()
-        if not (use_global or use_user):
+        if mode not in self.MODES:
+            raise ValueError(f"perceptron_mode: expected one of {list(self.MODES)}, got {mode!r}")
+        if mode == "full" and not (use_global or use_user):
             raise ValueError("use_global and use_user cannot both be False: the perceptron would predict nothing")
-        self.norm, self.use_global, self.use_user = norm, use_global, use_user
-        self.global_mlp = nn.Linear(item_dim, 1) if use_global else None
-        if use_user:
+        self.norm, self.mode, self.score_bound = norm, mode, score_bound
+        self.use_global = use_global and mode == "full"
+        self.use_user = use_user and mode == "full"
+        self.global_mlp = nn.Linear(item_dim, 1) if self.use_global else None
+        if self.use_global and global_init_scale is not None:
+            with torch.no_grad():
+                self.global_mlp.weight.mul_(float(global_init_scale))
+                self.global_mlp.bias.zero_()
+        if self.use_user:
             self.attention = nn.ModuleDict({d: PooledSelfAttention(2 * item_dim, heads) for d in ("source", "target")})
             self.local_mlp = nn.Sequential(MLPLayers([4 * item_dim, *hidden_size], activation="relu"),
                                            nn.Linear(hidden_size[-1] if hidden_size else 4 * item_dim, 1))
+            if local_bias_init is not None:
+                nn.init.constant_(self.local_mlp[-1].bias, float(local_bias_init))
         self.gamma_raw = nn.Parameter(torch.ones(()))
 
     @property
     def gamma(self):
         return torch.relu(self.gamma_raw)
 
+    @property
+    def needs_histories(self):
+        return self.use_user
+
     def scores(self, item_emb, histories):
-        """Unnormalised scores ``g1 * g2`` (``[B]``).
+        """Unnormalised scores ``g1 * g2`` (``[B]``), independent of the batch.
 
         Args:
             item_emb: ``[B, D]`` embeddings E_j of the source items.
             histories: per domain (``source``, ``target``) a tuple ``(table [U, D], index [B, N], mask [B, N])``:
-                the embeddings of the distinct history items, each position's row in it, and the valid positions.
+                the embeddings of the distinct history items, each position's row in it, and the valid positions
+                (may be None when the perceptron does not use the user's histories).
         """
         score = torch.ones(item_emb.shape[0], device=item_emb.device)
+        if self.mode == "gamma_only":
+            return torch.zeros_like(score)
         if self.use_global:
             score = score * self.global_mlp(item_emb).squeeze(-1)
         if self.use_user:
@@ -116,6 +147,12 @@ class BehaviouralPerceptron(nn.Module):
         return score
 
     def normalise(self, score):
+        """``gamma * norm(score)`` over the batch; with ``score_bound`` c the scores first become
+        ``c * tanh((score - batch mean) / c)`` (centred, so that a shift of all scores, to which the softmax is
+        blind, can never push them into saturation)."""
+        if self.score_bound:
+            c = self.score_bound
+            score = c * torch.tanh((score - score.mean()) / c)
         if self.norm == "softmax":
             return self.gamma * torch.softmax(score, dim=0)
         return self.gamma * torch.sigmoid(score) / score.shape[0]

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from recbole_biao.compat import load_checkpoint, plain_data, save_checkpoint
 from recbole_biao.evaluation import ctr_metrics
+from recbole_biao.utils import MIN_STEPS_PER_EPOCH, suggested_batch_size
 
 __all__ = ["CDRTrainer", "rng_state", "set_rng_state"]
 
@@ -49,6 +50,7 @@ class CDRTrainer(CrossDomainTrainer):
         self.resume_file = self.saved_model_file[: -len(".pth")] + "-last.pth"
         self.train_data = None
         self._resumed = None
+        self.best_epoch = None  # the epoch of the best valid score (the evaluated checkpoint)
 
     # ---- checkpoints -------------------------------------------------------------------------------
     def _state(self, epoch):
@@ -103,14 +105,27 @@ class CDRTrainer(CrossDomainTrainer):
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self.train_data = train_data
+        self._check_steps_per_epoch(len(train_data))
 
         def after_epoch(epoch_idx, valid_score):
+            if valid_score == self.best_valid_score:
+                self.best_epoch = epoch_idx
             if saved:
                 self._save_resume_state(epoch_idx)
             if callback_fn:
                 callback_fn(epoch_idx, valid_score)
 
         return super().fit(train_data, valid_data, verbose, saved, show_progress, after_epoch)
+
+    def _check_steps_per_epoch(self, steps):
+        if steps >= MIN_STEPS_PER_EPOCH:
+            return
+        batch = self.config["train_batch_size"]
+        rows = getattr(self.train_data, "num_target", steps * batch)
+        better = suggested_batch_size(rows)
+        if better < batch:
+            self.logger.warning(f"train_batch_size {batch} gives only {steps} training steps per epoch; small data "
+                                f"trains better with more, smaller steps: try --train_batch_size={better}")
 
     # ---- evaluation --------------------------------------------------------------------------------
     @torch.no_grad()

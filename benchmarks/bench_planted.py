@@ -1,0 +1,296 @@
+"""Planted harm: does BIAO's perceptron down-weight source behaviours that are known to hurt the target?
+
+    python benchmarks/bench_planted.py [--model CoNet] [--seeds 3] [--set key=value ...]
+    python benchmarks/bench_planted.py --data ml-1m-genres --corruption users [--categories Action,Comedy] ...
+
+Data (``--data``):
+
+- ``generated`` (default): :mod:`dataset_converters.planted`, users whose taste is shared by both domains and
+  a planted source category (``--planted_share`` of the source items) whose labels are random
+  (``--corruption random``) or flipped (``flip``); the clean reference is the same data with correct labels,
+  the oracle the corrupted data without the planted behaviours;
+- ``ml-1m-genres``: the embedded split with a sparser target (per user the last two target behaviours, which
+  become valid and test, and a fraction ``--target_keep`` of the earlier ones, drawn once with a fixed seed);
+  every source behaviour of ``--categories`` is corrupted: ``users`` (moved to a random other user), ``swap``
+  (moved to one other user, the same for all of a user's corrupted behaviours: mislinked accounts),
+  ``labels`` (a random rating 1-5), ``flip`` (rating r becomes 6 - r) or ``flood`` (kept, plus ``--copies``
+  copies each with a random user and rating: spam).
+
+Runs per seed: Base on the clean data, Base on the corrupted data, Base+BIAO on the corrupted data with the
+default BIAO properties (plus ``--set``), and the control: the same BIAO run with ``upper_learning_rate: 0``.
+Printed per seed and on average: target test AUCs, the mean weight of corrupted / clean source behaviours at the
+end of training (normalised within random batches of ``train_batch_size``, times the batch size) and their
+ratio, the ESS of the weights, the upper steps, and the share of upper steps whose hypergradient pushed the
+corrupted behaviours' scores down relative to the clean ones ("sign"). It checks that the corruption hurts
+Base by at least 0.01 AUC; otherwise the setting tests nothing and it says so.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+ML1M_CORRUPTIONS = ("users", "swap", "labels", "flip", "flood")
+
+
+def read_atomic(path):
+    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
+    header = list(df.columns)
+    df.columns = [c.split(":")[0] for c in header]
+    return df, header
+
+
+def write_atomic(df, header, path):
+    from recbole_biao.utils import atomic_path
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with atomic_path(path) as tmp:
+        out = df.copy()
+        out.columns = header
+        out.to_csv(tmp, sep="\t", index=False, quoting=3)
+
+
+def make_ml1m_data(source_dir, target_dir, out, categories, corruption, target_keep, copies=1, data_seed=0):
+    """Write ``planted-clean-*`` and ``planted-corrupt-*`` atomic files under ``out``; return the dataset yamls."""
+    rng = np.random.default_rng(data_seed)
+    src, src_header = read_atomic(os.path.join(source_dir, os.path.basename(source_dir) + ".inter"))
+    src_items, item_header = read_atomic(os.path.join(source_dir, os.path.basename(source_dir) + ".item"))
+    tgt, tgt_header = read_atomic(os.path.join(target_dir, os.path.basename(target_dir) + ".inter"))
+    tgt_items, tgt_item_header = read_atomic(os.path.join(target_dir, os.path.basename(target_dir) + ".item"))
+
+    # sparser target: the last two behaviours of each user (valid, test) and a fraction of the earlier ones
+    tgt = tgt.assign(_t=tgt["timestamp"].astype(float), _r=np.arange(len(tgt)))
+    tgt = tgt.sort_values(["user_id", "_t", "_r"])
+    from_end = tgt.groupby("user_id").cumcount(ascending=False).to_numpy()
+    keep = (from_end < 2) | (rng.random(len(tgt)) < target_keep)
+    tgt = tgt[keep].drop(columns=["_t", "_r"])
+
+    category = dict(zip(src_items["item_id"], src_items["category"]))
+    hit = src["item_id"].map(category).isin(categories).to_numpy()
+    bad = src.copy()
+    users = np.unique(src["user_id"].to_numpy())
+    if corruption == "users":
+        bad.loc[hit, "user_id"] = users[rng.integers(len(users), size=int(hit.sum()))]
+    elif corruption == "swap":
+        order = users[rng.permutation(len(users))]
+        partner = dict(zip(order, np.roll(order, 1)))  # a cycle: nobody keeps their own behaviours
+        bad.loc[hit, "user_id"] = bad.loc[hit, "user_id"].map(partner)
+    elif corruption == "labels":
+        bad.loc[hit, "rating"] = rng.integers(1, 6, size=int(hit.sum())).astype(str)
+    elif corruption == "flip":
+        bad.loc[hit, "rating"] = (6 - bad.loc[hit, "rating"].astype(float)).astype(int).astype(str)
+    else:
+        spam = pd.concat([src[hit]] * copies, ignore_index=True)
+        spam["user_id"] = users[rng.integers(len(users), size=len(spam))]
+        spam["rating"] = rng.integers(1, 6, size=len(spam)).astype(str)
+        bad = pd.concat([src, spam], ignore_index=True)
+        hit = np.concatenate([hit, np.ones(len(spam), dtype=bool)])
+
+    yamls = {}
+    for name, source in (("clean", src), ("corrupt", bad)):
+        names = {d: f"planted-{name}-{d}" for d in ("source", "target")}
+        write_atomic(source, src_header, os.path.join(out, names["source"], names["source"] + ".inter"))
+        write_atomic(src_items, item_header, os.path.join(out, names["source"], names["source"] + ".item"))
+        write_atomic(tgt, tgt_header, os.path.join(out, names["target"], names["target"] + ".inter"))
+        write_atomic(tgt_items, tgt_item_header, os.path.join(out, names["target"], names["target"] + ".item"))
+        lines = [f"data_path: {out}/"]
+        for d in ("source", "target"):
+            lines += [f"{d}_domain:", f"  dataset: {names[d]}", "  load_col: {inter: [user_id, item_id, rating, timestamp]}",
+                      '  user_inter_num_interval: "[0,inf)"', '  item_inter_num_interval: "[0,inf)"', "  val_interval: ~"]
+        yamls[name] = os.path.join(out, f"planted-{name}.yaml")
+        with open(yamls[name], "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+    return yamls, int(hit.sum()), len(bad), len(tgt)
+
+
+class UpperObserver:
+    """Observer of the upper level: per upper step, does the hypergradient push corrupted scores down, and what
+    is the weight ratio of corrupted / clean behaviours in its fresh batches?"""
+
+    def __init__(self, corrupted_items):
+        self.corrupted = corrupted_items
+        self.signs, self.ratios = [], []
+
+    def __call__(self, record):
+        items = np.concatenate([b["source_item_id"].numpy() for b in record["batches"]])
+        grads = np.concatenate([b["score_grad"].numpy() for b in record["batches"]])
+        weights = np.concatenate([b["weights"].numpy() for b in record["batches"]])
+        bad = self.corrupted[items]
+        if bad.any() and (~bad).any():  # gradient descent lowers the scores with the larger gradient
+            self.signs.append(grads[bad].mean() > grads[~bad].mean())
+            self.ratios.append((record["step"], weights[bad].mean() / weights[~bad].mean()))
+
+    def ratio_until(self, step, last=5):
+        """Mean weight ratio over the ``last`` upper steps up to lower step ``step`` (the evaluated model's)."""
+        before = [r for s, r in self.ratios if s <= step][-last:]
+        return float(np.mean(before)) if before else 1.0
+
+
+def run(model, yaml, values, trainer=None, corrupted_categories=(), start_perceptron=None):
+    """Train one configuration; returns the test AUC and, for BIAO, the weight statistics (and the learned
+    perceptron). ``start_perceptron``: a perceptron state to start from (with upper lr 0: to train a fresh
+    model on weights learned before)."""
+    from recbole_biao.quick_start import run_recbole_biao
+
+    kept = {}
+
+    def hook(trainer_obj, data):
+        kept["trainer"], kept["data"] = trainer_obj, data
+        if hasattr(trainer_obj, "upper"):
+            names = data.tokens["source_category"]
+            corrupted_categories_ids = np.isin(names, list(corrupted_categories))
+            kept["corrupted_items"] = corrupted_categories_ids[data.item_category["source"]]
+            kept["signs"] = UpperObserver(kept["corrupted_items"])
+            if start_perceptron is not None:
+                trainer_obj.upper.perceptron.load_state_dict(start_perceptron)
+                trainer_obj.upper.initial.load_state_dict(start_perceptron)
+            trainer_obj.upper.observer = kept["signs"]
+
+    start = time.time()
+    result = run_recbole_biao(model, None, [yaml], values, trainer, trainer_hook=hook)
+    out = {"auc": result["test_result"]["auc"], "seconds": time.time() - start}
+    if "signs" in kept:
+        trainer_obj, data = kept["trainer"], kept["data"]
+        rows = np.random.default_rng(0).permutation(len(data.splits["train_source"]))
+        weights = trainer_obj.evaluate_weights(rows)
+        bad = kept["corrupted_items"][data.splits["train_source"].item[rows]]
+        signs = kept["signs"].signs
+        out.update(corrupt=float(weights[bad].mean()), clean=float(weights[~bad].mean()),
+                   ess=float(weights.sum() ** 2 / (len(weights) * (weights ** 2).sum())),
+                   steps=trainer_obj.upper.stats["steps"], sign=float(np.mean(signs)) if signs else float("nan"))
+        out["ratio"] = out["corrupt"] / out["clean"]
+        out["perceptron"] = {k: v.detach().clone() for k, v in trainer_obj.upper.perceptron.state_dict().items()}
+        epoch_steps = len(trainer_obj.train_data)
+        best_step = (trainer_obj.best_epoch + 1) * epoch_steps if trainer_obj.best_epoch is not None else 0
+        out["ratio_best"] = kept["signs"].ratio_until(best_step)
+    return out
+
+
+def parse_set(items):
+    from recbole.config.configurator import Config
+
+    values = {}
+    for item in items or []:
+        if "=" not in item:
+            sys.exit(f"--set {item}: expected key=value")
+        key, value = item.split("=", 1)
+        values[key] = value
+    return Config._convert_config_dict(None, values)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="CoNet")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--data", choices=("generated", "ml-1m-genres"), default="generated")
+    parser.add_argument("--corruption", default=None, help="generated: random (default) or flip; ml-1m-genres: "
+                        "users (default), swap, labels, flip or flood")
+    parser.add_argument("--users", type=int, default=2000, help="generated: number of users")
+    parser.add_argument("--planted_share", type=float, default=0.6, help="generated: share of planted source items")
+    parser.add_argument("--target_per_user", type=int, default=6, help="generated: target behaviours per user")
+    parser.add_argument("--source_per_user", type=int, default=40, help="generated: source behaviours per user")
+    parser.add_argument("--categories", default="Action,Comedy", help="ml-1m-genres: corrupted categories")
+    parser.add_argument("--target_keep", type=float, default=0.2)
+    parser.add_argument("--copies", type=int, default=1, help="with --corruption flood: spam copies per behaviour")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the dataset's)")
+    parser.add_argument("--data_path", default="dataset/", help="where ml-1m-genres is (converted if missing)")
+    parser.add_argument("--out", default="dataset/planted", help="where the planted data are written")
+    parser.add_argument("--set", nargs="*", help="BIAO properties for the BIAO and control runs, key=value")
+    parser.add_argument("--trainer", default="BIAO", help="trainer of the BIAO and control runs (e.g. BIAO-paper)")
+    parser.add_argument("--all", nargs="*", help="properties for every run, key=value (e.g. learning_rate=0.005)")
+    parser.add_argument("--rows", default="base_clean,base,oracle,biao,control",
+                        help="which runs, comma-separated, of: single (Base-S, clean), base_clean, base, oracle "
+                             "(generated data: Base without the planted behaviours), biao, control, retrain "
+                             "(a fresh model on the perceptron the biao run learned, frozen; after biao)")
+    args = parser.parse_args()
+
+    if args.data == "generated":
+        from dataset_converters import planted
+
+        corruption = args.corruption or "random"
+        yamls = {name: planted.write(args.out, f"planted-{name}", drop, users=args.users, corruption=c,
+                                     planted_share=args.planted_share, target_per_user=args.target_per_user,
+                                     source_per_user=args.source_per_user)
+                 for name, c, drop in (("clean", "none", False), ("corrupt", corruption, False),
+                                       ("oracle", corruption, True))}
+        categories = [planted.PLANTED]
+        print(f"planted harm (generated data, {args.users} users): source labels of the category "
+              f"'{planted.PLANTED}' ({100 * args.planted_share:.0f}% of the source items) {corruption}; "
+              f"model {args.model}", flush=True)
+    else:
+        from dataset_converters import ml1m_genres
+        from recbole_biao.quick_start import build_config
+
+        corruption = args.corruption or "users"
+        if corruption not in ML1M_CORRUPTIONS:
+            sys.exit(f"--corruption {corruption}: expected one of {ML1M_CORRUPTIONS} with --data ml-1m-genres")
+        _, config = build_config("CoNet", "ml-1m-genres", None, {"data_path": args.data_path})
+        ml1m_genres.prepare(config)
+        folders = {d: os.path.join(args.data_path, f"ml-1m-genres-{d}") for d in ("source", "target")}
+        categories = [c.strip() for c in args.categories.split(",") if c.strip()]
+        yamls, corrupted, source_rows, target_rows = make_ml1m_data(
+            folders["source"], folders["target"], args.out, categories, corruption, args.target_keep, args.copies)
+        print(f"planted harm: {corruption} on every source behaviour of {', '.join(categories)} "
+              f"({corrupted:,} of {source_rows:,} source rows, {100 * corrupted / source_rows:.1f}%); target rows "
+              f"kept {target_rows:,} (fraction {args.target_keep} of the earlier behaviours); model {args.model}",
+              flush=True)
+
+    common = {"show_progress": False, "state": "ERROR", "checkpoint_dir": os.path.join(args.out, "saved"),
+              **({"train_epochs": [f"BOTH:{args.epochs}"]} if args.epochs else {}), **parse_set(args.all)}
+    biao = parse_set(args.set)
+    specs = {"base_clean": ("Base clean", yamls["clean"], {}, None),
+             "base": ("Base corrupted", yamls["corrupt"], {}, None),
+             "biao": ("+BIAO corrupted", yamls["corrupt"], biao, args.trainer),
+             "control": ("control (upper lr 0)", yamls["corrupt"], {**biao, "upper_learning_rate": 0.0}, args.trainer),
+             "single": ("Base-S", yamls["clean"], {}, None),
+             "retrain": ("retrained on learned", yamls["corrupt"], {**biao, "upper_learning_rate": 0.0}, args.trainer)}
+    if "oracle" in yamls:  # Base without the planted behaviours: what perfect weights could reach
+        specs["oracle"] = ("Base oracle", yamls["oracle"], {}, None)
+    wanted = [r for r in args.rows.split(",") if r]
+    results = {r: [] for r in wanted}
+    started = time.time()
+    for seed in range(2023, 2023 + args.seeds):
+        line = [f"seed {seed}:"]
+        for r in wanted:
+            label, yaml, values, trainer = specs[r]
+            model = args.model + "-S" if r == "single" else args.model
+            start = results["biao"][-1]["perceptron"] if r == "retrain" else None  # needs "biao" before it
+            out = run(model, yaml, {**common, **values, "seed": seed}, trainer, categories, start)
+            results[r].append(out)
+            text = f"{label} {out['auc']:.4f}"
+            if "ratio" in out:
+                text += (f" [w corrupt {out['corrupt']:.3f} / clean {out['clean']:.3f} = {out['ratio']:.3f} "
+                         f"(at the evaluated epoch {out['ratio_best']:.3f}), ESS {out['ess']:.3f}, "
+                         f"{out['steps']} upper steps, sign {out['sign']:.2f}]")
+            line.append(text + f" ({out['seconds']:.0f}s)")
+        print("  ".join(line), flush=True)
+
+    print(f"\nmean over {args.seeds} seeds ({time.time() - started:.0f}s in all):")
+    mean = {r: np.mean([o["auc"] for o in results[r]]) for r in wanted}
+    for r in wanted:
+        text = f"  {specs[r][0]:<22} AUC {mean[r]:.4f}"
+        if "ratio" in results[r][0]:
+            text += (f"  weight corrupt/clean {np.mean([o['ratio'] for o in results[r]]):.3f} "
+                     f"(evaluated epoch {np.mean([o['ratio_best'] for o in results[r]]):.3f})  "
+                     f"ESS {np.mean([o['ess'] for o in results[r]]):.3f}  "
+                     f"sign {np.nanmean([o['sign'] for o in results[r]]):.2f}")
+        print(text)
+    if "base_clean" in mean and "base" in mean:
+        harm = mean["base_clean"] - mean["base"]
+        print(f"  harm of the corruption to Base: {harm:+.4f} AUC"
+              + ("" if harm >= 0.01 else "  (< 0.01: the corruption barely hurts Base; this setting tests nothing)"))
+    for a, b in (("biao", "base"), ("biao", "control")):
+        if a in results and b in results and args.seeds >= 2:
+            x, y = [o["auc"] for o in results[a]], [o["auc"] for o in results[b]]
+            p = stats.ttest_rel(x, y).pvalue
+            print(f"  {specs[a][0]} - {specs[b][0]}: {np.mean(x) - np.mean(y):+.4f} AUC (paired t-test p = {p:.3g})")
+
+
+if __name__ == "__main__":
+    main()

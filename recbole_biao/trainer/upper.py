@@ -1,0 +1,324 @@
+"""BIAO's upper level in one object: the behavioural perceptron, its optimiser, how the dev and fresh training
+batches of an upper step are drawn, the implicit hypergradient, and the diagnostics that show whether the
+perceptron learns (Chen et al., "Cross-domain Recommendation with Behavioral Importance Perception",
+WWW 2023, Algorithm 1).
+
+One upper step (:meth:`UpperLevel.step`), every ``interval`` lower steps:
+
+1. draw ``upper_batches`` pairs of a dev batch and a fresh training batch, by ``upper_batching``:
+
+   - ``matched``: a group of ``upper_users`` users from a reshuffled pass over the users (reorder-and-reuse);
+     the dev batch is their target training behaviours, the fresh batch up to ``upper_source_per_user``
+     of their source behaviours (and their target ones). A source behaviour's gradient and its user's
+     target dev gradient then share that user's embedding, which is where the signal travels;
+   - ``random`` (the paper): a dev batch of ``dev_batch_size`` from a second, differently ordered pass over
+     the target training set and an independent fresh training batch;
+
+2. for each pair, the implicit gradient of the dev loss w.r.t. the perceptron through the model's non-head
+   parameters (:mod:`recbole_biao.hypergradient`; ``hypergrad_method``), averaged over the pairs;
+3. clip, skip if not finite, and one step of the perceptron's optimiser (``upper_learner``).
+
+The perceptron is not a sub-module of the model: the model's state dict stays the plain backbone's and the
+upper level is saved under its own key (:meth:`state_dict`).
+"""
+
+from __future__ import annotations
+
+import copy
+from logging import getLogger
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from recbole.data.interaction import Interaction
+
+from recbole_biao.data.dataloader import BatchStream, UserGroupStream, UserRows, make_batch
+from recbole_biao.data.dataset import DOMAINS
+from recbole_biao.errors import ConfigError
+from recbole_biao.hypergradient import USES_HESSIAN, clip_and_check, implicit_hypergradient
+from recbole_biao.model.layers import history_mask
+from recbole_biao.model.perceptron import BehaviouralPerceptron
+from recbole_biao.trainer.diagnostics import (MOVED_BELOW, effective_sample_size, parameter_distance,
+                                              score_correlation, weight_spread)
+
+__all__ = ["UpperLevel", "UPPER_LEARNERS"]
+
+UPPER_LEARNERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+AUX_HEAD_COSINE_STEPS = 1000  # the reference code's CosineAnnealingLR(T_max=1000), stepped once per upper step
+
+
+def _upper_optimizer(config, params):
+    name = str(config["upper_learner"]).lower()
+    if name not in UPPER_LEARNERS:
+        raise ConfigError(f"properties key 'upper_learner': expected one of {list(UPPER_LEARNERS)}, got {name!r}")
+    return UPPER_LEARNERS[name](params, lr=config["upper_learning_rate"], weight_decay=config["upper_weight_decay"])
+
+
+class UpperLevel:
+    """The perceptron and everything that updates it.
+
+    Args:
+        config: the run's configuration (the BIAO keys of ``properties/trainer/BIAO.yaml``).
+        model: a recbole-biao model (``item_embedding``, ``history``, ``domain_losses``, ``behaviour_losses``,
+            ``non_head_parameters``, ``regularization``, ``TARGET_HEAD``).
+
+    Attributes:
+        observer (callable or None): called after every upper step with a dict holding the fresh source
+            batches and the hypergradient w.r.t. each behaviour's score (for benchmarks and analyses).
+    """
+
+    def __init__(self, config, model):
+        self.config, self.model, self.device = config, model, config["device"]
+        self.logger = getLogger()
+        item_dim = model.item_embedding(torch.zeros(1, dtype=torch.long, device=self.device), "source").shape[-1]
+        self.perceptron = BehaviouralPerceptron(
+            item_dim, config["perceptron_heads"], list(config["perceptron_hidden_size"]), config["perceptron_norm"],
+            config["use_global"], config["use_user"], config["perceptron_mode"], config["score_bound"],
+            config["local_bias_init"], config["global_init_scale"]).to(self.device)
+        if not config["learn_gamma"] and self.perceptron.mode != "gamma_only":  # gamma_only always learns gamma
+            self.perceptron.gamma_raw.requires_grad_(False)
+        self.initial = copy.deepcopy(self.perceptron).requires_grad_(False)  # the untrained copy, for diagnostics
+        self.learned = [p for p in self.perceptron.parameters() if p.requires_grad]
+        self.optimizer = _upper_optimizer(config, self.learned)
+        self.history_length = config["perceptron_history_length"]
+        self.aux_head = copy.deepcopy(getattr(model, model.TARGET_HEAD)) if config["aux_head"] else None
+        if self.aux_head is not None:
+            self.aux_optimizer = torch.optim.Adam(self.aux_head.parameters(), lr=config["aux_head_learning_rate"])
+            self.aux_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.aux_optimizer, AUX_HEAD_COSINE_STEPS)
+        self.observer: Optional[Callable[[dict], None]] = None
+        self.stats = {"steps": 0, "skipped": 0, "draws": 0}
+        self.epoch_records: list = []
+        self.data = None
+
+    # ---- the perceptron's inputs and weights -------------------------------------------------------
+    def inputs(self, interaction):
+        """The detached embedding of the batch's source items, and per domain their users' histories as
+        ``(embeddings of the distinct history items, index into them, mask)`` (None if not needed)."""
+        model = self.model
+        item_emb = model.item_embedding(interaction["source_item_id"], "source")
+        histories = {d: None for d in DOMAINS}
+        if self.perceptron.needs_histories:
+            for domain in DOMAINS:
+                items, length = model.history(interaction, "source", domain, self.history_length)
+                distinct, index = torch.unique(items, return_inverse=True)
+                histories[domain] = (model.item_embedding(distinct, domain), index, history_mask(items, length))
+        return item_emb, histories
+
+    @torch.no_grad()
+    def weights(self, interaction):
+        """Weights ``[Bs]`` of a batch's source behaviours for the lower level (no gradient)."""
+        return self.perceptron(*self.inputs(interaction))
+
+    # ---- data --------------------------------------------------------------------------------------
+    def bind(self, train_data):
+        """Set up the batch sources of the upper level over the training data of ``train_data``."""
+        config, data = self.config, train_data.data
+        self.data = data
+        self.target_split = train_data.target_split
+        self.dev_split = "dev" if config["dev_strategy"] == "split" else train_data.target_split
+        self.target_length, self.source_length = train_data.history_length, train_data.source_history_length
+        seed = config["seed"]
+        self.dev_stream = BatchStream(data, self.dev_split, config["dev_batch_size"] or config["train_batch_size"],
+                                      self.target_length, seed + 2, shuffle=config["dev_order"] == "shuffled")
+        if config["upper_batching"] == "matched":
+            self.rows = {name: UserRows(data.splits[split].user, data.num_users) for name, split in
+                         (("dev", self.dev_split), ("target", self.target_split), ("source", "train_source"))}
+            eligible = np.flatnonzero((self.rows["dev"].count > 0) & (self.rows["source"].count > 0))
+            if len(eligible) == 0:
+                raise ConfigError("upper_batching 'matched' needs users with both dev and source training "
+                                  "behaviours; this data has none (use upper_batching: random)")
+            self.users = UserGroupStream(eligible, seed + 5)
+        else:
+            self.target_stream = BatchStream(data, self.target_split, config["train_batch_size"], self.target_length,
+                                             seed + 3)
+            self.source_stream = BatchStream(data, "train_source", config["train_batch_size"], self.source_length,
+                                             seed + 4)
+        rows = len(data.splits["train_source"])
+        probe = np.sort(np.random.default_rng(seed + 6).permutation(rows)[: config["upper_probe_size"]])
+        self.probe = Interaction(make_batch(data, "train_source", probe, self.source_length))
+
+    def _batch_pair(self):
+        """One (dev batch, fresh training batch) of the upper level, on the device."""
+        data, config = self.data, self.config
+        if config["upper_batching"] == "matched":
+            users = self.users.next_users(config["upper_users"])
+            rng = np.random.default_rng([config["seed"], self.stats["draws"]])
+            self.stats["draws"] += 1
+            dev = make_batch(data, self.dev_split, self.rows["dev"].rows(users), self.target_length)
+            fresh = make_batch(data, "train_source", self.rows["source"].rows(
+                users, config["upper_source_per_user"], rng), self.source_length)
+            if config["hypergrad_method"] in USES_HESSIAN:  # the target rows enter only through the Hessian
+                fresh.update(make_batch(data, self.target_split, self.rows["target"].rows(users), self.target_length))
+        else:
+            dev = self.dev_stream.next_fields()
+            fresh = self.target_stream.next_fields()
+            fresh.update(self.source_stream.next_fields(len(fresh["target_item_id"])))
+        return Interaction(dev).to(self.device), Interaction(fresh).to(self.device)
+
+    # ---- losses ------------------------------------------------------------------------------------
+    def _dev_loss(self, dev):
+        model = self.model
+        if self.aux_head is not None:
+            trained_head = getattr(model, model.TARGET_HEAD)
+            setattr(model, model.TARGET_HEAD, self.aux_head)
+        try:
+            losses = model.domain_losses(dev, "target")
+        finally:
+            if self.aux_head is not None:
+                setattr(model, model.TARGET_HEAD, trained_head)
+        return losses.sum() if self.config["dev_loss_reduction"] == "sum" else losses.mean()
+
+    def _train_loss(self, fresh):
+        """``(lower-level loss of the fresh batch as a function of the perceptron, scores, weights)``; without
+        target rows in ``fresh`` only its source term (the part that depends on the perceptron)."""
+        scores = self.perceptron.scores(*self.inputs(fresh))
+        weights = self.perceptron.normalise(scores)
+        loss = (weights * self.model.domain_losses(fresh, "source")).sum()
+        if "target_item_id" in fresh.interaction:
+            loss = loss + self.model.domain_losses(fresh, "target").mean() + self.model.regularization()
+        return loss, scores, weights
+
+    def fit_aux_head(self):
+        """Reference-implementation trick: train the auxiliary target head on dev batches (the model fixed),
+        ``aux_head_steps`` Adam steps; its learning rate follows a cosine schedule stepped once per upper step
+        over :data:`AUX_HEAD_COSINE_STEPS` upper steps, as the reference code does. With ``dev_order: file``
+        every upper step reads the dev set from its start again (the reference restarts its dev loader)."""
+        model, steps = self.model, self.config["aux_head_steps"]
+        if steps <= 0:
+            return 0
+        stream = self.dev_stream
+        if self.config["dev_order"] == "file":
+            stream = BatchStream(self.data, self.dev_split, stream.batch_size, self.target_length, shuffle=False)
+        frozen = [p for p in model.parameters() if p.requires_grad]
+        for p in frozen:  # only the head's graph is built
+            p.requires_grad_(False)
+        trained_head = getattr(model, model.TARGET_HEAD)
+        setattr(model, model.TARGET_HEAD, self.aux_head)
+        try:
+            for _ in range(steps):
+                batch = stream.next_batch().to(self.device)
+                loss = model.domain_losses(batch, "target").mean()
+                self.aux_optimizer.zero_grad()
+                loss.backward()
+                self.aux_optimizer.step()
+        finally:
+            setattr(model, model.TARGET_HEAD, trained_head)
+            for p in frozen:
+                p.requires_grad_(True)
+        self.aux_schedule.step()
+        return steps
+
+    # ---- the upper step ----------------------------------------------------------------------------
+    def step(self, global_step=None):
+        """One upper step; returns its diagnostics (also logged at debug level)."""
+        config = self.config
+        if self.aux_head is not None:
+            self.fit_aux_head()
+        hyper = self.learned
+        before = [p.detach().clone() for p in hyper]
+        total, observed = None, []
+        for _ in range(config["upper_batches"]):
+            dev, fresh = self._batch_pair()
+            if fresh["source_item_id"].numel() == 0:
+                continue
+            dev_loss = self._dev_loss(dev)
+            # the Hessian-vector products differentiate this graph twice, which cuDNN's RNNs (DASL) cannot
+            with torch.backends.cudnn.flags(enabled=False):
+                train_loss, scores, weights = self._train_loss(fresh)
+            # the scores ride along as extra "hyper-parameters": their gradient is each behaviour's signal
+            extra = [scores] if scores.requires_grad else []  # (uniform scores under gamma_only have none)
+            grads = implicit_hypergradient(dev_loss, train_loss, self.model.non_head_parameters(), hyper + extra,
+                                           config["hypergrad_method"], config["neumann_iterations"],
+                                           config["neumann_alpha"])
+            score_grad = grads.pop().detach() if extra else torch.zeros_like(scores)
+            total = grads if total is None else [t + g for t, g in zip(total, grads)]
+            observed.append({"source_user_id": fresh["source_user_id"].cpu(),
+                             "source_item_id": fresh["source_item_id"].cpu(),
+                             "score_grad": score_grad.cpu(), "weights": weights.detach().cpu()})
+        if total is None:
+            return None
+        grads, norm = clip_and_check([g / len(observed) for g in total], config["hypergrad_clip"])
+        record = {"step": global_step, "hypergrad_norm": norm, "skipped": grads is None}
+        if grads is None:
+            self.stats["skipped"] += 1
+            self.logger.warning(f"step {global_step}: hypergradient not finite (norm {norm}); upper step skipped")
+        else:
+            self.optimizer.zero_grad()
+            for p, g in zip(hyper, grads):
+                p.grad = g
+            self.optimizer.step()
+            self.stats["steps"] += 1
+        weights = torch.cat([o["weights"] for o in observed])
+        record.update(relative_change=parameter_distance(hyper, before), gamma=float(self.perceptron.gamma.detach()),
+                      weight_spread=weight_spread(weights), ess=effective_sample_size(weights))
+        self.epoch_records.append(record)
+        self.logger.debug("BIAO upper step " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                                         for k, v in record.items()))
+        if self.observer is not None:
+            self.observer({**record, "batches": observed})
+        return record
+
+    # ---- diagnostics -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def probe_report(self):
+        """Diagnostics of the perceptron on the fixed probe of source behaviours, on the current embeddings."""
+        probe = self.probe.to(self.device)
+        inputs = self.inputs(probe)
+        scores, initial = self.perceptron.scores(*inputs), self.initial.scores(*inputs)
+        weights = self.perceptron.normalise(scores)
+        return {"probe": len(scores), "correlation": score_correlation(scores, initial),
+                "moved": parameter_distance(self.perceptron.parameters(), self.initial.parameters()),
+                "gamma": float(self.perceptron.gamma.detach()), "weight_spread": weight_spread(weights),
+                "ess": effective_sample_size(weights)}
+
+    def end_epoch(self, epoch):
+        """Log the epoch's summary at info level; warn when the perceptron has not measurably moved."""
+        records, self.epoch_records = self.epoch_records, []
+        report = self.probe_report()
+        norms = [r["hypergrad_norm"] for r in records]
+        self.logger.info(
+            f"BIAO upper level, epoch {epoch}: {len(records)} upper steps ({sum(r['skipped'] for r in records)} "
+            f"skipped), mean hypergradient norm {np.mean(norms) if norms else float('nan'):.3g}, perceptron moved "
+            f"{100 * report['moved']:.3g}% from its initialisation, gamma {report['gamma']:.4f}; on "
+            f"{report['probe']} probe behaviours: weight spread (std of weight x n) {report['weight_spread']:.4f}, "
+            f"ESS {report['ess']:.4f}, score correlation with the untrained perceptron {report['correlation']:.6f}")
+        if self.perceptron.mode == "full" and not report["correlation"] < MOVED_BELOW:
+            self.logger.warning(
+                f"BIAO: after epoch {epoch} the perceptron has not measurably moved (score correlation with its "
+                f"untrained copy {report['correlation']:.6f} >= {MOVED_BELOW}, {self.stats['steps']} upper steps "
+                f"so far): its weights are still those of its random initialisation")
+        report["upper_steps"] = len(records)
+        return report
+
+    # ---- checkpoints -------------------------------------------------------------------------------
+    def state_dict(self):
+        state = {"perceptron": self.perceptron.state_dict(), "initial": self.initial.state_dict(),
+                 "optimizer": self.optimizer.state_dict(), "stats": dict(self.stats),
+                 "dev_stream": self.dev_stream.state_dict()}
+        if self.config["upper_batching"] == "matched":
+            state["users"] = self.users.state_dict()
+        else:
+            state["target_stream"] = self.target_stream.state_dict()
+            state["source_stream"] = self.source_stream.state_dict()
+        if self.aux_head is not None:
+            state["aux_head"] = self.aux_head.state_dict()
+            state["aux_optimizer"] = self.aux_optimizer.state_dict()
+            state["aux_schedule"] = self.aux_schedule.state_dict()
+        return state
+
+    def load_state_dict(self, state, streams=True):
+        """Restore the perceptron, its optimiser and counters; with ``streams`` also the batch positions
+        (needs :meth:`bind` first)."""
+        self.perceptron.load_state_dict(state["perceptron"])
+        self.initial.load_state_dict(state["initial"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.stats = dict(state["stats"])
+        if self.aux_head is not None and "aux_head" in state:
+            self.aux_head.load_state_dict(state["aux_head"])
+            self.aux_optimizer.load_state_dict(state["aux_optimizer"])
+            self.aux_schedule.load_state_dict(state["aux_schedule"])
+        if streams:
+            self.dev_stream.load_state_dict(state["dev_stream"])
+            for name in ("users", "target_stream", "source_stream"):
+                if name in state:
+                    getattr(self, name).load_state_dict(state[name])

@@ -1,0 +1,82 @@
+"""The learned weights of a BIAO run's source training behaviours, as a CSV for analyses
+(:mod:`recbole_biao.experiments.weights`).
+
+Columns: ``user``, ``item``, ``category``, ``source_history_length`` / ``target_history_length`` (the user's
+earlier positives at that time), ``user_source_behaviours`` / ``user_target_behaviours`` (training behaviours
+per domain), ``score`` (g1 * g2, batch-independent), ``initial_score`` (the untrained perceptron's score on the
+same inputs: their correlation tells learning from initialisation), ``weight`` (the normalised weight times
+the batch size: 1 is the Base model's uniform weight when gamma = 1), and the users' five most recent items
+of each domain.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from logging import getLogger
+
+import numpy as np
+import torch
+from recbole.data.interaction import Interaction
+
+from recbole_biao.data.dataloader import make_batch
+from recbole_biao.data.dataset import DOMAINS
+from recbole_biao.utils import atomic_path
+
+__all__ = ["COLUMNS", "weights_of_rows", "write_weight_log"]
+
+COLUMNS = ["user", "item", "category", "source_history_length", "target_history_length", "user_source_behaviours",
+           "user_target_behaviours", "score", "initial_score", "weight", "recent_source_items", "recent_target_items"]
+
+
+@torch.no_grad()
+def _batches(upper, data, index, batch_size):
+    """For each batch of ``index`` (in the given order): (rows, scores, initial scores, weights x batch size)."""
+    for begin in range(0, len(index), batch_size):
+        part = index[begin:begin + batch_size]
+        batch = Interaction(make_batch(data, "train_source", part, upper.history_length)).to(upper.device)
+        inputs = upper.inputs(batch)
+        scores = upper.perceptron.scores(*inputs)
+        weights = upper.perceptron.normalise(scores) * len(part)
+        yield part, scores.cpu().numpy(), upper.initial.scores(*inputs).cpu().numpy(), weights.cpu().numpy()
+
+
+def weights_of_rows(upper, data, rows, batch_size):
+    """Weights x batch size of the source training ``rows``, normalised within batches of ``batch_size``."""
+    return np.concatenate([w for _, _, _, w in _batches(upper, data, np.asarray(rows), batch_size)] or [[]])
+
+
+def write_weight_log(upper, data, path, batch_size, sample=None, seed=0):
+    """Write the weights of the source training behaviours (all, or a random ``sample``) to ``path``.
+
+    Batches are random subsets of the logged rows, as in training. The file is written under a temporary name
+    and renamed, so an interrupted run never leaves a partial CSV.
+    """
+    rows = data.splits["train_source"]
+    index = np.random.default_rng(seed).permutation(len(rows))
+    if sample:
+        index = index[:sample]
+    counts = {d: np.bincount(data.splits[s].user, minlength=data.num_users)
+              for d, s in (("source", "train_source"), ("target", "train_target"))}
+    bounds = data.bounds["train_source"]
+    upper.model.eval()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        for part, scores, initial, weights in _batches(upper, data, index, batch_size):
+            users, items = rows.user[part], rows.item[part]
+            recent = {}  # the user's five most recent positives of each domain before the behaviour
+            for d in DOMAINS:
+                ids, _ = data.history[d].gather(bounds[d][0][part], bounds[d][1][part], 5)
+                recent[d] = ["|".join(data.tokens[f"{d}_item"][x] for x in row if x) for row in ids]
+            for k, i in enumerate(part):
+                writer.writerow([data.tokens["user"][users[k]], data.tokens["source_item"][items[k]],
+                                 data.tokens["source_category"][data.item_category["source"][items[k]]],
+                                 bounds["source"][1][i] - bounds["source"][0][i],
+                                 bounds["target"][1][i] - bounds["target"][0][i], counts["source"][users[k]],
+                                 counts["target"][users[k]], f"{scores[k]:.6g}", f"{initial[k]:.6g}",
+                                 f"{weights[k]:.6g}", recent["source"][k], recent["target"][k]])
+    upper.model.train()
+    getLogger().info(f"learned source weights of {len(index)} behaviours written to {path}")
+    return path
