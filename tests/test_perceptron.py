@@ -130,3 +130,10 @@ def test_gamma_only_mode_learns_a_global_scale_only():
     assert torch.allclose(perceptron(item, None), torch.full((6,), 0.4 / 6))
     with pytest.raises(ValueError, match="perceptron_mode"):
         BehaviouralPerceptron(10, mode="other")
+
+
+def test_heads_that_do_not_divide_the_attention_size_are_a_config_error():
+    from recbole_biao.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"'perceptron_heads': expected a divisor of .* size 20, got 3"):
+        PooledSelfAttention(20, 3)

@@ -73,6 +73,15 @@ def test_unknown_dataset(ml1m_path):
     ("variant", "X", r"'variant': expected one of \['base', 'S', '0'\], got 'X'"),
     ("mlp_hidden_size", 8, r"'mlp_hidden_size': expected list, got 8"),
     ("train_epochs", ["SOURCE:3"], r"BOTH mode only, got 'SOURCE'"),
+    ("interval", 0, r"'interval': expected a value >= 1, got 0"),
+    ("interval", -5, r"'interval': expected a value >= 1, got -5"),
+    ("neumann_iterations", -1, r"'neumann_iterations': expected a value >= 0, got -1"),
+    ("learning_rate", -0.01, r"'learning_rate': expected a value >= 0, got -0.01"),
+    ("upper_learning_rate", -1, r"'upper_learning_rate': expected a value >= 0, got -1"),
+    ("implicit_negatives", 0, r"'implicit_negatives': expected a value >= 1, got 0"),
+    ("dev_split_ratio", 1.0, r"'dev_split_ratio': expected a value in \(0, 1\), got 1.0"),
+    ("dev_split_ratio", 0, r"'dev_split_ratio': expected a value in \(0, 1\), got 0"),
+    ("score_bound", 0, r"'score_bound': expected a value > 0, got 0"),
 ])
 def test_wrong_property_types(ml1m_path, key, value, message):
     with pytest.raises(ConfigError, match=message):
@@ -131,3 +140,17 @@ def test_malformed_atomic_file_is_one_line(ml1m_path, tmp_path):
     _, config = config_for(str(tmp_path))
     with pytest.raises(DataError, match=r"RecBole could not load the atomic files in .*ml-1m-genres-target"):
         BiaoDataset(config)
+
+
+def test_strings_from_the_command_line_and_config_dict_are_never_run(ml1m_path, tmp_path):
+    import run_recbole_biao
+
+    marker = tmp_path / "ran"
+    code = f"__import__('pathlib').Path({str(marker)!r}).touch()"
+    overrides = run_recbole_biao.parse_overrides([f"--checkpoint_dir={code}", "--learning_rate=0.005",
+                                                  "--train_epochs=['BOTH:2']", "--weight_log=true", "--learner=adam"])
+    assert overrides == {"checkpoint_dir": code, "learning_rate": 0.005, "train_epochs": ["BOTH:2"],
+                         "weight_log": True, "learner": "adam"}
+    _, config = config_for(ml1m_path[0], eval_batch_size="2048", seed="7", note=code)
+    assert config["eval_batch_size"] == 2048 and config["seed"] == 7  # literals still become numbers
+    assert config["note"] == code and not marker.exists()

@@ -48,3 +48,27 @@ def test_resume_continues_like_an_uninterrupted_run(ml1m_loaded, tmp_path):
     for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
     assert load_checkpoint(first.resume_file)["epoch"] == 2  # the resumed run wrote its last epoch there
+
+
+@pytest.mark.parametrize("rows", [1, 5_000, 12_000, 30_000, 51_200, 71_830, 10**7])
+def test_suggested_batch_size_gives_enough_steps(rows):
+    from recbole_biao.utils import MIN_STEPS_PER_EPOCH, suggested_batch_size
+
+    batch = suggested_batch_size(rows)
+    assert batch in (64, 128, 256, 512)
+    steps = -(-rows // batch)
+    assert steps >= MIN_STEPS_PER_EPOCH or batch == 64  # enough steps, unless at the smallest batch
+    assert batch == 512 or rows / (2 * batch) < MIN_STEPS_PER_EPOCH  # and the largest batch that gives them
+
+
+def test_too_few_steps_per_epoch_warn_with_the_suggested_batch(ml1m_loaded, tmp_path, caplog):
+    import logging
+
+    for batch, warned in ((4096, True), (512, False)):
+        config, model, data = build(ml1m_loaded, tmp=tmp_path, train_batch_size=batch)
+        trainer = get_trainer(None)(config, model)
+        trainer.train_data = data_preparation(config, data)[0]
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            trainer._check_steps_per_epoch(len(trainer.train_data))
+        assert ("--train_batch_size=512" in caplog.text) == warned, caplog.text

@@ -18,6 +18,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from recbole.model.layers import MLPLayers
 
+from recbole_biao.errors import ConfigError
+
 __all__ = ["PooledSelfAttention", "BehaviouralPerceptron"]
 
 
@@ -41,7 +43,8 @@ class PooledSelfAttention(nn.Module):
     def __init__(self, dim, heads):
         super().__init__()
         if dim % heads:
-            raise ValueError(f"perceptron_heads ({heads}) must divide the attention size {dim}")
+            raise ConfigError(f"properties key 'perceptron_heads': expected a divisor of the perceptron's attention "
+                              f"size {dim}, got {heads}")
         self.heads = heads
         self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
 
