@@ -1,6 +1,7 @@
 """Comparison statistics, tables, the run cache and the weight plots."""
 
 import csv
+import json
 import math
 
 import numpy as np
@@ -59,12 +60,20 @@ def test_run_cache_reuses_finished_runs(tmp_path):
 
     def runner(spec):
         calls.append(spec)
-        return {"auc": 0.5 + spec["seed"] / 10000, "logloss": 0.6}
+        return {"test_result": {"auc": 0.5 + spec["seed"] / 10000, "logloss": 0.6}, "model_file": f"run{len(calls)}"}
 
     cache = RunCache(str(tmp_path / "cache"))
     rows = baseline_rows("CoNet")
     first = run_rows(rows, [1, 2], runner, cache, config_dict={"learning_rate": 0.01}, progress=False)
     assert len(calls) == 8
+    entries = sorted((tmp_path / "cache").glob("*.json"))
+    runs = {json.loads(p.read_text())["run"] for p in entries}
+    assert runs == {f"run{i}" for i in range(1, 9)}  # each entry names the run it came from
+    entries[0].write_text('{"spec": {}, "res')  # a truncated entry (a killed write of an older version)
+    with pytest.warns(UserWarning, match="discarding unreadable entry"):
+        run_rows(rows, [1, 2], runner, cache, config_dict={"learning_rate": 0.01}, progress=False)
+    assert len(calls) == 9  # recomputed, once
+    calls.pop()
     again = run_rows(rows, [1, 2], runner, cache, config_dict={"learning_rate": 0.01}, progress=False)
     assert len(calls) == 8 and again == first
     run_rows(rows, [1, 2, 3], runner, cache, config_dict={"learning_rate": 0.01}, progress=False)

@@ -72,3 +72,31 @@ def test_too_few_steps_per_epoch_warn_with_the_suggested_batch(ml1m_loaded, tmp_
         with caplog.at_level(logging.WARNING):
             trainer._check_steps_per_epoch(len(trainer.train_data))
         assert ("--train_batch_size=512" in caplog.text) == warned, caplog.text
+
+
+def test_checkpoint_names_are_unique_per_run_and_name_the_variant(ml1m_loaded, tmp_path):
+    names = []
+    for model in ("CoNet-S", "CoNet-0", "CoNet", "CoNet"):  # created within the same second
+        config, net, _ = build(ml1m_loaded, model, tmp=tmp_path)
+        names.append(get_trainer(None)(config, net).saved_model_file)
+    assert len(set(names)) == 4
+    assert [n.split("/")[-1].split("-")[1] for n in names[:2]] == ["S", "0"]
+
+
+def test_last_state_every_epoch_and_a_finished_resume_keeps_the_best_checkpoint(ml1m_loaded, tmp_path):
+    config, model, data = build(ml1m_loaded, tmp=tmp_path, train_epochs=["BOTH:3"], eval_step=2, stopping_step=10)
+    trainer = get_trainer(None)(config, model)
+    train, valid, test = data_preparation(config, data)
+    trainer.fit(train, valid, saved=True)
+    assert load_checkpoint(trainer.resume_file)["epoch"] == 2  # epoch 2 was not evaluated, and is saved
+    best = load_checkpoint(trainer.saved_model_file)
+    assert best["epoch"] == 1  # the one evaluated epoch
+
+    config, model, data = build(ml1m_loaded, tmp=tmp_path, train_epochs=["BOTH:3"], eval_step=2, stopping_step=10)
+    again = get_trainer(None)(config, model)
+    again.resume_checkpoint(trainer.resume_file)  # a finished run: nothing left to train
+    again.fit(*data_preparation(config, data)[:2], saved=True)
+    kept = load_checkpoint(trainer.saved_model_file)
+    assert kept["epoch"] == 1
+    for name, tensor in best["state_dict"].items():
+        assert torch.equal(tensor, kept["state_dict"][name]), name

@@ -19,7 +19,7 @@ def _runner(show_epochs):
         values = {**spec["config"], "seed": spec["seed"], "show_progress": show_epochs}
         values.setdefault("state", "WARNING")
         files = list(spec["config_files"]) or None
-        return run_recbole_biao(spec["model"], spec["dataset"], files, values, spec["trainer"])["test_result"]
+        return run_recbole_biao(spec["model"], spec["dataset"], files, values, spec["trainer"])
 
     return runner
 

@@ -11,12 +11,14 @@ import json
 import math
 import os
 import time
+import warnings
 
 import numpy as np
 from scipy import stats
 from tqdm import tqdm
 
 from recbole_biao.evaluation import rela_impr
+from recbole_biao.utils import atomic_path
 
 __all__ = ["Row", "CONTROL", "control_note", "baseline_rows", "ablation_rows", "split_rows", "sweep_rows", "RunCache", "run_rows",
            "paired_p_value", "comparison_table", "to_markdown", "write_table"]
@@ -64,7 +66,9 @@ def sweep_rows(model, key, values):
 
 
 class RunCache:
-    """Results of finished runs, one JSON file per (configuration, seed)."""
+    """Results of finished runs, one JSON file per (configuration, seed), each with the checkpoint of the run
+    it came from. Files are written under a temporary name and renamed; an unreadable one is discarded (with a
+    warning) and its run recomputed."""
 
     def __init__(self, folder):
         self.folder = folder
@@ -76,20 +80,30 @@ class RunCache:
 
     def get(self, spec):
         path = self._path(spec)
-        if os.path.isfile(path):
+        if not os.path.isfile(path):
+            return None
+        try:
             with open(path, encoding="utf-8") as f:
-                return json.load(f)["result"]
-        return None
+                entry = json.load(f)
+            result = entry["result"]
+            if not isinstance(result, dict) or not isinstance(result.get("auc"), float):
+                raise ValueError("no AUC")
+            return result
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            warnings.warn(f"run cache: discarding unreadable entry {path} ({e}); the run is recomputed")
+            os.remove(path)
+            return None
 
-    def put(self, spec, result):
-        with open(self._path(spec), "w", encoding="utf-8") as f:
-            json.dump({"spec": spec, "result": result}, f, default=str)
+    def put(self, spec, result, run=None):
+        with atomic_path(self._path(spec)) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"spec": spec, "run": run, "result": result}, f, default=str)
 
 
 def run_rows(rows, seeds, runner, cache, dataset=None, config_files=None, config_dict=None, progress=True):
     """Run (or reuse) every row for every seed; returns ``{label: [test result per seed]}``.
 
-    ``runner(spec)`` trains one configuration and returns its test result dict.
+    ``runner(spec)`` trains one configuration and returns ``run_recbole_biao``'s dict (``test_result`` and
+    ``model_file``, the run's checkpoint, which the cache entry records).
     """
     jobs = [(row, seed) for row in rows for seed in seeds]
     file_hashes = {}
@@ -103,8 +117,9 @@ def run_rows(rows, seeds, runner, cache, dataset=None, config_files=None, config
         spec = row.spec(seed, dataset, file_hashes, config_dict)
         result = cache.get(spec)
         if result is None:
-            result = runner(spec)
-            cache.put(spec, result)
+            out = runner(spec)
+            result = out["test_result"]
+            cache.put(spec, result, out.get("model_file"))
         results[row.label].append(result)
         bar.set_postfix_str(f"{row.label} seed {seed}; elapsed {time.time() - started:.0f}s")
         bar.update()

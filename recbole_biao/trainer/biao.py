@@ -57,9 +57,10 @@ class BIAOTrainer(CDRTrainer):
             self.upper.step(self.global_step)
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        losses = super()._train_epoch(train_data, epoch_idx, loss_func or self.lower_loss, show_progress)
+        return super()._train_epoch(train_data, epoch_idx, loss_func or self.lower_loss, show_progress)
+
+    def _end_train_epoch(self, epoch_idx):
         self.upper.end_epoch(epoch_idx)
-        return losses
 
     # ---- checkpoints, resume -----------------------------------------------------------------------
     def _state(self, epoch):

