@@ -9,6 +9,7 @@ by :mod:`recbole_biao.data.dataset` itself.
 import ast
 import contextlib
 import enum
+import os
 import sys
 
 import numpy as np
@@ -72,7 +73,21 @@ def save_checkpoint(path, state):
 
 
 def load_checkpoint(path, map_location="cpu"):
-    """Load a checkpoint written by :func:`save_checkpoint`, never unpickling arbitrary objects."""
+    """Load a checkpoint written by :func:`save_checkpoint`, never unpickling arbitrary objects; a missing or
+    unreadable file is a one-line :class:`~recbole_biao.errors.DataError`."""
+    import pickle
+
     import torch
 
-    return torch.load(path, map_location=map_location, weights_only=True)
+    from recbole_biao.errors import DataError
+
+    if not os.path.isfile(path):
+        raise DataError(f"checkpoint '{path}' not found")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"checkpoint '{path}' is not a readable recbole-biao checkpoint ({first[:120]})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "config" not in checkpoint:
+        raise DataError(f"checkpoint '{path}' is not a recbole-biao checkpoint (no state_dict and config)")
+    return checkpoint

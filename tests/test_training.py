@@ -100,3 +100,27 @@ def test_last_state_every_epoch_and_a_finished_resume_keeps_the_best_checkpoint(
     assert kept["epoch"] == 1
     for name, tensor in best["state_dict"].items():
         assert torch.equal(tensor, kept["state_dict"][name]), name
+
+
+def test_resume_refuses_wrong_files_with_one_line(ml1m_loaded, tmp_path):
+    from recbole_biao.errors import DataError
+
+    config, model, data = build(ml1m_loaded, tmp=tmp_path)
+    trainer = get_trainer(None)(config, model)
+    trainer.fit(*data_preparation(config, data)[:2], saved=True)
+    truncated = tmp_path / "cut-last.pth"
+    truncated.write_bytes(open(trainer.resume_file, "rb").read()[:1000])  # a save killed half way
+    cases = [
+        ("CoNet", {}, str(tmp_path / "nope-last.pth"), r"checkpoint '.*nope-last.pth' not found"),
+        ("CoNet", {}, str(truncated), r"is not a readable recbole-biao checkpoint"),
+        ("CoNet", {}, trainer.saved_model_file, r"is a best-valid checkpoint; resume from the run's '-last.pth'"),
+        ("MiNet", {}, trainer.resume_file, r"was saved with model = 'CoNet', this run has 'MiNet'"),
+        ("CoNet-S", {}, trainer.resume_file, r"was saved with variant = 'base', this run has 'S'"),
+        ("CoNet", {"learning_rate": 0.02}, trainer.resume_file, r"was saved with learning_rate = 0.001, this run has 0.02"),
+    ]
+    for model_name, values, path, message in cases:
+        config, net, _ = build(ml1m_loaded, model_name, tmp=tmp_path, **values)
+        with pytest.raises(DataError, match=message):
+            get_trainer(None)(config, net).resume_checkpoint(path)
+    config, net, _ = build(ml1m_loaded, tmp=tmp_path, train_epochs=["BOTH:3"])  # longer: allowed
+    get_trainer(None)(config, net).resume_checkpoint(trainer.resume_file)

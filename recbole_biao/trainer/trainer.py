@@ -11,6 +11,8 @@ from recbole_cdr.trainer import CrossDomainTrainer
 from tqdm import tqdm
 
 from recbole_biao.compat import load_checkpoint, plain_data, save_checkpoint
+from recbole_biao.config import KEY_TYPES
+from recbole_biao.errors import DataError
 from recbole_biao.evaluation import ctr_metrics
 from recbole_biao.utils import MIN_STEPS_PER_EPOCH, suggested_batch_size
 
@@ -35,6 +37,11 @@ def set_rng_state(state):
     random.setstate((version, tuple(internal), gauss_next))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# keys a resumed run may change: how long it trains and where and how it reports
+RESUME_MAY_CHANGE = {"train_epochs", "stopping_step", "checkpoint_dir", "show_progress", "weight_log",
+                     "weight_log_sample", "eval_batch_size"}
 
 
 def run_file_name(folder, config):
@@ -104,13 +111,22 @@ class CDRTrainer(CrossDomainTrainer):
     def resume_checkpoint(self, resume_file):
         """Continue the run saved in ``resume_file`` (a ``*-last.pth`` file) after its last finished epoch."""
         checkpoint = load_checkpoint(resume_file, map_location=self.device)
-        if checkpoint["config"]["model"] != self.config["model"]:
-            self.logger.warning(f"resuming a {checkpoint['config']['model']} checkpoint with {self.config['model']}")
+        if "rng" not in checkpoint:
+            raise DataError(f"--resume: '{resume_file}' is a best-valid checkpoint; resume from the run's "
+                            f"'-last.pth' file")
+        stored = checkpoint["config"]
+        for key in ("model", "variant", "trainer", "dataset", *KEY_TYPES):
+            if key in RESUME_MAY_CHANGE or key not in stored:
+                continue
+            if stored[key] != plain_data(self.config[key]):
+                raise DataError(f"--resume: '{resume_file}' was saved with {key} = {stored[key]!r}, this run has "
+                                f"{plain_data(self.config[key])!r}; resume with the stored configuration")
         self._load_state(checkpoint)
         self._resumed = checkpoint
         self.resume_file = str(resume_file)
         self.saved_model_file = self.resume_file.replace("-last.pth", ".pth")
-        self.logger.info(f"Checkpoint loaded. Resume training from epoch {checkpoint['epoch'] + 1}")
+        self.logger.info(f"Checkpoint loaded (its configuration matches this run). Resume training from epoch "
+                         f"{checkpoint['epoch'] + 1}")
 
     def _reinit(self, phase):
         super()._reinit(phase)
