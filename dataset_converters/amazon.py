@@ -201,8 +201,9 @@ def _review_fields(record, layout):
     return str(user).strip(), str(item).strip(), rating, ts
 
 
-def _csv_layout(path):
-    """The layout of a CSV: a header naming its columns, else an Amazon ratings-only file by name."""
+def _csv_layout(path, need_header=False):
+    """The layout of a CSV: a header naming its columns, else (unless ``need_header``) an Amazon ratings-only
+    file by name."""
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as f:
         header = [h.strip().lower() for h in next(csv.reader([f.readline()]), [])]
@@ -215,6 +216,9 @@ def _csv_layout(path):
         layout = {k: v for k, v in found.items() if v is not None}
         layout["width"] = len(header)
         return layout
+    if need_header:  # a file of any name: its column order cannot be guessed
+        raise DataError(f"{path}:1: expected a header naming the user, item and timestamp (and rating) columns, "
+                        f"got {header}")
     return "2014_csv" if os.path.basename(path).startswith("ratings_") else "2018_csv"
 
 
@@ -259,8 +263,8 @@ def read_reviews(path, layout, users, items, strict=False):
     ``rating`` is None for a CSV without a rating column (implicit feedback).
     """
     report = FileReport(path)
-    if layout == "csv":
-        layout = _csv_layout(path)
+    if layout in ("csv", "csv_with_header"):
+        layout = _csv_layout(path, need_header=layout == "csv_with_header")
     parse = _csv_row if layout in ("2014_csv", "2018_csv") or isinstance(layout, dict) else _json
     skip_header = isinstance(layout, dict)
     implicit = isinstance(layout, dict) and "rating" not in layout
@@ -348,12 +352,16 @@ def convert(source, target, raw_dir=None, out_dir="dataset", name=None, strict=F
             source_file=None, target_file=None, properties_dir=None, log=print):
     """Convert two domains; returns the report (per file and the Table 4 summary)."""
     name = name or f"{source}-{target}".lower()
+    same_file = source_file and target_file and os.path.realpath(source_file) == os.path.realpath(target_file)
+    if same_file or (not source_file and not target_file and source == target):
+        raise DataError(f"source and target are the same ('{source_file if same_file else source}'): cross-domain "
+                        f"data needs two different domains")
     users = Interner()
     domains, files = {}, []
     for domain, category, explicit in (("source", source, source_file), ("target", target, target_file)):
         items = Interner()  # items are per domain
         if explicit:
-            path, layout, meta_path = explicit, "csv", None
+            path, layout, meta_path = explicit, "csv_with_header", None
         else:
             if raw_dir is None:
                 raise DataError(f"--raw-dir is needed to find the files of '{category}'")
@@ -361,6 +369,8 @@ def convert(source, target, raw_dir=None, out_dir="dataset", name=None, strict=F
         log(f"{domain}: reading {path}")
         rows, report = read_reviews(path, layout, users, items, strict)
         files.append(report)
+        if report.kept == 0:
+            raise DataError(f"{domain}: no record kept from {file_line(report.as_dict())}")
         domains[domain] = {"rows": rows, "items": items, "meta_path": meta_path, "implicit": rows["rating"] is None}
     is_shared = np.zeros(len(users.tokens), dtype=bool)
     is_shared[np.unique(domains["source"]["rows"]["user"])] = True
@@ -417,15 +427,18 @@ def write_properties(properties_dir, name, out_dir, implicit, batch_size=None):
         f.write("\n".join(lines) + "\n")
 
 
+def file_line(f):
+    """One file's line of the report: records read, kept and rejected, with the reasons and first lines."""
+    line = f"{f['file']}: read {f['read']}, kept {f['kept']}, rejected {sum(f['rejected'].values())}"
+    if f["rejected"]:
+        line += " (" + "; ".join(f"{r}: {n}, first at lines {f['first_lines'][r]}" for r, n in f["rejected"].items()) + ")"
+    if f["truncated"]:
+        line += f"; TRUNCATED: {f['truncated']}"
+    return line
+
+
 def format_report(report):
-    out = []
-    for f in report["files"]:
-        line = f"{f['file']}: read {f['read']}, kept {f['kept']}, rejected {sum(f['rejected'].values())}"
-        if f["rejected"]:
-            line += " (" + "; ".join(f"{r}: {n}, first at lines {f['first_lines'][r]}" for r, n in f["rejected"].items()) + ")"
-        if f["truncated"]:
-            line += f"; TRUNCATED: {f['truncated']}"
-        out.append(line)
+    out = [file_line(f) for f in report["files"]]
     s = report["summary"]
     out.append(f"{'Dataset':<20}{'#Source behaviours':>20}{'#Target behaviours':>20}{'#Users':>9}"
                f"{'#Source items':>15}{'#Target items':>15}")

@@ -181,6 +181,22 @@ def test_no_shared_users_and_duplicates(tmp_path):
     assert inter[1:] == ["u1\ta\t2\t9"]  # the latest review of (u1, a) is kept; u2 is not shared
 
 
+def test_same_domain_headerless_files_and_nothing_kept_are_one_line_errors(tmp_path):
+    quiet = dict(log=lambda *_: None)
+    good = write(tmp_path / "good.csv", "user,item,timestamp\nu1,a,1\n")
+    with pytest.raises(DataError, match=r"source and target are the same \('Books'\)"):
+        amazon.convert("Books", "Books", str(tmp_path), str(tmp_path / "out"), **quiet)
+    with pytest.raises(DataError, match=r"source and target are the same \('.*good.csv'\)"):
+        amazon.convert("S", "T", None, str(tmp_path / "out"), source_file=good, target_file=good, **quiet)
+    headerless = write(tmp_path / "plain.csv", "u1,a,5,1\n")  # user,item or item,user? not guessed
+    with pytest.raises(DataError, match=r"plain.csv:1: expected a header naming the user, item and timestamp"):
+        amazon.convert("S", "T", None, str(tmp_path / "out"), source_file=headerless, target_file=good, **quiet)
+    bad = write(tmp_path / "bad.csv", "user,item,rating,timestamp\nu1,a,nine,1\nu2,b,5,x\n")
+    with pytest.raises(DataError, match=r"target: no record kept from .*bad.csv: read 2, kept 0, rejected 2 "
+                                        r"\(rating not a number: 1, first at lines \[2\]; .*timestamp"):
+        amazon.convert("S", "T", None, str(tmp_path / "out"), source_file=good, target_file=bad, **quiet)
+
+
 def test_header_csv_without_rating_is_implicit(tmp_path):
     path = write(tmp_path / "a.csv", "item,user,timestamp\ni1,u1,5\ni2,u1,6\n")
     rows, report, users, items = read(path, "csv")

@@ -131,3 +131,15 @@ def test_ablation_rows_hold_the_attribution_controls_and_profiles():
     assert rows["BIAO upper lr 0 (control)"].values == {"upper_learning_rate": 0.0}
     assert rows["BIAO gamma only"].values == {"perceptron_mode": "gamma_only"}
     assert rows["BIAO-paper"].trainer == "BIAO-paper" and rows["BIAO-reference"].trainer == "BIAO-reference"
+
+
+def test_tables_are_named_after_the_dataset_of_the_config_files(tmp_path):
+    from recbole_biao.experiments.commands import dataset_label
+
+    other = tmp_path / "lr.yaml"
+    other.write_text("learning_rate: 0.01\n")
+    data = tmp_path / "books-toys.yaml"
+    data.write_text("target_domain:\n  dataset: books-toys-target\n")
+    assert dataset_label(None, [str(data), str(other)]) == "books-toys"
+    assert dataset_label("movies-books", [str(data)]) == "movies-books"
+    assert dataset_label(None, [str(other)]) == dataset_label(None) == "default"

@@ -2,14 +2,15 @@
 
 import os
 
-from recbole.config.configurator import Config
+import yaml
 
+from recbole_biao.compat import literal_config_values
 from recbole_biao.errors import ConfigError
 from recbole_biao.experiments.compare import (CONTROL, RunCache, ablation_rows, baseline_rows, comparison_table,
                                              control_note, run_rows, split_rows, sweep_rows, write_table)
 from recbole_biao.experiments.plots import line_chart
 
-__all__ = ["compare", "sweep", "parse_sweep"]
+__all__ = ["compare", "sweep", "parse_sweep", "dataset_label"]
 
 
 def _runner(show_epochs):
@@ -27,6 +28,19 @@ def _runner(show_epochs):
 OUT_DIR = os.path.join("log", "compare")  # tables, plots and the run cache, next to RecBole's logs
 
 
+def dataset_label(dataset, config_files=None):
+    """The data a comparison ran on, for its file names: ``--dataset``, else the last config file that names the
+    target domain (by its file name), else ``default`` (the embedded data)."""
+    if dataset:
+        return dataset
+    for path in reversed(config_files or []):
+        with open(path, encoding="utf-8") as f:
+            content = yaml.safe_load(f)
+        if isinstance(content, dict) and "target_domain" in content:
+            return os.path.splitext(os.path.basename(path))[0]
+    return "default"
+
+
 def compare(model, seeds=5, dataset=None, config_files=None, config_dict=None, ablations=False, split_ratios=None,
             show_epochs=False, out_dir=None):
     """Run the comparison and write ``log/compare/<model>-<dataset>.csv|.md``; returns the Markdown table."""
@@ -41,8 +55,10 @@ def compare(model, seeds=5, dataset=None, config_files=None, config_dict=None, a
                        config_dict)
     base_s, biao = rows[0].label, rows[3].label
     table = comparison_table(results, base_s, biao, [r.label for r in rows[:3]])
-    name = f"{model}-{dataset or 'default'}"
-    title = f"{model} on {dataset or 'the default dataset'}: target test AUC, mean of {seeds} seeds"
+    data_name = dataset_label(dataset, config_files)
+    name = f"{model}-{data_name}"
+    title = f"{model} on {data_name if data_name != 'default' else 'the default dataset'}: target test AUC, " \
+            f"mean of {seeds} seeds"
     notes = []
     if CONTROL in results:  # what the learned weights add over the same run with the perceptron frozen
         notes.append(control_note(results, biao, CONTROL))
@@ -54,7 +70,7 @@ def parse_sweep(text):
     if "=" not in text:
         raise ConfigError(f"--sweep '{text}': expected key=value1,value2,...")
     key, values = text.split("=", 1)
-    parsed = Config._convert_config_dict(None, {str(i): v for i, v in enumerate(values.split(",")) if v})
+    parsed = literal_config_values({str(i): v for i, v in enumerate(values.split(",")) if v})
     if not parsed:
         raise ConfigError(f"--sweep '{text}': no values")
     return key.strip(), [parsed[str(i)] for i in range(len(parsed))]
@@ -69,7 +85,7 @@ def sweep(model, text, seeds=1, dataset=None, config_files=None, config_dict=Non
     results = run_rows(rows, list(range(2023, 2023 + seeds)), _runner(show_epochs), cache, dataset, config_files,
                        config_dict)
     table = comparison_table(results, rows[0].label)
-    name = f"{model}-{dataset or 'default'}-sweep-{key}"
+    name = f"{model}-{dataset_label(dataset, config_files)}-sweep-{key}"
     markdown = write_table(table, os.path.join(out_dir, name),
                            f"{model} + BIAO, {key} sweep: target test AUC, mean of {seeds} seed(s)")
     aucs = [auc for _, auc, _, _, _ in table]
