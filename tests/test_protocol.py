@@ -116,3 +116,54 @@ def test_negative_pool_keeps_items_first_seen_later_out_of_training_negatives(po
     else:
         assert train_negatives & set(range(30, 60))
     assert (both_codes[negative] >= 0).all() and negative.sum() == 2 * len(rows)
+
+
+def write_pair(folder, source_rows, target_rows):
+    """Tiny atomic files of two domains (rows: user, item, rating, time) and their dataset yaml."""
+    for domain, rows in (("source", source_rows), ("target", target_rows)):
+        os.makedirs(folder / f"p-{domain}", exist_ok=True)
+        with open(folder / f"p-{domain}" / f"p-{domain}.inter", "w") as f:
+            f.write("user_id:token\titem_id:token\trating:float\ttimestamp:float\n")
+            f.writelines("\t".join(map(str, r)) + "\n" for r in rows)
+    path = folder / "p.yaml"
+    blocks = "".join(f"{d}_domain:\n  dataset: p-{d}\n  load_col: {{inter: [user_id, item_id, rating, timestamp]}}\n"
+                     f"  user_inter_num_interval: \"[0,inf)\"\n  item_inter_num_interval: \"[0,inf)\"\n"
+                     f"  val_interval: ~\n" for d in ("source", "target"))
+    path.write_text(f"data_path: {str(folder)}/\n{blocks}")
+    return str(path)
+
+
+def load_pair(path):
+    from recbole_biao.data import BiaoDataset, build_cdr_data
+    from recbole_biao.quick_start import build_config
+
+    return build_cdr_data(BiaoDataset(build_config("CoNet", None, [path], {"state": "ERROR"})[1]))
+
+
+def user_rows(user, first_time, items, rating=5):
+    return [(user, item, rating, first_time + k) for k, item in enumerate(items)]
+
+
+def test_missing_ratings_duplicates_and_an_empty_source_are_decided_out_loud(tmp_path):
+    from recbole_biao.errors import DataError
+
+    source = user_rows("u1", 0, ["s1", "s2"]) + user_rows("u2", 0, ["s1", "s3"])
+    target = user_rows("u1", 10, ["t1", "t2", "t3", "t4"]) + user_rows("u2", 10, ["t2", "t3", "t4", "t1"])
+    data = load_pair(write_pair(tmp_path / "ok", source, target))
+    assert len(data.splits["test"]) == 2 and data.stats["target_duplicate_rows_dropped"] == 0
+
+    # a repeated last behaviour must not put a copy of the test behaviour into valid
+    copy = write_pair(tmp_path / "dup", source, target + [("u1", "t4", 5, 13)])
+    data = load_pair(copy)
+    assert data.stats["target_duplicate_rows_dropped"] == 1
+    test, valid = data.splits["test"], data.splits["valid"]
+    pairs = set(zip(test.user, test.item))
+    assert not pairs & set(zip(valid.user, valid.item)) and len(data.splits["train_target"]) == 4
+
+    missing = target[:1] + [("u1", "t2", "", 11)] + target[2:]
+    with pytest.raises(DataError, match=r"p-target.inter:3: empty or NaN 'rating' \(1 such rows\)"):
+        load_pair(write_pair(tmp_path / "nan", source, missing))
+
+    late = user_rows("u1", 50, ["s1", "s2"]) + user_rows("u2", 50, ["s1", "s3"])  # every source row after the cutoff
+    with pytest.raises(DataError, match="no source behaviour is earlier than its user's first held-out target"):
+        load_pair(write_pair(tmp_path / "late", late, target))

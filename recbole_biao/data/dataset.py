@@ -14,6 +14,25 @@ __all__ = ["BiaoDataset", "DOMAINS"]
 DOMAINS = ("source", "target")
 
 
+def check_missing_values(path, columns=None):
+    """A one-line :class:`DataError` naming the file, column and first line of an empty or NaN value in the
+    user, item, rating or timestamp column: RecBole would fill a missing rating with the mean rating (a
+    negative label at threshold 4) and a missing time with the mean time."""
+    try:
+        header = pd.read_csv(path, sep="\t", nrows=0, quoting=3).columns
+    except (ValueError, OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a readable atomic file ({e})") from None
+    wanted = [c for c in header if c.split(":")[0] in (columns or ("user_id", "item_id", "rating", "timestamp"))]
+    df = pd.read_csv(path, sep="\t", usecols=wanted, quoting=3, na_values=["", "nan", "NaN", "null", "None"],
+                     keep_default_na=False)
+    for column in wanted:
+        bad = df[column].isna().to_numpy()
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0]) + 2  # 1-based, after the header line
+            raise DataError(f"{path}:{first}: empty or NaN '{column.split(':')[0]}' ({int(bad.sum())} such rows); "
+                            f"fill or remove them")
+
+
 class BiaoDataset(CrossDomainDataset):
     """``CrossDomainDataset`` that checks its files first and loads item categories.
 
@@ -33,6 +52,7 @@ class BiaoDataset(CrossDomainDataset):
             if not os.path.isfile(inter):
                 raise DataError(f"{domain}_domain: atomic file '{inter}' not found (expected <data_path>/<dataset>/"
                                 f"<dataset>.inter; raw Amazon files convert with python -m dataset_converters.amazon)")
+            check_missing_values(inter, config[f"{domain}_domain"].get("load_col", {}).get("inter"))
         try:
             super().__init__(config)
         except (ValueError, KeyError, TypeError) as e:  # raised from inside RecBole / pandas on malformed files

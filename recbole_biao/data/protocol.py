@@ -21,7 +21,7 @@ import numpy as np
 from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.errors import DataError
 
-__all__ = ["Behaviours", "HistoryIndex", "CDRData", "leave_one_out", "sample_negatives", "NEGATIVE_POOLS",
+__all__ = ["Behaviours", "HistoryIndex", "CDRData", "duplicate_rows", "leave_one_out", "sample_negatives", "NEGATIVE_POOLS",
            "build_cdr_data"]
 
 
@@ -117,6 +117,17 @@ class CDRData:
             copy.splits[name] = self.splits[split].take(index)
             copy.bounds[name] = {d: (start[index], end[index]) for d, (start, end) in self.bounds[split].items()}
         return copy
+
+
+def duplicate_rows(user, item, time):
+    """``[n]`` bool: rows whose (user, item, time) occurs again in a later row."""
+    order = np.lexsort((np.arange(len(user)), time, item, user))
+    same_as_next = np.zeros(len(user), dtype=bool)
+    key = (user[order], item[order], time[order])
+    same_as_next[:-1] = (key[0][1:] == key[0][:-1]) & (key[1][1:] == key[1][:-1]) & (key[2][1:] == key[2][:-1])
+    repeated = np.zeros(len(user), dtype=bool)
+    repeated[order] = same_as_next
+    return repeated
 
 
 def leave_one_out(user, time):
@@ -216,6 +227,14 @@ def build_cdr_data(dataset):
         keep = (rows.user > 0) & (rows.user < shared)
         stats[f"{domain}_rows"] = len(rows)
         stats[f"{domain}_rows_user_not_shared"] = int((~keep).sum())
+        # a repeated (user, item, time) is one behaviour: kept twice, its copy would sit in valid or train
+        # next to the test behaviour (the later row is kept)
+        repeated = duplicate_rows(rows.user, rows.item, rows.time)
+        stats[f"{domain}_duplicate_rows_dropped"] = int(repeated.sum())
+        if repeated.any():
+            logger.warning(f"{domain}: {int(repeated.sum())} rows repeat an earlier row's user, item and time; "
+                           f"each behaviour is kept once (the later row)")
+        keep &= ~repeated
         domains[domain] = rows.take(keep)
         ds = dataset.domain_dataset(domain)
         implicit[domain] = ds.label_field not in ds.inter_feat
@@ -240,6 +259,9 @@ def build_cdr_data(dataset):
                                     seen=domains["source"])
         stats["source_sampled_negatives"] = len(source) - int(before.sum())
     splits["train_source"] = source
+    if int(before.sum()) == 0:
+        raise DataError("no source behaviour is earlier than its user's first held-out target behaviour: nothing to "
+                        "transfer (the source would train nothing, BIAO included)")
     for name, rows in splits.items():
         stats[f"{name}_rows"] = len(rows)
     if len(splits["train_target"]) == 0:
