@@ -124,3 +124,25 @@ def test_resume_refuses_wrong_files_with_one_line(ml1m_loaded, tmp_path):
             get_trainer(None)(config, net).resume_checkpoint(path)
     config, net, _ = build(ml1m_loaded, tmp=tmp_path, train_epochs=["BOTH:3"])  # longer: allowed
     get_trainer(None)(config, net).resume_checkpoint(trainer.resume_file)
+
+
+def test_a_save_killed_half_way_leaves_the_previous_checkpoint(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "run-last.pth"
+    code = ("import torch, sys; from recbole_biao.compat import save_checkpoint; "
+            "save_checkpoint(sys.argv[1], {'config': {}, 'state_dict': {'w': torch.zeros(3)}}); "
+            "print('first', flush=True); "
+            "save_checkpoint(sys.argv[1], {'config': {}, 'state_dict': {'w': torch.ones(400_000_000 // 4)}})")
+    child = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "first"
+    deadline = time.time() + 60
+    while not any(p.stat().st_size > 0 for p in tmp_path.glob(".run-last.pth.*")) and time.time() < deadline:
+        time.sleep(0.005)
+    os.kill(child.pid, signal.SIGKILL)  # in the middle of writing the second checkpoint
+    child.wait()
+    assert torch.equal(load_checkpoint(str(path))["state_dict"]["w"], torch.zeros(3))
