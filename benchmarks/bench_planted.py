@@ -26,6 +26,7 @@ Base by at least 0.01 AUC; otherwise the setting tests nothing and it says so.
 """
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -35,6 +36,7 @@ import pandas as pd
 from scipy import stats
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from recbole_biao.utils import atomic_path  # noqa: E402  (after the path insertion)
 
 ML1M_CORRUPTIONS = ("users", "swap", "labels", "flip", "flood")
 
@@ -47,8 +49,6 @@ def read_atomic(path):
 
 
 def write_atomic(df, header, path):
-    from recbole_biao.utils import atomic_path
-
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with atomic_path(path) as tmp:
         out = df.copy()
@@ -99,12 +99,12 @@ def make_ml1m_data(source_dir, target_dir, out, categories, corruption, target_k
         write_atomic(src_items, item_header, os.path.join(out, names["source"], names["source"] + ".item"))
         write_atomic(tgt, tgt_header, os.path.join(out, names["target"], names["target"] + ".inter"))
         write_atomic(tgt_items, tgt_item_header, os.path.join(out, names["target"], names["target"] + ".item"))
-        lines = [f"data_path: {out}/"]
+        lines = [f"data_path: {json.dumps(out + '/')}"]
         for d in ("source", "target"):
             lines += [f"{d}_domain:", f"  dataset: {names[d]}", "  load_col: {inter: [user_id, item_id, rating, timestamp]}",
                       '  user_inter_num_interval: "[0,inf)"', '  item_inter_num_interval: "[0,inf)"', "  val_interval: ~"]
         yamls[name] = os.path.join(out, f"planted-{name}.yaml")
-        with open(yamls[name], "w", encoding="utf-8") as f:
+        with atomic_path(yamls[name]) as tmp, open(tmp, "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
     return yamls, int(hit.sum()), len(bad), len(tgt)
 

@@ -17,6 +17,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 import numpy as np
@@ -83,7 +84,7 @@ def write(folder, name="planted", drop_planted=False, **params):
             f.writelines(f"{prefix}{i}\t{c}\n" for i, c in enumerate(categories))
     yaml_path = os.path.join(folder, f"{name}.yaml")
     with atomic_path(yaml_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write(f"data_path: {os.path.abspath(folder)}/\n")
+        f.write(f"data_path: {json.dumps(os.path.abspath(folder) + '/')}\n")  # quoted: any folder name
         for key, value in TRAINING.items():
             f.write(f"{key}: {value!r}\n".replace("'", '"'))
         for domain in ("source", "target"):
