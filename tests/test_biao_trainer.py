@@ -204,6 +204,8 @@ def test_each_epoch_logs_the_diagnostics_and_warns_when_the_perceptron_did_not_m
         report = trainer.upper.end_epoch(1)
     assert report["upper_steps"] == 30 and report["moved"] > 0
     assert ("has not measurably moved" in caplog.text) == (report["correlation"] >= 0.99)
+    near_uniform = report["correlation"] < 0.99 and report["weight_spread"] < 0.05
+    assert ("within a few per cent of uniform" in caplog.text) == near_uniform
 
 
 def test_weight_log(ml1m_loaded, tmp_path):
@@ -239,3 +241,18 @@ def test_short_biao_runs_beat_chance(ml1m_path, tmp_path, values):
         **FAST, "data_path": ml1m_path[0], "checkpoint_dir": str(tmp_path), "interval": 20,
         "perceptron_history_length": 10, "upper_users": 200, **values})
     assert result["test_result"]["auc"] > 0.6, result
+
+
+@pytest.mark.parametrize("correlation,spread,warning", [
+    (1.0, 0.0, "has not measurably moved"),
+    (0.84, 0.009, "within a few per cent of uniform"),  # what the paper's settings gave after 2 upper steps
+    (0.84, 0.3, None),
+])
+def test_the_epoch_warnings_read_correlation_and_spread(ml1m_loaded, caplog, correlation, spread, warning):
+    _, _, trainer, _, _ = biao(ml1m_loaded, interval=10**9)
+    measured = trainer.upper.probe_report()
+    trainer.upper.probe_report = lambda: {**measured, "correlation": correlation, "weight_spread": spread}
+    with caplog.at_level(logging.INFO):
+        trainer.upper.end_epoch(0)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert (warnings == []) if warning is None else (len(warnings) == 1 and warning in warnings[0])

@@ -12,10 +12,14 @@ from typing import Iterable
 
 import torch
 
-__all__ = ["effective_sample_size", "weight_spread", "score_correlation", "parameter_distance", "MOVED_BELOW"]
+__all__ = ["effective_sample_size", "weight_spread", "score_correlation", "parameter_distance", "MOVED_BELOW",
+           "NEAR_UNIFORM_SPREAD"]
 
 # the perceptron counts as moved once its scores correlate below this with its initial copy's
 MOVED_BELOW = 0.99
+# weights whose spread (std of weight x n) stays below this differ from uniform by a few per cent at most: the
+# scores may have moved (a near-constant score correlates with anything) without changing what the model trains on
+NEAR_UNIFORM_SPREAD = 0.05
 
 
 def effective_sample_size(weights: torch.Tensor) -> float:

@@ -38,8 +38,8 @@ from recbole_biao.errors import ConfigError
 from recbole_biao.hypergradient import USES_HESSIAN, clip_and_check, implicit_hypergradient
 from recbole_biao.model.layers import history_mask
 from recbole_biao.model.perceptron import BehaviouralPerceptron
-from recbole_biao.trainer.diagnostics import (MOVED_BELOW, effective_sample_size, parameter_distance,
-                                              score_correlation, weight_spread)
+from recbole_biao.trainer.diagnostics import (MOVED_BELOW, NEAR_UNIFORM_SPREAD, effective_sample_size,
+                                              parameter_distance, score_correlation, weight_spread)
 
 __all__ = ["UpperLevel", "UPPER_LEARNERS"]
 
@@ -287,6 +287,10 @@ class UpperLevel:
                 f"BIAO: after epoch {epoch} the perceptron has not measurably moved (score correlation with its "
                 f"untrained copy {report['correlation']:.6f} >= {MOVED_BELOW}, {self.stats['steps']} upper steps "
                 f"so far): its weights are still those of its random initialisation")
+        elif self.perceptron.mode == "full" and report["weight_spread"] < NEAR_UNIFORM_SPREAD:
+            self.logger.warning(
+                f"BIAO: after epoch {epoch} the weights are still within a few per cent of uniform (weight spread "
+                f"{report['weight_spread']:.4f} < {NEAR_UNIFORM_SPREAD}): the model trains as Base would")
         report["upper_steps"] = len(records)
         return report
 
