@@ -143,3 +143,12 @@ def test_tables_are_named_after_the_dataset_of_the_config_files(tmp_path):
     assert dataset_label(None, [str(data), str(other)]) == "books-toys"
     assert dataset_label("movies-books", [str(data)]) == "movies-books"
     assert dataset_label(None, [str(other)]) == dataset_label(None) == "default"
+
+
+def test_comparisons_of_different_settings_write_different_tables():
+    from recbole_biao.experiments.commands import overrides_label
+
+    a, b = overrides_label({"learning_rate": 0.002}), overrides_label({"learning_rate": 0.003})
+    assert a == "-learning_rate=0.002" and a != b and overrides_label({}) == ""
+    long = overrides_label({"train_epochs": ["BOTH:5"], "checkpoint_dir": "/a/very/long/folder/name/" * 3})
+    assert 1 < len(long) <= 11 and "/" not in long

@@ -1,6 +1,8 @@
 """The ``--compare`` and ``--sweep`` commands of ``run_recbole_biao.py``."""
 
+import hashlib
 import os
+import re
 
 import yaml
 
@@ -10,7 +12,7 @@ from recbole_biao.experiments.compare import (CONTROL, RunCache, ablation_rows, 
                                              control_note, run_rows, split_rows, sweep_rows, write_table)
 from recbole_biao.experiments.plots import line_chart
 
-__all__ = ["compare", "sweep", "parse_sweep", "dataset_label"]
+__all__ = ["compare", "sweep", "parse_sweep", "dataset_label", "overrides_label"]
 
 
 def _runner(show_epochs):
@@ -41,6 +43,18 @@ def dataset_label(dataset, config_files=None):
     return "default"
 
 
+def overrides_label(config_dict):
+    """``-key=value_...`` for the command-line overrides of a comparison (empty without), so that comparisons
+    of different settings never write the same table files; a long one is shortened to a hash."""
+    if not config_dict:
+        return ""
+    text = "_".join(f"{k}={v}" for k, v in sorted(config_dict.items()))
+    text = re.sub(r"[^A-Za-z0-9=._+-]", "", text)
+    if len(text) > 60:
+        text = hashlib.sha1(text.encode()).hexdigest()[:10]
+    return f"-{text}"
+
+
 def compare(model, seeds=5, dataset=None, config_files=None, config_dict=None, ablations=False, split_ratios=None,
             show_epochs=False, out_dir=None):
     """Run the comparison and write ``log/compare/<model>-<dataset>.csv|.md``; returns the Markdown table."""
@@ -56,7 +70,7 @@ def compare(model, seeds=5, dataset=None, config_files=None, config_dict=None, a
     base_s, biao = rows[0].label, rows[3].label
     table = comparison_table(results, base_s, biao, [r.label for r in rows[:3]])
     data_name = dataset_label(dataset, config_files)
-    name = f"{model}-{data_name}"
+    name = f"{model}-{data_name}{overrides_label(config_dict)}"
     title = f"{model} on {data_name if data_name != 'default' else 'the default dataset'}: target test AUC, " \
             f"mean of {seeds} seeds"
     notes = []
@@ -85,7 +99,7 @@ def sweep(model, text, seeds=1, dataset=None, config_files=None, config_dict=Non
     results = run_rows(rows, list(range(2023, 2023 + seeds)), _runner(show_epochs), cache, dataset, config_files,
                        config_dict)
     table = comparison_table(results, rows[0].label)
-    name = f"{model}-{dataset_label(dataset, config_files)}-sweep-{key}"
+    name = f"{model}-{dataset_label(dataset, config_files)}{overrides_label(config_dict)}-sweep-{key}"
     markdown = write_table(table, os.path.join(out_dir, name),
                            f"{model} + BIAO, {key} sweep: target test AUC, mean of {seeds} seed(s)")
     aucs = [auc for _, auc, _, _, _ in table]
