@@ -265,6 +265,9 @@ def test_dataset_yaml_quotes_its_data_path(tmp_path):
         properties = yaml.safe_load(f)
     assert properties["data_path"] == out + "/" and os.path.isfile(os.path.join(out, "odd-target", "odd-target.inter"))
     assert not list(tmp_path.rglob(".*.tmp"))  # every file was renamed from its temporary name
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "props" / "odd.yaml").stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would create it
 
 
 def test_2023_layout_uses_parent_asin_and_millisecond_timestamps(tmp_path):
