@@ -61,10 +61,9 @@ def main(argv=None):
     args, extra = build_parser().parse_known_args(argv)
     try:
         if args.analyse_weights:
-            from recbole_biao.experiments.weights import analyse, learned_statement, load_weights
+            from recbole_biao.experiments.weights import analysis_lines
 
-            print("\n".join(analyse(args.analyse_weights)))
-            print(learned_statement(load_weights(args.analyse_weights)))
+            print("\n".join(analysis_lines(args.analyse_weights)))
             return 0
         if args.compare or args.sweep:
             return run_experiment(args, extra)

@@ -33,10 +33,13 @@ import time
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import stats
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from recbole_biao.utils import atomic_path  # noqa: E402  (after the path insertion)
+from recbole_biao.compat import literal_config_values  # noqa: E402  (after the path insertion)
+from recbole_biao.trainer.diagnostics import effective_sample_size  # noqa: E402
+from recbole_biao.utils import atomic_path  # noqa: E402
 
 ML1M_CORRUPTIONS = ("users", "swap", "labels", "flip", "flood")
 
@@ -162,7 +165,7 @@ def run(model, yaml, values, trainer=None, corrupted_categories=(), start_percep
         bad = kept["corrupted_items"][data.splits["train_source"].item[rows]]
         signs = kept["signs"].signs
         out.update(corrupt=float(weights[bad].mean()), clean=float(weights[~bad].mean()),
-                   ess=float(weights.sum() ** 2 / (len(weights) * (weights ** 2).sum())),
+                   ess=effective_sample_size(torch.from_numpy(weights)),
                    steps=trainer_obj.upper.stats["steps"], sign=float(np.mean(signs)) if signs else float("nan"))
         out["ratio"] = out["corrupt"] / out["clean"]
         out["perceptron"] = {k: v.detach().clone() for k, v in trainer_obj.upper.perceptron.state_dict().items()}
@@ -173,15 +176,14 @@ def run(model, yaml, values, trainer=None, corrupted_categories=(), start_percep
 
 
 def parse_set(items):
-    from recbole.config.configurator import Config
-
+    """``key=value`` items to properties, the values parsed as literals (never evaluated as code)."""
     values = {}
     for item in items or []:
         if "=" not in item:
             sys.exit(f"--set {item}: expected key=value")
         key, value = item.split("=", 1)
         values[key] = value
-    return Config._convert_config_dict(None, values)
+    return literal_config_values(values)
 
 
 def main():

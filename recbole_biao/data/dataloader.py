@@ -94,40 +94,28 @@ class _Loader:
         return torch.randperm(n, generator=self.generator).numpy()
 
 
-class BatchStream(_Loader):
-    """Endless batches from reshuffled passes over one split (each pass a fresh permutation; with
-    ``shuffle=False`` every pass reads the rows in file order).
+class _PassStream(_Loader):
+    """Endless indices ``0 .. size-1`` from passes that each start where the last ended: a fresh permutation
+    per pass, or (``shuffle=False``) the natural order."""
 
-    Serves the source half of training batches and BIAO's upper level: its dev batches come from a
-    stream over the same target training set in another order (reorder-and-reuse).
-    """
-
-    def __init__(self, data, split, batch_size, history_length, seed=0, shuffle=True):
+    def __init__(self, data, batch_size, history_length, size, seed=0, shuffle=True):
         super().__init__(data, batch_size, history_length, seed)
-        self.split = split
-        self.shuffle = shuffle
-        self.num_rows = len(data.splits[split])
+        self.size, self.shuffle = size, shuffle
         self._order = np.empty(0, dtype=np.int64)
         self._pos = 0
 
     def next_index(self, n=None):
         n = self.batch_size if n is None else n
         taken = []
-        while n > 0 and self.num_rows > 0:
+        while n > 0 and self.size > 0:
             if self._pos >= len(self._order):
-                order = self._permutation(self.num_rows) if self.shuffle else np.arange(self.num_rows)
-                self._order, self._pos = order, 0
+                self._order = self._permutation(self.size) if self.shuffle else np.arange(self.size)
+                self._pos = 0
             part = self._order[self._pos:self._pos + n]
             self._pos += len(part)
             taken.append(part)
             n -= len(part)
         return np.concatenate(taken) if taken else np.empty(0, dtype=np.int64)
-
-    def next_fields(self, n=None):
-        return make_batch(self.data, self.split, self.next_index(n), self.history_length)
-
-    def next_batch(self, n=None):
-        return Interaction(self.next_fields(n))
 
     def state_dict(self):
         return {"generator": self.generator.get_state(), "order": torch.from_numpy(self._order), "pos": self._pos}
@@ -138,28 +126,34 @@ class BatchStream(_Loader):
         self._pos = int(state["pos"])
 
 
-class UserGroupStream(_Loader):
+class BatchStream(_PassStream):
+    """Endless batches from passes over one split (each pass a fresh permutation; with ``shuffle=False``
+    every pass reads the rows in file order).
+
+    Serves the source half of training batches and BIAO's upper level: its dev batches come from a
+    stream over the same target training set in another order (reorder-and-reuse).
+    """
+
+    def __init__(self, data, split, batch_size, history_length, seed=0, shuffle=True):
+        super().__init__(data, batch_size, history_length, len(data.splits[split]), seed, shuffle)
+        self.split = split
+
+    def next_fields(self, n=None):
+        return make_batch(self.data, self.split, self.next_index(n), self.history_length)
+
+    def next_batch(self, n=None):
+        return Interaction(self.next_fields(n))
+
+
+class UserGroupStream(_PassStream):
     """Endless groups of users from reshuffled passes over ``users`` (each pass a fresh permutation)."""
 
     def __init__(self, users, seed=0):
-        super().__init__(None, 0, 0, seed)
         self.users = np.asarray(users, dtype=np.int64)
-        self._order = np.empty(0, dtype=np.int64)
-        self._pos = 0
+        super().__init__(None, 0, 0, len(self.users), seed)
 
     def next_users(self, n):
-        taken = []
-        while n > 0 and len(self.users):
-            if self._pos >= len(self._order):
-                self._order, self._pos = self.users[self._permutation(len(self.users))], 0
-            part = self._order[self._pos:self._pos + n]
-            self._pos += len(part)
-            taken.append(part)
-            n -= len(part)
-        return np.concatenate(taken) if taken else np.empty(0, dtype=np.int64)
-
-    state_dict = BatchStream.state_dict
-    load_state_dict = BatchStream.load_state_dict
+        return self.users[self.next_index(n)]
 
 
 class TrainDataLoader(_Loader):

@@ -21,7 +21,7 @@ import numpy as np
 from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.errors import DataError
 
-__all__ = ["Behaviours", "HistoryIndex", "CDRData", "duplicate_rows", "leave_one_out", "sample_negatives", "NEGATIVE_POOLS",
+__all__ = ["Behaviours", "HistoryIndex", "CDRData", "duplicate_rows", "leave_one_out", "sample_negatives",
            "build_cdr_data"]
 
 
@@ -122,11 +122,9 @@ class CDRData:
 def duplicate_rows(user, item, time):
     """``[n]`` bool: rows whose (user, item, time) occurs again in a later row."""
     order = np.lexsort((np.arange(len(user)), time, item, user))
-    same_as_next = np.zeros(len(user), dtype=bool)
-    key = (user[order], item[order], time[order])
-    same_as_next[:-1] = (key[0][1:] == key[0][:-1]) & (key[1][1:] == key[1][:-1]) & (key[2][1:] == key[2][:-1])
+    key = np.stack([user[order], item[order], time[order]]).astype(np.float64)  # ids and times are exact here
     repeated = np.zeros(len(user), dtype=bool)
-    repeated[order] = same_as_next
+    repeated[order[:-1]] = (np.diff(key, axis=1) == 0).all(axis=0)
     return repeated
 
 
@@ -174,9 +172,6 @@ def sample_negatives(positives, per_positive, seed=0, items=None, seen=None, max
     ok = ~np.isin(user.astype(np.int64) * span + item, seen_keys)  # users who interacted with (nearly) every item
     negatives = Behaviours(user[ok], item[ok], np.zeros(int(ok.sum()), dtype=np.float32), positives.time[parent][ok])
     return negatives, parent[ok]
-
-
-NEGATIVE_POOLS = ("train", "all")
 
 
 def _with_negatives(rows, codes, per_positive, pool, seed, seen=None):
@@ -252,6 +247,9 @@ def build_cdr_data(dataset):
     np.minimum.at(cutoff, held_out.user, held_out.time)
     source = domains["source"]
     before = source.time < cutoff[source.user]
+    if not before.any():
+        raise DataError("no source behaviour is earlier than its user's first held-out target behaviour: nothing to "
+                        "transfer (the source would train nothing, BIAO included)")
     stats["source_rows_at_or_after_cutoff"] = int((~before).sum())
     source = source.take(before)
     if implicit["source"]:
@@ -259,9 +257,6 @@ def build_cdr_data(dataset):
                                     seen=domains["source"])
         stats["source_sampled_negatives"] = len(source) - int(before.sum())
     splits["train_source"] = source
-    if int(before.sum()) == 0:
-        raise DataError("no source behaviour is earlier than its user's first held-out target behaviour: nothing to "
-                        "transfer (the source would train nothing, BIAO included)")
     for name, rows in splits.items():
         stats[f"{name}_rows"] = len(rows)
     if len(splits["train_target"]) == 0:

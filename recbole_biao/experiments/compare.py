@@ -20,8 +20,8 @@ from tqdm import tqdm
 from recbole_biao.evaluation import rela_impr
 from recbole_biao.utils import atomic_path
 
-__all__ = ["Row", "CONTROL", "control_note", "baseline_rows", "ablation_rows", "split_rows", "sweep_rows", "RunCache", "run_rows",
-           "paired_p_value", "comparison_table", "to_markdown", "write_table"]
+__all__ = ["Row", "CONTROL", "control_note", "baseline_rows", "ablation_rows", "split_rows", "sweep_rows", "RunCache",
+           "run_rows", "paired_p_value", "comparison_table", "to_markdown", "write_table"]
 
 
 class Row:
@@ -174,13 +174,12 @@ def to_markdown(table, title=""):
 
 def write_table(table, path_stem, title="", notes=()):
     """Write ``<path_stem>.csv`` and ``<path_stem>.md`` (with ``notes`` under the table); returns the Markdown."""
-    os.makedirs(os.path.dirname(os.path.abspath(path_stem)), exist_ok=True)
-    with open(path_stem + ".csv", "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path_stem + ".csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["model", "auc", "rela_impr_percent", "significant", "p_value"])
         for label, auc, impr, star, p in table:
             writer.writerow([label, f"{auc:.6f}", f"{impr:.4f}", bool(star), "" if math.isnan(p) else f"{p:.6g}"])
     markdown = "\n\n".join([to_markdown(table, title), *notes])
-    with open(path_stem + ".md", "w", encoding="utf-8") as f:
+    with atomic_path(path_stem + ".md") as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(markdown + "\n")
     return markdown

@@ -15,8 +15,9 @@ import torch
 from recbole_biao.errors import DataError
 from recbole_biao.experiments.plots import bar_chart, line_chart
 from recbole_biao.trainer.diagnostics import MOVED_BELOW, score_correlation
+from recbole_biao.utils import atomic_path
 
-__all__ = ["load_weights", "learned_statement", "analyse"]
+__all__ = ["load_weights", "learned_statement", "analyse", "analysis_lines"]
 
 COLUMNS = ("user", "item", "category", "user_source_behaviours", "user_target_behaviours", "weight")
 
@@ -45,9 +46,10 @@ def learned_statement(df):
     return f"correlation of the scores with the untrained perceptron's on the same behaviours: r = {r:.6f} ({verdict})"
 
 
-def analyse(path, out_dir=None, top=10):
-    """Write ``category_weights.png``, ``history_difference_weights.png`` and ``report.txt``; return their paths."""
-    df = load_weights(path)
+def analyse(path, out_dir=None, top=10, df=None):
+    """Write ``category_weights.png``, ``history_difference_weights.png`` and ``report.txt``; return their paths.
+    ``df``: the CSV already loaded by :func:`load_weights` (read from ``path`` otherwise)."""
+    df = load_weights(path) if df is None else df
     out_dir = out_dir or os.path.splitext(path)[0] + "-analysis"
     os.makedirs(out_dir, exist_ok=True)
 
@@ -78,9 +80,15 @@ def analyse(path, out_dir=None, top=10):
                 if column in df.columns and str(r[column]):
                     lines.append(f"      {name}: {str(r[column]).replace('|', '; ')}")
     report = os.path.join(out_dir, "report.txt")
-    with open(report, "w", encoding="utf-8") as f:
+    with atomic_path(report) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     return figure3, figure4, report
+
+
+def analysis_lines(path, out_dir=None, top=10):
+    """What ``--analyse_weights`` prints: the written files, then :func:`learned_statement` (one read of the CSV)."""
+    df = load_weights(path)
+    return [*analyse(path, out_dir, top, df=df), learned_statement(df)]
 
 
 def main(argv=None):
@@ -90,9 +98,7 @@ def main(argv=None):
     parser.add_argument("--top", type=int, default=10, help="behaviours listed at each end of the report")
     args = parser.parse_args(argv)
     try:
-        for path in analyse(args.csv, args.out, args.top):
-            print(path)
-        print(learned_statement(load_weights(args.csv)))
+        print("\n".join(analysis_lines(args.csv, args.out, args.top)))
     except DataError as e:
         parser.exit(2, f"error: {e}\n")
 

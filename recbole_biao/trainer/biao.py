@@ -14,7 +14,7 @@ from recbole_biao.errors import ConfigError
 from recbole_biao.model.abstract import check_contract
 from recbole_biao.trainer.trainer import CDRTrainer
 from recbole_biao.trainer.upper import UpperLevel
-from recbole_biao.trainer.weight_log import write_weight_log
+from recbole_biao.trainer.weight_log import weights_of_rows, write_weight_log
 
 __all__ = ["BIAOTrainer"]
 
@@ -69,13 +69,9 @@ class BIAOTrainer(CDRTrainer):
         state["global_step"] = self.global_step
         return state
 
-    def _load_state(self, checkpoint):
-        super()._load_state(checkpoint)
-        self.upper.load_state_dict(checkpoint["upper"], streams=False)
-
     def _reinit(self, phase):
         super()._reinit(phase)
-        if self._resumed is not None:
+        if self._resumed is not None:  # here, after bind(): the upper level's batch positions need its streams
             self.global_step = self._resumed["global_step"]
             self.upper.load_state_dict(self._resumed["upper"])
 
@@ -93,6 +89,4 @@ class BIAOTrainer(CDRTrainer):
 
     def evaluate_weights(self, rows, batch_size=None):
         """Normalised weights x batch size of the source training rows ``rows`` (in batches), for analyses."""
-        from recbole_biao.trainer.weight_log import weights_of_rows
-
         return weights_of_rows(self.upper, self.upper.data, np.asarray(rows), batch_size or self.config["train_batch_size"])

@@ -24,6 +24,7 @@ upper level is saved under its own key (:meth:`state_dict`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from logging import getLogger
 from typing import Callable, Optional
@@ -156,16 +157,21 @@ class UpperLevel:
         return Interaction(dev).to(self.device), Interaction(fresh).to(self.device)
 
     # ---- losses ------------------------------------------------------------------------------------
-    def _dev_loss(self, dev):
+    @contextlib.contextmanager
+    def _target_head(self, head):
+        """The model with ``head`` as its target head for the duration (``None``: its own)."""
         model = self.model
-        if self.aux_head is not None:
-            trained_head = getattr(model, model.TARGET_HEAD)
-            setattr(model, model.TARGET_HEAD, self.aux_head)
+        trained_head = getattr(model, model.TARGET_HEAD)
+        if head is not None:
+            setattr(model, model.TARGET_HEAD, head)
         try:
-            losses = model.domain_losses(dev, "target")
+            yield model
         finally:
-            if self.aux_head is not None:
-                setattr(model, model.TARGET_HEAD, trained_head)
+            setattr(model, model.TARGET_HEAD, trained_head)
+
+    def _dev_loss(self, dev):
+        with self._target_head(self.aux_head) as model:
+            losses = model.domain_losses(dev, "target")
         return losses.sum() if self.config["dev_loss_reduction"] == "sum" else losses.mean()
 
     def _train_loss(self, fresh):
@@ -192,17 +198,15 @@ class UpperLevel:
         frozen = [p for p in model.parameters() if p.requires_grad]
         for p in frozen:  # only the head's graph is built
             p.requires_grad_(False)
-        trained_head = getattr(model, model.TARGET_HEAD)
-        setattr(model, model.TARGET_HEAD, self.aux_head)
         try:
-            for _ in range(steps):
-                batch = stream.next_batch().to(self.device)
-                loss = model.domain_losses(batch, "target").mean()
-                self.aux_optimizer.zero_grad()
-                loss.backward()
-                self.aux_optimizer.step()
+            with self._target_head(self.aux_head):
+                for _ in range(steps):
+                    batch = stream.next_batch().to(self.device)
+                    loss = model.domain_losses(batch, "target").mean()
+                    self.aux_optimizer.zero_grad()
+                    loss.backward()
+                    self.aux_optimizer.step()
         finally:
-            setattr(model, model.TARGET_HEAD, trained_head)
             for p in frozen:
                 p.requires_grad_(True)
         self.aux_schedule.step()
@@ -310,9 +314,8 @@ class UpperLevel:
             state["aux_schedule"] = self.aux_schedule.state_dict()
         return state
 
-    def load_state_dict(self, state, streams=True):
-        """Restore the perceptron, its optimiser and counters; with ``streams`` also the batch positions
-        (needs :meth:`bind` first)."""
+    def load_state_dict(self, state):
+        """Restore the perceptron, its optimiser, counters and batch positions (needs :meth:`bind` first)."""
         self.perceptron.load_state_dict(state["perceptron"])
         self.initial.load_state_dict(state["initial"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -321,8 +324,7 @@ class UpperLevel:
             self.aux_head.load_state_dict(state["aux_head"])
             self.aux_optimizer.load_state_dict(state["aux_optimizer"])
             self.aux_schedule.load_state_dict(state["aux_schedule"])
-        if streams:
-            self.dev_stream.load_state_dict(state["dev_stream"])
-            for name in ("users", "target_stream", "source_stream"):
-                if name in state:
-                    getattr(self, name).load_state_dict(state[name])
+        self.dev_stream.load_state_dict(state["dev_stream"])
+        for name in ("users", "target_stream", "source_stream"):
+            if name in state:
+                getattr(self, name).load_state_dict(state[name])

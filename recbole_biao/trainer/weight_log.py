@@ -12,7 +12,6 @@ of each domain.
 from __future__ import annotations
 
 import csv
-import os
 from logging import getLogger
 
 import numpy as np
@@ -60,7 +59,6 @@ def write_weight_log(upper, data, path, batch_size, sample=None, seed=0):
               for d, s in (("source", "train_source"), ("target", "train_target"))}
     bounds = data.bounds["train_source"]
     upper.model.eval()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(COLUMNS)
