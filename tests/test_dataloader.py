@@ -73,3 +73,30 @@ def test_stream_pairing_ratio_and_bad_values(ml1m_loaded):
         TrainDataLoader(data, 100, 1, pairing="nearest")
     with pytest.raises(ConfigError, match="'pairing_ratio': expected an int >= 1"):
         TrainDataLoader(data, 100, 1, pairing_ratio=0)
+
+
+def test_the_trainer_declares_what_the_data_layer_serves(ml1m_loaded):
+    from recbole_biao.data import DataNeeds, data_preparation
+    from recbole_biao.trainer import BIAOTrainer, CDRTrainer
+    from tests.helpers import config_for
+
+    _, _, data = ml1m_loaded
+    path = ml1m_loaded[0]["data_path"]
+    _, base = config_for(path, "MiNet", history_length=7)
+    assert CDRTrainer.data_needs(base) == DataNeeds({"source": 7, "target": 7})
+    _, biao = config_for(path, "MiNet", trainer="BIAO", history_length=7, perceptron_history_length=12)
+    assert BIAOTrainer.data_needs(biao) == DataNeeds({"source": 12, "target": 7})  # the perceptron weighs source rows
+    _, split = config_for(path, "MiNet", trainer="BIAO", dev_strategy="split", dev_split_ratio=0.1)
+    assert BIAOTrainer.data_needs(split).holdout == 0.1
+    # the loaders serve the configured trainer's needs, or the ones they are given
+    train, valid, _ = data_preparation(biao, data)
+    batch, eval_batch = next(iter(train)), next(iter(valid))
+    assert batch["source_hist_source"].shape[1] == 12 and batch["target_hist_target"].shape[1] == 7
+    assert eval_batch["target_hist_source"].shape[1] == 7
+    train, _, _ = data_preparation(biao, data, DataNeeds({"source": 3, "target": 5}))
+    batch = next(iter(train))
+    assert batch["source_hist_target"].shape[1] == 3 and batch["target_hist_source"].shape[1] == 5
+    train, _, _ = data_preparation(split, data)
+    rows = len(data.splits["train_target"])
+    assert train.target_split == "train_lower" and train.num_target == rows - round(0.1 * rows)
+    assert len(train.data.splits["dev"]) == round(0.1 * rows)

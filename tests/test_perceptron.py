@@ -137,3 +137,124 @@ def test_heads_that_do_not_divide_the_attention_size_are_a_config_error():
 
     with pytest.raises(ConfigError, match=r"'perceptron_heads': expected a divisor of .* size 20, got 3"):
         PooledSelfAttention(20, 3)
+
+
+# ---- the fast pooled attention against independent computations ---------------------------------------------
+def torch_reference(module, table, index, item, mask):
+    """masked mean over the valid positions of torch's own multi-head attention on ``x_i = [h_i; e]``."""
+    x = torch.cat([table[index], item[:, None].expand(-1, index.shape[1], -1)], -1)
+    any_valid = mask.any(1)
+    keys = ~(mask | ~any_valid[:, None])  # (a row without valid positions attends everywhere, then is zeroed)
+    out, _ = module.attention(x, x, x, key_padding_mask=keys, need_weights=False)
+    valid = mask.to(out.dtype)
+    return (out * valid[..., None]).sum(1) / valid.sum(1, keepdim=True).clamp(min=1) * any_valid[:, None]
+
+
+def realistic_inputs(seed, batch=512, history=50, embedding=16, items=3000, prefix=True):
+    """The lower-step shapes (batch 512, history 50, embedding 16: items of 2 x 16), with history lengths on
+    every side of the length groups, empty histories included."""
+    g = torch.Generator().manual_seed(seed)
+    table = torch.randn(items, 2 * embedding, generator=g)
+    index = torch.randint(0, items, (batch, history), generator=g)
+    item = torch.randn(batch, 2 * embedding, generator=g)
+    edges = torch.tensor([0, 1, 2, 15, 16, 17, 31, 32, 33, 47, 48, 49, history])
+    lengths = torch.where(torch.rand(batch, generator=g) < 0.5, edges[torch.randint(0, len(edges), (batch,), generator=g)],
+                          torch.randint(0, history + 1, (batch,), generator=g))
+    if prefix:
+        mask = torch.arange(history)[None, :] < lengths[:, None]
+    else:  # any positions valid, not only a prefix
+        mask = torch.rand(batch, history, generator=g) < lengths[:, None] / history
+    return table, index, item, mask
+
+
+@torch.no_grad()
+def relative_error(a, b):
+    return float((a - b).abs().max() / b.abs().max()) if a.numel() else 0.0
+
+
+@pytest.mark.parametrize("prefix", [True, False])
+def test_pooled_attention_at_lower_step_shapes_equals_torch_attention_within_1e_5(prefix):
+    torch.manual_seed(1)
+    module = PooledSelfAttention(64, 4)
+    table, index, item, mask = realistic_inputs(2, prefix=prefix)
+    with torch.no_grad():
+        fast = module(table, index, item, mask)
+    assert relative_error(fast, torch_reference(module, table, index, item, mask)) < 1e-5
+    assert torch.equal(fast[~mask.any(1)], torch.zeros_like(fast[~mask.any(1)]))
+
+
+def test_pooled_attention_equals_the_formulation_it_replaced():
+    from benchmarks.perceptron_pass import previous_pooled_attention
+
+    torch.manual_seed(3)
+    module = PooledSelfAttention(64, 4)
+    for seed in (4, 5):
+        inputs = realistic_inputs(seed)
+        with torch.no_grad():
+            assert relative_error(module(*inputs), previous_pooled_attention(module, *inputs)) < 1e-5
+
+
+def test_pooled_attention_gradients_equal_torch_attention_gradients():
+    # the upper step differentiates the perceptron: its parameters' gradients must be torch's too
+    torch.manual_seed(6)
+    module = PooledSelfAttention(20, 4)
+    table, index, item, mask = realistic_inputs(7, batch=40, history=20, embedding=5)
+    direction = torch.randn(40, 20)
+    grads = []
+    for function in (module, lambda *x: torch_reference(module, *x)):
+        module.zero_grad()
+        (function(table, index, item, mask) * direction).sum().backward()
+        grads.append([p.grad.clone() for p in module.parameters()])
+    for fast, reference in zip(*grads):
+        assert relative_error(fast, reference) < 1e-5
+
+
+def test_both_domains_together_equal_each_alone():
+    from recbole_biao.model.perceptron import pool_jointly
+
+    torch.manual_seed(8)
+    source, target = PooledSelfAttention(64, 4), PooledSelfAttention(64, 4)
+    a, b = realistic_inputs(9, batch=300), realistic_inputs(10, batch=300, history=30, items=500)
+    with torch.no_grad():
+        joint = pool_jointly([source, target], [a, b])
+        alone = [source(*a), target(*b)]
+    for x, y in zip(joint, alone):
+        assert relative_error(x, y) < 1e-6
+    assert relative_error(alone[1], torch_reference(target, *b)) < 1e-5  # (the shorter history, padded)
+
+
+def test_the_gpu_path_equals_torch_attention(monkeypatch):
+    # what a GPU runs (one segment with every row, empty histories included; torch's fused attention),
+    # here on the CPU
+    from recbole_biao.model import perceptron
+
+    monkeypatch.setattr(perceptron, "on_gpu", lambda device: True)
+    torch.manual_seed(15)
+    module = PooledSelfAttention(64, 4)
+    for prefix in (True, False):
+        table, index, item, mask = realistic_inputs(16, batch=200, prefix=prefix)
+        with torch.no_grad():
+            out = module(table, index, item, mask)
+        assert relative_error(out, torch_reference(module, table, index, item, mask)) < 1e-5
+
+
+def test_reused_scratch_never_leaks_between_passes():
+    torch.manual_seed(11)
+    module = PooledSelfAttention(64, 4)
+    big, small = realistic_inputs(12), realistic_inputs(13, batch=64)
+    with torch.no_grad():
+        first = module(*small)
+        module(*big)  # fills the scratch space with other values
+        assert torch.equal(module(*small), first)
+
+
+def test_distinct_items_equals_torch_unique_by_counting_and_by_sorting():
+    from recbole_biao.model.layers import distinct_items
+
+    g = torch.Generator().manual_seed(14)
+    for vocabulary in (50, 3000, 10**6):  # counted, counted, sorted
+        items = torch.randint(0, vocabulary, (64, 20), generator=g)
+        table, index = distinct_items(items, vocabulary)
+        expected_table, expected_index = torch.unique(items, return_inverse=True)
+        assert torch.equal(table, expected_table) and torch.equal(index, expected_index)
+        assert torch.equal(table[index], items)

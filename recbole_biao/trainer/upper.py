@@ -37,7 +37,7 @@ from recbole_biao.data.dataloader import BatchStream, UserGroupStream, UserRows,
 from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.errors import ConfigError
 from recbole_biao.hypergradient import USES_HESSIAN, clip_and_check, implicit_hypergradient
-from recbole_biao.model.layers import history_mask
+from recbole_biao.model.layers import distinct_items, history_mask
 from recbole_biao.model.perceptron import BehaviouralPerceptron
 from recbole_biao.trainer.diagnostics import (MOVED_BELOW, NEAR_UNIFORM_SPREAD, effective_sample_size,
                                               parameter_distance, score_correlation, weight_spread)
@@ -101,7 +101,7 @@ class UpperLevel:
         if self.perceptron.needs_histories:
             for domain in DOMAINS:
                 items, length = model.history(interaction, "source", domain, self.history_length)
-                distinct, index = torch.unique(items, return_inverse=True)
+                distinct, index = distinct_items(items, model.total_num_items)
                 histories[domain] = (model.item_embedding(distinct, domain), index, history_mask(items, length))
         return item_emb, histories
 
