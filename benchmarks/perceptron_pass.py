@@ -2,8 +2,8 @@
 
     python benchmarks/perceptron_pass.py [--batch 512] [--history 50] [--embedding 16] [--repeats 20]
 
-Times ``UpperLevel.weights`` (item embeddings, distinct history items, both domains' pooled attention, the
-MLPs and the normalisation) on real training batches of the embedded ml-1m-genres data (CoNet + BIAO), and
+Times the perceptron's scores of a batch as the lower step computes them (item embeddings, distinct history
+items, both domains' pooled attention, the MLPs) on real training batches of the embedded ml-1m-genres data (CoNet + BIAO), and
 the pooled attention alone on synthetic batches whose histories are all full (nothing to skip), each with
 :func:`previous_pooled_attention` swapped in and with today's. Prints milliseconds per pass, the speed-up
 and the largest relative difference of the outputs.

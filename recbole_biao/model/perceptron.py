@@ -38,12 +38,15 @@ class PooledSelfAttention(nn.Module):
       ignores: keys are ``W_k,h h_j`` alone;
     - the mean over the valid queries of ``sum_j a_ij v_j`` is ``sum_j abar_j v_j`` with ``abar`` the mean
       of the attention rows (its column sums), and ``sum_j abar_j = 1`` lets the value's row term
-      ``W_v e + b_v`` be added after the pooling: values are never gathered per position (an
+      ``W_v e + b_v`` be added after the pooling: on a CPU values are never gathered per position (an
       ``embedding_bag`` weighted by ``abar`` reads them from the per-item table), and the output projection
       runs once per row;
     - rows are grouped by how far their valid positions reach, rounded up to :attr:`LENGTH_STEP`, and each
       group is cut there, so padding costs (almost) nothing; rows whose positions are all valid up to the
       cut need no mask. A row without valid positions pools to zeros.
+
+    On a GPU (launch-bound) every row goes through one segment and, without autograd, torch's fused
+    attention. :func:`pool_jointly` computes several such modules (the perceptron's two domains) at once.
 
     Args:
         dim (int): size of ``x_i``; heads (int): number of heads (must divide ``dim``).
@@ -101,7 +104,7 @@ class PooledSelfAttention(nn.Module):
         """
         return pool_jointly([self], [(table, index, item_emb, mask)])[0]
 
-    def _projections(self, table, index, item_emb):
+    def _projections(self, table, item_emb):
         """Per distinct item ``(q, k, v)`` (q scaled by 1 / sqrt(head size)), per row ``(q, v)``."""
         dim, split = self.attention.embed_dim, table.shape[-1]
         weight, bias = self.attention.in_proj_weight, self.attention.in_proj_bias
@@ -132,7 +135,7 @@ def pool_jointly(modules, inputs):
             raise ValueError("pool_jointly: the modules differ in size or heads")
         pad = n - index.shape[1]  # (a shorter history is padded: its extra positions are invalid)
         index, mask = F.pad(index, (0, pad)) + offset, F.pad(mask, (0, pad))
-        parts.append((index, mask) + module._projections(table, index, item_emb))
+        parts.append((index, mask) + module._projections(table, item_emb))
         offset += table.shape[0]
     index, mask, q_item, k_item, v_item, q_row, v_row = (torch.cat(t) if len(parts) > 1 else t[0] for t in zip(*parts))
     # head-major tables: row i * h + head holds item i's vector in that head, so that one gather yields the
