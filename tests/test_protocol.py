@@ -167,3 +167,29 @@ def test_missing_ratings_duplicates_and_an_empty_source_are_decided_out_loud(tmp
     late = user_rows("u1", 50, ["s1", "s2"]) + user_rows("u2", 50, ["s1", "s3"])  # every source row after the cutoff
     with pytest.raises(DataError, match="no source behaviour is earlier than its user's first held-out target"):
         load_pair(write_pair(tmp_path / "late", late, target))
+
+
+def test_missing_values_are_filled_under_copy_on_write_as_pandas_3_does():
+    import types
+    import warnings
+
+    from recbole.utils import FeatureType
+
+    from recbole_biao.compat import fill_nan
+
+    def frame():
+        return pd.DataFrame({"user_id": [1.0, np.nan, 3.0], "rating": [1.0, np.nan, 5.0]})
+
+    with pd.option_context("mode.copy_on_write", True), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        premise = frame()
+        premise["rating"].fillna(value=0, inplace=True)  # RecBole 1.0.1's idiom: a no-op here
+        assert premise["rating"].isna().any()
+        dataset = types.SimpleNamespace(feat_name_list=["inter_feat"], inter_feat=frame(),
+                                        field2type={"user_id": FeatureType.TOKEN, "rating": FeatureType.FLOAT})
+        fill_nan(dataset)
+    assert dataset.inter_feat["user_id"].tolist() == [1.0, 0.0, 3.0]
+    assert dataset.inter_feat["rating"].tolist() == [1.0, 3.0, 5.0]  # the mean
+    from recbole.data.dataset import Dataset
+
+    assert Dataset._fill_nan is fill_nan  # installed on RecBole's datasets once recbole_biao.data is imported

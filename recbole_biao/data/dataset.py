@@ -7,9 +7,12 @@ import numpy as np
 import pandas as pd
 from recbole_cdr.data.dataset import CrossDomainDataset
 
+from recbole_biao.compat import patch_fill_nan
 from recbole_biao.errors import DataError
 
 __all__ = ["BiaoDataset", "DOMAINS"]
+
+patch_fill_nan()  # before any dataset loads: RecBole's own fills nothing under pandas 3
 
 DOMAINS = ("source", "target")
 
