@@ -170,16 +170,22 @@ def test_a_biao_checkpoint_serves_the_plain_backbone(ml1m_loaded, tmp_path):
     assert "perceptron" in checkpoint["upper"]
 
 
-def test_properties_alone_switch_biao_on(ml1m_path):
+@pytest.mark.parametrize("model", ["CoNet", "MiNet", "DASL"])
+def test_biao_by_file_and_by_flag_give_the_same_configuration(ml1m_path, model):
+    import yaml
+
     from recbole_biao.config import PROPERTIES_DIR
     dataset_yaml = f"{PROPERTIES_DIR}/dataset/ml-1m-genres.yaml"
-    _, by_file = build_config("CoNet", None, [dataset_yaml, f"{PROPERTIES_DIR}/trainer/BIAO.yaml"],
-                              {"data_path": ml1m_path[0]})
+    biao_yaml = f"{PROPERTIES_DIR}/trainer/BIAO.yaml"
+    _, by_file = build_config(model, None, [dataset_yaml, biao_yaml], {"data_path": ml1m_path[0]})
     assert by_file["trainer"] == "BIAO" and by_file["upper_batching"] == "matched"
-    _, by_key = build_config("CoNet", None, [dataset_yaml], {"data_path": ml1m_path[0], "trainer": "BIAO"})
-    for key in ("interval", "upper_learner", "upper_learning_rate", "hypergrad_method", "perceptron_history_length",
-                "score_bound"):
+    _, by_key = build_config(model, None, [dataset_yaml], {"data_path": ml1m_path[0], "trainer": "BIAO"})
+    with open(biao_yaml, encoding="utf-8") as f:
+        keys = set(yaml.safe_load(f)) | {"perceptron_history_length", "history_length"}
+    for key in keys:
         assert by_file[key] == by_key[key], key
+    # the model's own value (MiNet and DASL: 20) wins both ways
+    assert by_key["perceptron_history_length"] == (50 if model == "CoNet" else 20)
 
 
 def test_biao_needs_the_base_variant_and_the_contract(ml1m_loaded):

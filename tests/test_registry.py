@@ -38,7 +38,7 @@ def test_trainer_profiles_load_on_top_of_the_trainer_properties(ml1m_path):
     _, paper = config_for(ml1m_path[0], trainer="BIAO-paper")
     assert paper["interval"] == 100 and paper["upper_learner"] == "sgd" and paper["upper_batching"] == "random"
     assert paper["hypergrad_method"] == "neumann" and paper["score_bound"] is None
-    assert paper["perceptron_history_length"] == 50  # from BIAO.yaml, which the profile does not repeat
+    assert paper["perceptron_history_length"] == 50  # from CoNet.yaml: neither the profile nor BIAO.yaml sets it
     _, reference = config_for(ml1m_path[0], trainer="BIAO-reference")
     assert reference["upper_weight_decay"] == 2.0 and reference["train_batch_size"] == 64
     assert reference["pairing"] == "same_user" and reference["aux_head"] is True
