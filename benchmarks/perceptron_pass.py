@@ -3,9 +3,10 @@
     python benchmarks/perceptron_pass.py [--batch 512] [--history 50] [--embedding 16] [--repeats 20]
 
 Times the perceptron's scores of a batch as the lower step computes them (item embeddings, distinct history
-items, both domains' pooled attention, the MLPs) on real training batches of the embedded ml-1m-genres data (CoNet + BIAO), and
-the pooled attention alone on synthetic batches whose histories are all full (nothing to skip), each with
-:func:`previous_pooled_attention` swapped in and with today's. Prints milliseconds per pass, the speed-up
+items, both domains' pooled attention, the MLPs) on real training batches of the embedded ml-1m-genres data
+(CoNet + BIAO), and the pooled attention alone on synthetic batches whose histories are all full (nothing to
+skip), each with the previous formulation (:func:`previous_pool`, :func:`previous_distinct`) swapped in and
+with today's. Prints milliseconds per pass, the speed-up
 and the largest relative difference of the outputs.
 """
 

@@ -282,3 +282,19 @@ def test_2023_layout_uses_parent_asin_and_millisecond_timestamps(tmp_path):
     rows, report, users, items = read(path, layout)
     assert items.tokens == ["P1"] and rows["time"].tolist() == [1588615855.07, 1588615856.0]
     assert amazon.read_meta(meta, {"P1": 0})[0] == {0: ("Skin", "")}
+
+
+@pytest.mark.parametrize("name", ["books-cds", "books-elec", "books-movies", "books-toys", "cds-cloth", "cds-kitchen",
+                                  "elec-cloth", "movies-books"])
+def test_shipped_scenario_yamls_are_what_the_converter_writes(tmp_path, name):
+    import yaml
+
+    from dataset_converters.amazon import write_properties
+    from recbole_biao.config import PROPERTIES_DIR
+
+    with open(os.path.join(PROPERTIES_DIR, "dataset", f"{name}.yaml"), encoding="utf-8") as f:
+        shipped = yaml.safe_load(f)
+    implicit = {d: "rating" not in shipped[f"{d}_domain"]["load_col"]["inter"] for d in ("source", "target")}
+    write_properties(str(tmp_path), name, shipped["data_path"], implicit, shipped.get("train_batch_size"))
+    with open(tmp_path / f"{name}.yaml", encoding="utf-8") as f:
+        assert yaml.safe_load(f) == shipped

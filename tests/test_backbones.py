@@ -52,14 +52,18 @@ def test_empty_histories_give_finite_probabilities(ml1m_loaded, model_name):
     assert ((probabilities > 0) & (probabilities < 1)).all()
 
 
-def test_minet_interest_weights_are_positive(ml1m_loaded):
+def test_minet_interest_weights_are_exp_of_the_logits_and_never_overflow(ml1m_loaded):
     model, batch = build(ml1m_loaded, "MiNet")
     user = model.user_embedding(batch["target_user_id"])
     candidate = model.embed_items(batch["target_item_id"], "target")
+    interests = [user, user, user]
     with torch.no_grad():
-        model.interest_attention[-1].bias.fill_(-60.0)  # even very negative logits stay positive
-    weights = model.interest_weights([user, user, user], candidate)
-    assert weights.shape == (len(user), 3) and (weights > 0).all()
+        logits = model.interest_attention(torch.cat([*interests, candidate], dim=-1))
+        assert torch.allclose(model.interest_weights(interests, candidate), torch.exp(logits))  # the paper's form
+        model.interest_attention[-1].bias.fill_(100.0)  # exp(100) is inf in float32: the clamp at 20 holds
+        weights = model.interest_weights(interests, candidate)
+    assert weights.shape == (len(user), 3) and torch.isfinite(weights).all()
+    assert torch.allclose(weights, torch.full_like(weights, float(torch.exp(torch.tensor(20.0)))))
 
 
 @pytest.mark.parametrize("model_name", BACKBONES)

@@ -11,6 +11,7 @@ import torch
 from recbole_biao.data import data_preparation
 from recbole_biao.errors import ConfigError, ContractError
 from recbole_biao.quick_start import build_config, run_recbole_biao
+from recbole_biao.model.abstract import check_contract
 from recbole_biao.trainer import BIAOTrainer
 from tests.helpers import FAST, build_model
 
@@ -194,6 +195,13 @@ def test_biao_needs_the_base_variant_and_the_contract(ml1m_loaded):
     config = biao(ml1m_loaded)[0]
     with pytest.raises(ContractError, match="trainer BIAO needs a model with score"):
         BIAOTrainer(config, torch.nn.Linear(2, 2))
+    # what the upper level calls besides the loss is part of the contract too: a model that lacks it fails here,
+    # not in the middle of an epoch
+    for broken in ("history", "TARGET_HEAD", "total_num_items"):
+        _, model, _ = build_model(ml1m_loaded, "CoNet", None)
+        object.__setattr__(model, broken, None)
+        with pytest.raises(ContractError, match=f"needs a model with {broken}"):
+            check_contract(model, "trainer BIAO")
 
 
 def test_each_epoch_logs_the_diagnostics_and_warns_when_the_perceptron_did_not_move(ml1m_loaded, caplog):
@@ -234,18 +242,55 @@ def test_weight_log(ml1m_loaded, tmp_path):
     assert all(r["user"].startswith("1m_") for r in rows)
 
 
-@pytest.mark.parametrize("values", [
-    {},
-    {"use_global": False},
-    {"use_user": False},
-    {"perceptron_mode": "gamma_only"},
-    {"dev_strategy": "split", "dev_split_ratio": 0.05},
-    {"upper_batching": "random", "hypergrad_method": "neumann", "upper_learner": "sgd"},
+def _defaults(trainer):
+    perceptron = trainer.perceptron
+    assert perceptron.global_mlp is not None and perceptron.use_user and perceptron.mode == "full"
+
+
+def _no_global(trainer):
+    assert trainer.perceptron.global_mlp is None and trainer.perceptron.use_user
+
+
+def _no_user(trainer):
+    assert trainer.perceptron.global_mlp is not None and not hasattr(trainer.perceptron, "attention")
+    assert not trainer.perceptron.needs_histories
+
+
+def _gamma_only(trainer):
+    assert [name for name, _ in trainer.perceptron.named_parameters()] == ["gamma_raw"]
+    weights = trainer.upper.probe_report()
+    assert weights["weight_spread"] == pytest.approx(0.0, abs=1e-6) and weights["ess"] == pytest.approx(1.0)
+
+
+def _dev_split(trainer):
+    upper = trainer.upper
+    assert upper.dev_split == "dev" and upper.target_split == "train_lower"
+    lower, held_out = upper.data.splits["train_lower"], upper.data.splits["dev"]
+    assert len(held_out) > 0 and len(lower) + len(held_out) == len(upper.data.splits["train_target"])
+    assert trainer.train_data.target_split == "train_lower"  # the model never trains on the dev rows
+
+
+def _paper_upper_level(trainer):
+    assert isinstance(trainer.upper.optimizer, torch.optim.SGD) and hasattr(trainer.upper, "target_stream")
+    assert trainer.config["hypergrad_method"] == "neumann"
+
+
+@pytest.mark.parametrize("values,check", [
+    ({}, _defaults),
+    ({"use_global": False}, _no_global),
+    ({"use_user": False}, _no_user),
+    ({"perceptron_mode": "gamma_only"}, _gamma_only),
+    ({"dev_strategy": "split", "dev_split_ratio": 0.05}, _dev_split),
+    ({"upper_batching": "random", "hypergrad_method": "neumann", "upper_learner": "sgd"}, _paper_upper_level),
 ])
-def test_short_biao_runs_beat_chance(ml1m_path, tmp_path, values):
+def test_each_switch_builds_what_it_names_and_trains(ml1m_path, tmp_path, values, check):
+    kept = []
     result = run_recbole_biao("CoNet", trainer="BIAO", config_dict={
         **FAST, "data_path": ml1m_path[0], "checkpoint_dir": str(tmp_path), "interval": 20,
-        "perceptron_history_length": 10, "upper_users": 200, **values})
+        "perceptron_history_length": 10, "upper_users": 200, **values},
+        trainer_hook=lambda trainer, data: kept.append(trainer))
+    check(kept[0])
+    assert kept[0].upper.stats["steps"] > 0  # the upper level did step
     assert result["test_result"]["auc"] > 0.6, result
 
 

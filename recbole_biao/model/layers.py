@@ -1,17 +1,19 @@
 """Layers shared by recbole-biao's models: masked attention pooling and history encoding."""
 
+from typing import Tuple
+
 import torch
 import torch.nn as nn
 
 __all__ = ["masked_softmax", "history_mask", "distinct_items", "AttentionPooling"]
 
 
-def history_mask(items, lengths):
+def history_mask(items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """``[B, N]`` bool, True at the first ``lengths`` positions (the valid history items)."""
     return torch.arange(items.shape[1], device=items.device)[None, :] < lengths[:, None]
 
 
-def distinct_items(items, vocabulary):
+def distinct_items(items: torch.Tensor, vocabulary: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(table, index)`` with ``table[index] == items``: the distinct IDs (sorted) among ``items`` of an ID
     space of size ``vocabulary``, and where each item is among them. A vocabulary not much larger than
     ``items`` is marked and counted (linear) instead of sorted as ``torch.unique`` does: measured 9x faster on
@@ -27,7 +29,7 @@ def distinct_items(items, vocabulary):
     return torch.nonzero(seen).squeeze(1), position[items]
 
 
-def masked_softmax(scores, mask):
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Softmax over the last dim where ``mask`` is True; padding gets weight 0 and a row without any
     valid position gets all zeros (never NaN)."""
     scores = scores.masked_fill(~mask, float("-inf"))

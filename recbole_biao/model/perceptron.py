@@ -14,6 +14,7 @@ scores this is ``gamma`` times the mean source loss, i.e. the Base model's joint
 """
 
 import math
+from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -93,7 +94,8 @@ class PooledSelfAttention(nn.Module):
             held = self._scratch_space[name] = like.new_empty(numel + numel // 4)  # room for larger batches
         return held[:numel].view(shape)
 
-    def forward(self, table, index, item_emb, mask):
+    def forward(self, table: torch.Tensor, index: torch.Tensor, item_emb: torch.Tensor,
+                mask: torch.Tensor) -> torch.Tensor:
         """
         Args:
             table: ``[U, Dh]`` embeddings of the distinct history items; index: ``[B, N]`` rows of ``table``.
@@ -116,12 +118,13 @@ class PooledSelfAttention(nn.Module):
         return q_item, k_item, v_item, q_row, v_row
 
 
-def on_gpu(device):
+def on_gpu(device: torch.device) -> bool:
     """Whether the pooled attention takes its GPU path (a function: the tests run that path on the CPU)."""
     return device.type == "cuda"
 
 
-def pool_jointly(modules, inputs):
+def pool_jointly(modules: Sequence[PooledSelfAttention],
+                 inputs: Sequence[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]) -> List[torch.Tensor]:
     """``[module(*x) for module, x in zip(modules, inputs)]`` for :class:`PooledSelfAttention` modules of one
     size and number of heads, computed together: the attention runs once over the rows of all inputs (the
     per-item tables side by side), which halves the number of operations for the perceptron's two domains."""
@@ -154,14 +157,16 @@ def pool_jointly(modules, inputs):
         k = k_item.index_select(0, bag).view(rows, h, length, d_head)
         if not dense:
             valid = valid_all[begin:end, :length]
-            valid = valid | ~valid.any(1, keepdim=True)  # (GPU: a row without valid positions attends to all; zeroed below)
+            # (GPU path: a row without valid positions attends to all; its output is zeroed below)
+            valid = valid | ~valid.any(1, keepdim=True)
             queries = valid.to(q.dtype)
             queries = queries / queries.sum(1, keepdim=True)  # [rows, query]: the mean over the valid queries
         # a GPU is launch-bound: one fused attention kernel, then the mean of its outputs (not under autograd:
         # that kernel's backward is not deterministic)
         if on_gpu(q.device) and reuse:
             v = v_item.index_select(0, bag).view(rows, h, length, d_head)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if dense else valid[:, None, None, :], scale=1.0)
+            keys = None if dense else valid[:, None, None, :]
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, scale=1.0)
             pooled.append((out.mean(2) if dense else (queries[:, None, None, :] @ out).squeeze(2)).reshape(rows, dim))
             continue
         q, k = q.view(rows * h, length, d_head), k.view(rows * h, length, d_head).transpose(1, 2)

@@ -25,7 +25,7 @@ class BIAOTrainer(CDRTrainer):
     :attr:`upper` (``model.perceptron`` refers to it, without making it part of the model's state dict)."""
 
     @classmethod
-    def data_needs(cls, config):
+    def data_needs(cls, config) -> DataNeeds:
         """The model's histories, and for the source rows (the ones it weighs) the perceptron's longer ones;
         with ``dev_strategy: split`` (paper Table 3's baseline) a fraction ``dev_split_ratio`` of the target
         training rows held out as the dev set."""

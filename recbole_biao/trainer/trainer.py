@@ -66,7 +66,7 @@ class CDRTrainer(CrossDomainTrainer):
     """
 
     @classmethod
-    def data_needs(cls, config):
+    def data_needs(cls, config) -> DataNeeds:
         """What this trainer asks of the data layer: the model's history length for the rows of both domains."""
         return DataNeeds.plain(config["history_length"])
 
