@@ -17,7 +17,7 @@ from recbole_cdr.utils import CrossDomainDataLoaderState
 from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.errors import ConfigError
 
-__all__ = ["DataNeeds", "make_batch", "concat_ranges", "UserRows", "BatchStream", "UserGroupStream",
+__all__ = ["DataNeeds", "batch_field", "make_batch", "concat_ranges", "UserRows", "BatchStream", "UserGroupStream",
            "TrainDataLoader", "EvalDataLoader"]
 
 
@@ -41,21 +41,28 @@ class DataNeeds:
         return cls({"source": history_length or 0, "target": history_length or 0})
 
 
+def batch_field(domain: str, name: str) -> str:
+    """The one definition of a batch's field names: ``<domain>_<name>`` for ``user_id``, ``item_id`` (as
+    RecBole-CDR prefixes its USER_ID_FIELD and ITEM_ID_FIELD), ``label``, ``index``, ``hist_<domain>`` and
+    ``hist_<domain>_len``."""
+    return f"{domain}_{name}"
+
+
 def make_batch(data, split, index, history_length):
     """Fields of the rows ``index`` of ``data.splits[split]``, prefixed with their domain."""
     domain = data.split_domain(split)
     rows = data.splits[split]
     fields = {
-        f"{domain}_user_id": torch.from_numpy(rows.user[index]),
-        f"{domain}_item_id": torch.from_numpy(rows.item[index]),
-        f"{domain}_label": torch.from_numpy(rows.label[index]),
-        f"{domain}_index": torch.from_numpy(np.asarray(index, dtype=np.int64)),
+        batch_field(domain, "user_id"): torch.from_numpy(rows.user[index]),
+        batch_field(domain, "item_id"): torch.from_numpy(rows.item[index]),
+        batch_field(domain, "label"): torch.from_numpy(rows.label[index]),
+        batch_field(domain, "index"): torch.from_numpy(np.asarray(index, dtype=np.int64)),
     }
     for hist_domain in DOMAINS:
         start, end = data.bounds[split][hist_domain]
         items, lengths = data.history[hist_domain].gather(start[index], end[index], history_length)
-        fields[f"{domain}_hist_{hist_domain}"] = torch.from_numpy(items)
-        fields[f"{domain}_hist_{hist_domain}_len"] = torch.from_numpy(lengths)
+        fields[batch_field(domain, f"hist_{hist_domain}")] = torch.from_numpy(items)
+        fields[batch_field(domain, f"hist_{hist_domain}_len")] = torch.from_numpy(lengths)
     return fields
 
 

@@ -35,8 +35,9 @@ from recbole.model.init import xavier_normal_initialization
 from recbole.utils import InputType
 from recbole_cdr.model.crossdomain_recommender import CrossDomainRecommender
 
+from recbole_biao.data.dataloader import batch_field
 from recbole_biao.data.dataset import DOMAINS
-from recbole_biao.errors import ContractError
+from recbole_biao.errors import ConfigError, ContractError
 
 __all__ = ["BiaoRecommender", "CONTRACT", "check_contract"]
 
@@ -79,6 +80,16 @@ class BiaoRecommender(CrossDomainRecommender):
             self.register_buffer(f"{domain}_item_category", torch.from_numpy(dataset.item_category[domain]))
         self.num_categories = dict(dataset.num_categories)
         self.bce = nn.BCEWithLogitsLoss(reduction="none")
+        # the field names of RecBole-CDR's base class, by domain; recbole-biao's batches use the same names
+        self.USER_ID = {"source": self.SOURCE_USER_ID, "target": self.TARGET_USER_ID}
+        self.ITEM_ID = {"source": self.SOURCE_ITEM_ID, "target": self.TARGET_ITEM_ID}
+        self.LABEL = {domain: batch_field(domain, "label") for domain in DOMAINS}
+        for domain in DOMAINS:
+            for kind, name in (("user_id", self.USER_ID[domain]), ("item_id", self.ITEM_ID[domain])):
+                if name != batch_field(domain, kind):
+                    raise ConfigError(f"properties keys USER_ID_FIELD / ITEM_ID_FIELD: recbole-biao's batches name "
+                                      f"the {domain} {kind} '{batch_field(domain, kind)}', the dataset '{name}'; "
+                                      f"use user_id and item_id")
 
     @property
     def uses_source(self) -> bool:
@@ -115,20 +126,21 @@ class BiaoRecommender(CrossDomainRecommender):
                 length: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """``([B, N] items, [B] lengths)`` of the ``hist_domain`` history of the ``domain`` rows."""
         length = length or self.history_length
-        items = interaction[f"{domain}_hist_{hist_domain}"][:, :length]
-        return items, interaction[f"{domain}_hist_{hist_domain}_len"].clamp(max=length)
+        items = interaction[batch_field(domain, f"hist_{hist_domain}")][:, :length]
+        return items, interaction[batch_field(domain, f"hist_{hist_domain}_len")].clamp(max=length)
 
     def score(self, interaction: Interaction, domain: str) -> torch.Tensor:
         raise NotImplementedError
 
     def domain_losses(self, interaction: Interaction, domain: str) -> torch.Tensor:
         """``[B]`` unreduced losses of the ``domain`` rows of a batch."""
-        return self.bce(self.score(interaction, domain), interaction[f"{domain}_label"])
+        return self.bce(self.score(interaction, domain), interaction[self.LABEL[domain]])
 
     def behaviour_losses(self, interaction: Interaction) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         target = self.domain_losses(interaction, "target")
-        has_source = self.uses_source and "source_item_id" in interaction.interaction
-        if not has_source or interaction["source_item_id"].numel() == 0:
+        source_items = self.ITEM_ID["source"]
+        has_source = self.uses_source and source_items in interaction.interaction
+        if not has_source or interaction[source_items].numel() == 0:
             return target, None
         return target, self.domain_losses(interaction, "source")
 

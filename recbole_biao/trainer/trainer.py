@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from recbole_biao.compat import load_checkpoint, plain_data, save_checkpoint
 from recbole_biao.config import KEY_TYPES
-from recbole_biao.data.dataloader import DataNeeds
+from recbole_biao.data.dataloader import DataNeeds, batch_field
 from recbole_biao.errors import DataError
 from recbole_biao.evaluation import ctr_metrics
 from recbole_biao.utils import MIN_STEPS_PER_EPOCH, suggested_batch_size
@@ -209,6 +209,6 @@ class CDRTrainer(CrossDomainTrainer):
         for interaction in batches:
             interaction = interaction.to(self.device)
             scores.append(self.model.predict(interaction).float().cpu())
-            labels.append(interaction["target_label"].cpu())
+            labels.append(interaction[batch_field("target", "label")].cpu())
         return ctr_metrics(torch.cat(labels).numpy(), torch.cat(scores).numpy(),
                            self.config["metric_decimal_place"] or 4)

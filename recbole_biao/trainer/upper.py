@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from recbole.data.interaction import Interaction
 
-from recbole_biao.data.dataloader import BatchStream, UserGroupStream, UserRows, make_batch
+from recbole_biao.data.dataloader import BatchStream, UserGroupStream, UserRows, batch_field, make_batch
 from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.errors import ConfigError
 from recbole_biao.hypergradient import USES_HESSIAN, clip_and_check, implicit_hypergradient
@@ -45,6 +45,8 @@ from recbole_biao.trainer.diagnostics import (MOVED_BELOW, NEAR_UNIFORM_SPREAD, 
 __all__ = ["UpperLevel", "UPPER_LEARNERS"]
 
 UPPER_LEARNERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+SOURCE_USER, SOURCE_ITEM = batch_field("source", "user_id"), batch_field("source", "item_id")
+TARGET_ITEM = batch_field("target", "item_id")
 AUX_HEAD_COSINE_STEPS = 1000  # the reference code's CosineAnnealingLR(T_max=1000), stepped once per upper step
 
 
@@ -96,7 +98,7 @@ class UpperLevel:
         """The detached embedding of the batch's source items, and per domain their users' histories as
         ``(embeddings of the distinct history items, index into them, mask)`` (None if not needed)."""
         model = self.model
-        item_emb = model.item_embedding(interaction["source_item_id"], "source")
+        item_emb = model.item_embedding(interaction[SOURCE_ITEM], "source")
         histories = {d: None for d in DOMAINS}
         if self.perceptron.needs_histories:
             for domain in DOMAINS:
@@ -153,7 +155,7 @@ class UpperLevel:
         else:
             dev = self.dev_stream.next_fields()
             fresh = self.target_stream.next_fields()
-            fresh.update(self.source_stream.next_fields(len(fresh["target_item_id"])))
+            fresh.update(self.source_stream.next_fields(len(fresh[TARGET_ITEM])))
         return Interaction(dev).to(self.device), Interaction(fresh).to(self.device)
 
     # ---- losses ------------------------------------------------------------------------------------
@@ -180,7 +182,7 @@ class UpperLevel:
         scores = self.perceptron.scores(*self.inputs(fresh))
         weights = self.perceptron.normalise(scores)
         loss = (weights * self.model.domain_losses(fresh, "source")).sum()
-        if "target_item_id" in fresh.interaction:
+        if TARGET_ITEM in fresh.interaction:
             loss = loss + self.model.domain_losses(fresh, "target").mean() + self.model.regularization()
         return loss, scores, weights
 
@@ -223,7 +225,7 @@ class UpperLevel:
         total, observed = None, []
         for _ in range(config["upper_batches"]):
             dev, fresh = self._batch_pair()
-            if fresh["source_item_id"].numel() == 0:
+            if fresh[SOURCE_ITEM].numel() == 0:
                 continue
             dev_loss = self._dev_loss(dev)
             # the Hessian-vector products differentiate this graph twice, which cuDNN's RNNs (DASL) cannot
@@ -236,8 +238,7 @@ class UpperLevel:
                                            config["neumann_alpha"])
             score_grad = grads.pop().detach() if extra else torch.zeros_like(scores)
             total = grads if total is None else [t + g for t, g in zip(total, grads)]
-            observed.append({"source_user_id": fresh["source_user_id"].cpu(),
-                             "source_item_id": fresh["source_item_id"].cpu(),
+            observed.append({SOURCE_USER: fresh[SOURCE_USER].cpu(), SOURCE_ITEM: fresh[SOURCE_ITEM].cpu(),
                              "score_grad": score_grad.cpu(), "weights": weights.detach().cpu()})
         if total is None:
             return None

@@ -56,14 +56,14 @@ class CoNet(BiaoRecommender):
 
     def score(self, interaction, domain):
         other = "target" if domain == "source" else "source"
-        user = interaction[f"{domain}_user_id"]
-        x = {domain: self._input(user, interaction[f"{domain}_item_id"], domain)}
+        user = interaction[self.USER_ID[domain]]
+        x = {domain: self._input(user, interaction[self.ITEM_ID[domain]], domain)}
         if not self.uses_source:
             for layer in self.target_layers:
                 x["target"] = torch.relu(layer(x["target"]))
             return self.target_head(x["target"]).squeeze(-1)
         # the partner item: the most recent positive of the other domain before this behaviour
-        partner = interaction[f"{domain}_hist_{other}"][:, 0]
+        partner = self.history(interaction, domain, other, 1)[0][:, 0]
         x[other] = self._input(user, partner, other)
         for w_s, w_t, h in zip(self.source_layers, self.target_layers, self.cross_layers):
             x = {"source": torch.relu(w_s(x["source"]) + h(x["target"])),

@@ -82,8 +82,8 @@ class DASL(BiaoRecommender):
         return out, mask
 
     def score(self, interaction, domain):
-        user_ids = interaction[f"{domain}_user_id"]
-        items = interaction[f"{domain}_item_id"]
+        user_ids = interaction[self.USER_ID[domain]]
+        items = interaction[self.ITEM_ID[domain]]
         user = self.user_vector(user_ids, domain)
         candidate = self.embed_items(items, domain)
         seq_domains = ("source", "target") if self.uses_source else ("target",)

@@ -69,8 +69,8 @@ class MiNet(BiaoRecommender):
         return torch.exp(logits.clamp(max=20.0))  # clamped so that exp never overflows
 
     def score(self, interaction, domain):
-        user = self.user_embedding(interaction[f"{domain}_user_id"])
-        candidate = self.embed_items(interaction[f"{domain}_item_id"], domain)
+        user = self.user_embedding(interaction[self.USER_ID[domain]])
+        candidate = self.embed_items(interaction[self.ITEM_ID[domain]], domain)
         if domain == "source":
             return self.source_head(torch.cat([candidate, user], dim=-1)).squeeze(-1)
         interests = [user, self._short_term(interaction, "target", candidate)]
