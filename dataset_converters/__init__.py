@@ -12,7 +12,7 @@ from recbole_biao.errors import ConfigError
 CONVERTERS = ("ml1m_genres",)
 
 
-def get_converter(name):
+def get_converter(name: str):
     """Return the converter module called ``name`` (a key ``dataset_converter`` in a dataset yaml)."""
     if name not in CONVERTERS:
         raise ConfigError(f"dataset_converter: unknown converter '{name}'; expected one of {', '.join(CONVERTERS)}")

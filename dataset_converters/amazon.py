@@ -33,6 +33,7 @@ import re
 import zlib
 from array import array
 from collections import Counter
+from typing import Callable, Dict, Optional
 
 import numpy as np
 
@@ -222,7 +223,7 @@ def _csv_layout(path, need_header=False):
     return "2014_csv" if os.path.basename(path).startswith("ratings_") else "2018_csv"
 
 
-def find_files(raw_dir, category):
+def find_files(raw_dir: str, category: str):
     """``(review file, layout, meta file or None)`` of a category in ``raw_dir``."""
     def first(*names):
         for name in names:
@@ -348,8 +349,10 @@ def _write_domain(folder, name, rows, users, items, meta, with_rating):
     return len(item_codes)
 
 
-def convert(source, target, raw_dir=None, out_dir="dataset", name=None, strict=False, category_level=2,
-            source_file=None, target_file=None, properties_dir=None, log=print):
+def convert(source: str, target: str, raw_dir: Optional[str] = None, out_dir: str = "dataset",
+            name: Optional[str] = None, strict: bool = False, category_level: int = 2,
+            source_file: Optional[str] = None, target_file: Optional[str] = None,
+            properties_dir: Optional[str] = None, log: Callable[[str], None] = print) -> dict:
     """Convert two domains; returns the report (per file and the Table 4 summary)."""
     name = name or f"{source}-{target}".lower()
     same_file = source_file and target_file and os.path.realpath(source_file) == os.path.realpath(target_file)
@@ -410,7 +413,8 @@ def convert(source, target, raw_dir=None, out_dir="dataset", name=None, strict=F
     return report
 
 
-def write_properties(properties_dir, name, out_dir, implicit, batch_size=None):
+def write_properties(properties_dir: str, name: str, out_dir: str, implicit: Dict[str, bool],
+                     batch_size: Optional[int] = None) -> None:
     """A ``properties/dataset/<name>.yaml`` for the converted pair; ``batch_size``: its ``train_batch_size``."""
     lines = [f"# {name}: written by dataset_converters/amazon.py",
              f"data_path: {json.dumps(out_dir.rstrip('/') + '/')}"]  # quoted: a path may hold '#' or ': '
@@ -437,7 +441,7 @@ def file_line(f):
     return line
 
 
-def format_report(report):
+def format_report(report: dict) -> str:
     out = [file_line(f) for f in report["files"]]
     s = report["summary"]
     out.append(f"{'Dataset':<20}{'#Source behaviours':>20}{'#Target behaviours':>20}{'#Users':>9}"

@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 from collections import Counter
+from typing import Optional
 
 from recbole_biao.errors import DataError
 from recbole_biao.utils import atomic_path
@@ -66,7 +67,8 @@ def _load_genres(item_path):
     return genres
 
 
-def convert(out_dir, name="ml-1m-genres", target_genres=DEFAULT_TARGET_GENRES, src_dir=None, logger=None):
+def convert(out_dir: str, name: str = "ml-1m-genres", target_genres=DEFAULT_TARGET_GENRES,
+            src_dir: Optional[str] = None, logger=None) -> dict:
     """Write ``<out_dir>/<name>-source`` and ``<out_dir>/<name>-target`` atomic files.
 
     Returns:
@@ -124,7 +126,7 @@ def convert(out_dir, name="ml-1m-genres", target_genres=DEFAULT_TARGET_GENRES, s
     return report
 
 
-def prepare(config, logger=None):
+def prepare(config, logger=None) -> dict:
     """Convert once into ``config['data_path']`` and reuse the files while the parameters are unchanged.
 
     A lock file serialises runs that start together: the second waits, then finds the first's files. The stamp

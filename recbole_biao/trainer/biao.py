@@ -8,7 +8,13 @@ Lower level (every step, RecBole's own batch loop with a ``loss_func``): the mod
 
 from __future__ import annotations
 
+from typing import Callable, Optional, Tuple
+
 import numpy as np
+import torch
+import torch.nn as nn
+from recbole.config import Config
+from recbole.data.interaction import Interaction
 
 from recbole_biao.data.dataloader import DataNeeds
 from recbole_biao.errors import ConfigError
@@ -25,7 +31,7 @@ class BIAOTrainer(CDRTrainer):
     :attr:`upper` (``model.perceptron`` refers to it, without making it part of the model's state dict)."""
 
     @classmethod
-    def data_needs(cls, config) -> DataNeeds:
+    def data_needs(cls, config: Config) -> DataNeeds:
         """The model's histories, and for the source rows (the ones it weighs) the perceptron's longer ones;
         with ``dev_strategy: split`` (paper Table 3's baseline) a fraction ``dev_split_ratio`` of the target
         training rows held out as the dev set."""
@@ -35,7 +41,7 @@ class BIAOTrainer(CDRTrainer):
         holdout = config["dev_split_ratio"] if config["dev_strategy"] == "split" else None
         return DataNeeds(length, holdout)
 
-    def __init__(self, config, model):
+    def __init__(self, config: Config, model: nn.Module):
         check_contract(model, "trainer BIAO")
         if config["variant"] != "base":  # (a profile such as BIAO-paper is this trainer with other properties)
             raise ConfigError(f"trainer BIAO weights the source loss, so it needs variant 'base', "
@@ -55,7 +61,7 @@ class BIAOTrainer(CDRTrainer):
         return self.upper.perceptron
 
     # ---- lower level -------------------------------------------------------------------------------
-    def lower_loss(self, interaction):
+    def lower_loss(self, interaction: Interaction) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(target loss, weighted source loss)`` of a training batch; RecBole's loop sums and backpropagates."""
         target, source = self.model.behaviour_losses(interaction)
         target = target.mean() + self.model.regularization()
@@ -87,7 +93,8 @@ class BIAOTrainer(CDRTrainer):
             self.global_step = self._resumed["global_step"]
             self.upper.load_state_dict(self._resumed["upper"])
 
-    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+    def fit(self, train_data, valid_data=None, verbose: bool = True, saved: bool = True, show_progress: bool = False,
+            callback_fn: Optional[Callable] = None) -> Tuple[float, dict]:
         self.upper.bind(train_data)
         result = super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
         stats = self.upper.stats
@@ -99,6 +106,6 @@ class BIAOTrainer(CDRTrainer):
                              self.config["weight_log_sample"], self.config["seed"])
         return result
 
-    def evaluate_weights(self, rows, batch_size=None):
+    def evaluate_weights(self, rows, batch_size: Optional[int] = None) -> np.ndarray:
         """Normalised weights x batch size of the source training rows ``rows`` (in batches), for analyses."""
         return weights_of_rows(self.upper, self.upper.data, np.asarray(rows), batch_size or self.config["train_batch_size"])

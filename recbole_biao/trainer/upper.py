@@ -27,13 +27,16 @@ from __future__ import annotations
 import contextlib
 import copy
 from logging import getLogger
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
+import torch.nn as nn
+from recbole.config import Config
 from recbole.data.interaction import Interaction
 
-from recbole_biao.data.dataloader import BatchStream, UserGroupStream, UserRows, batch_field, make_batch
+from recbole_biao.data.dataloader import (BatchStream, TrainDataLoader, UserGroupStream, UserRows, batch_field,
+                                          make_batch)
 from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.errors import ConfigError
 from recbole_biao.hypergradient import USES_HESSIAN, clip_and_check, implicit_hypergradient
@@ -70,7 +73,7 @@ class UpperLevel:
             batches and the hypergradient w.r.t. each behaviour's score (for benchmarks and analyses).
     """
 
-    def __init__(self, config, model):
+    def __init__(self, config: Config, model: nn.Module):
         self.config, self.model, self.device = config, model, config["device"]
         self.logger = getLogger()
         item_dim = model.item_embedding(torch.zeros(1, dtype=torch.long, device=self.device), "source").shape[-1]
@@ -94,7 +97,7 @@ class UpperLevel:
         self.data = None
 
     # ---- the perceptron's inputs and weights -------------------------------------------------------
-    def inputs(self, interaction):
+    def inputs(self, interaction: Interaction) -> Tuple[torch.Tensor, dict]:
         """The detached embedding of the batch's source items, and per domain their users' histories as
         ``(embeddings of the distinct history items, index into them, mask)`` (None if not needed)."""
         model = self.model
@@ -108,12 +111,12 @@ class UpperLevel:
         return item_emb, histories
 
     @torch.no_grad()
-    def weights(self, interaction):
+    def weights(self, interaction: Interaction) -> torch.Tensor:
         """Weights ``[Bs]`` of a batch's source behaviours for the lower level (no gradient)."""
         return self.perceptron(*self.inputs(interaction))
 
     # ---- data --------------------------------------------------------------------------------------
-    def bind(self, train_data):
+    def bind(self, train_data: TrainDataLoader) -> None:
         """Set up the batch sources of the upper level over the training data of ``train_data``."""
         config, data = self.config, train_data.data
         self.data = data
@@ -186,7 +189,7 @@ class UpperLevel:
             loss = loss + self.model.domain_losses(fresh, "target").mean() + self.model.regularization()
         return loss, scores, weights
 
-    def fit_aux_head(self):
+    def fit_aux_head(self) -> int:
         """Reference-implementation trick: train the auxiliary target head on dev batches (the model fixed),
         ``aux_head_steps`` Adam steps; its learning rate follows a cosine schedule stepped once per upper step
         over :data:`AUX_HEAD_COSINE_STEPS` upper steps, as the reference code does. With ``dev_order: file``
@@ -215,7 +218,7 @@ class UpperLevel:
         return steps
 
     # ---- the upper step ----------------------------------------------------------------------------
-    def step(self, global_step=None):
+    def step(self, global_step: Optional[int] = None) -> Optional[dict]:
         """One upper step; returns its diagnostics (also logged at debug level)."""
         config = self.config
         if self.aux_head is not None:
@@ -265,7 +268,7 @@ class UpperLevel:
 
     # ---- diagnostics -------------------------------------------------------------------------------
     @torch.no_grad()
-    def probe_report(self):
+    def probe_report(self) -> dict:
         """Diagnostics of the perceptron on the fixed probe of source behaviours, on the current embeddings."""
         probe = self.probe.to(self.device)
         inputs = self.inputs(probe)
@@ -276,7 +279,7 @@ class UpperLevel:
                 "gamma": float(self.perceptron.gamma.detach()), "weight_spread": weight_spread(weights),
                 "ess": effective_sample_size(weights)}
 
-    def end_epoch(self, epoch):
+    def end_epoch(self, epoch: int) -> dict:
         """Log the epoch's summary at info level; warn when the perceptron has not measurably moved."""
         records, self.epoch_records = self.epoch_records, []
         report = self.probe_report()
@@ -300,7 +303,7 @@ class UpperLevel:
         return report
 
     # ---- checkpoints -------------------------------------------------------------------------------
-    def state_dict(self):
+    def state_dict(self) -> dict:
         state = {"perceptron": self.perceptron.state_dict(), "initial": self.initial.state_dict(),
                  "optimizer": self.optimizer.state_dict(), "stats": dict(self.stats),
                  "dev_stream": self.dev_stream.state_dict()}
@@ -315,7 +318,7 @@ class UpperLevel:
             state["aux_schedule"] = self.aux_schedule.state_dict()
         return state
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict) -> None:
         """Restore the perceptron, its optimiser, counters and batch positions (needs :meth:`bind` first)."""
         self.perceptron.load_state_dict(state["perceptron"])
         self.initial.load_state_dict(state["initial"])

@@ -12,12 +12,12 @@ Reference:
 import torch
 import torch.nn as nn
 
-from recbole_biao.model.abstract import BiaoRecommender
+from recbole_biao.model.abstract import CrossDomainCTRRecommender
 
 __all__ = ["CoNet"]
 
 
-class CoNet(BiaoRecommender):
+class CoNet(CrossDomainCTRRecommender):
     r"""Two towers joined by cross connections: at every layer
     ``out_s = relu(W_s x_s + H x_t)`` and ``out_t = relu(W_t x_t + H x_s)`` with ``H`` shared;
     ``x_s = [user; source item ID; category]``, ``x_t = [user; target item ID; category]``; one sigmoid head

@@ -10,13 +10,13 @@ import torch
 import torch.nn as nn
 from recbole.model.layers import MLPLayers
 
-from recbole_biao.model.abstract import BiaoRecommender
+from recbole_biao.model.abstract import CrossDomainCTRRecommender
 from recbole_biao.model.layers import history_mask, masked_softmax
 
 __all__ = ["DASL"]
 
 
-class DASL(BiaoRecommender):
+class DASL(CrossDomainCTRRecommender):
     r"""Dual embedding: per-domain user embeddings joined by an orthogonal mapping X (the target view of a
     user is the mean of its target embedding and X times its source embedding, the source view uses X^T;
     ``orthogonal_weight * ||X^T X - I||^2`` keeps X orthogonal). Dual attention: a GRU encodes each domain's

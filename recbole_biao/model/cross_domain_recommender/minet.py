@@ -10,13 +10,13 @@ import torch
 import torch.nn as nn
 from recbole.model.layers import MLPLayers
 
-from recbole_biao.model.abstract import BiaoRecommender
+from recbole_biao.model.abstract import CrossDomainCTRRecommender
 from recbole_biao.model.layers import AttentionPooling, history_mask
 
 __all__ = ["MiNet"]
 
 
-class MiNet(BiaoRecommender):
+class MiNet(CrossDomainCTRRecommender):
     r"""Mixed interests for a target candidate: the user's long-term interest (a user embedding shared by both
     domains), a short-term interest from the target history and one from the source history (source items
     mapped into the target space by a transfer matrix), each short-term interest by item-level attention
