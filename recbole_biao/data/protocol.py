@@ -249,7 +249,7 @@ def build_cdr_data(dataset):
     before = source.time < cutoff[source.user]
     if not before.any():
         raise DataError("no source behaviour is earlier than its user's first held-out target behaviour: nothing to "
-                        "transfer (the source would train nothing, BIAO included)")
+                        "transfer (no trainer could learn anything from the source)")
     stats["source_rows_at_or_after_cutoff"] = int((~before).sum())
     source = source.take(before)
     if implicit["source"]:
