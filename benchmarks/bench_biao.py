@@ -1,6 +1,6 @@
 """Seconds per epoch and peak memory of backbones with the base trainer and with BIAO, on the same data.
 
-    python benchmarks/bench_biao.py [--models CoNet MiNet DASL] [--intervals 5 100] [--epochs 3]
+    python benchmarks/bench_biao.py [--models CoNet MiNet DASL] [--intervals 5 100] [--epochs 2]
 
 Each configuration runs in its own process (so that peak memory is its own), on the embedded ml-1m-genres
 data, with each model's and BIAO's default properties (``--neumann_iterations K`` switches to the Neumann
@@ -126,9 +126,9 @@ def child(spec):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+", default=["CoNet"])
+    parser.add_argument("--models", nargs="+", default=["CoNet", "MiNet", "DASL"])
     parser.add_argument("--intervals", type=int, nargs="+", default=[5, 100], help="default: BIAO's (5) and 100")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--neumann_iterations", type=int, default=None, help="use the Neumann solver with K terms")
     parser.add_argument("--data_path", default="dataset/")
     parser.add_argument("--perceptron_history_length", type=int, default=None,
