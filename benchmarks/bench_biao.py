@@ -73,19 +73,12 @@ def child(spec):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import torch
 
-    from recbole_biao.data import BiaoDataset, build_cdr_data, data_preparation
-    from recbole_biao.quick_start import build_config
-    from recbole_biao.utils import get_trainer, init_seed
-    from dataset_converters import get_converter
+    from recbole_biao.quick_start import build_config, prepare_run
+    from recbole_biao.utils import init_seed
 
     model_class, config = build_config(spec["model"], None, None, spec["config"], spec.get("trainer"))
     init_seed(config["seed"], config["reproducibility"])
-    get_converter(config["dataset_converter"]).prepare(config)
-    dataset = BiaoDataset(config)
-    data = build_cdr_data(dataset)
-    train, _, _ = data_preparation(config, data)
-    model = model_class(config, dataset).to(config["device"])
-    trainer = get_trainer(config["trainer"])(config, model)
+    data, (train, _, _), trainer = prepare_run(model_class, config)
     cuda = torch.cuda.is_available() and config["device"].type == "cuda"
     sections = Sections(torch.cuda.synchronize if cuda else None)
     for index in data.history.values():  # history gathering, wherever it happens (loader or upper step)

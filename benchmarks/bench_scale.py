@@ -97,19 +97,15 @@ def child(spec):
 
     import torch
 
-    from recbole_biao.data import BiaoDataset, build_cdr_data, data_preparation
-    from recbole_biao.quick_start import build_config
-    from recbole_biao.utils import get_trainer, init_seed
+    from recbole_biao.quick_start import build_config, prepare_run
+    from recbole_biao.utils import init_seed
 
     warnings.simplefilter("ignore", FutureWarning)  # recbole 1.0.1's pandas calls
     before = rss_mb()
     start = time.perf_counter()
     model_class, config = build_config(spec["model"], None, [spec["yaml"]], spec["config"], spec["trainer"])
     init_seed(config["seed"], config["reproducibility"])
-    dataset = BiaoDataset(config)
-    train, _, _ = data_preparation(config, build_cdr_data(dataset))
-    model = model_class(config, dataset).to(config["device"])
-    trainer = get_trainer(config["trainer"])(config, model)
+    _, (train, _, _), trainer = prepare_run(model_class, config)
     if hasattr(trainer, "upper"):
         trainer.upper.bind(train)
     load_s, loaded = time.perf_counter() - start, rss_mb()

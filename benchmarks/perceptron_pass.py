@@ -78,19 +78,14 @@ def time_both(function, inputs, repeats):
 def real_batches(batch, history, embedding, count, data_path="dataset/"):
     """``(upper level, [count] training batches)`` of CoNet + BIAO on the embedded data."""
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from dataset_converters import get_converter
-    from recbole_biao.data import BiaoDataset, build_cdr_data, data_preparation
-    from recbole_biao.quick_start import build_config
-    from recbole_biao.utils import get_trainer, init_seed
+    from recbole_biao.quick_start import build_config, prepare_run
+    from recbole_biao.utils import init_seed
 
     values = {"data_path": data_path, "state": "ERROR", "show_progress": False, "checkpoint_dir": "saved",
               "train_batch_size": batch, "perceptron_history_length": history, "embedding_size": embedding}
     model_class, config = build_config("CoNet", None, None, values, "BIAO")
     init_seed(config["seed"], config["reproducibility"])
-    get_converter(config["dataset_converter"]).prepare(config)
-    dataset = BiaoDataset(config)
-    train, _, _ = data_preparation(config, build_cdr_data(dataset))
-    trainer = get_trainer(config["trainer"])(config, model_class(config, dataset).to(config["device"]))
+    _, (train, _, _), trainer = prepare_run(model_class, config)
     batches = []
     for interaction in train:
         batches.append(interaction.to(config["device"]))

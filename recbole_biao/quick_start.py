@@ -11,7 +11,7 @@ from recbole_biao.data import BiaoDataset, build_cdr_data, data_preparation
 from recbole_biao.errors import ConfigError
 from recbole_biao.utils import dataset_names, get_model, get_trainer, init_seed
 
-__all__ = ["DEFAULT_DATASET", "build_config", "run_recbole_biao"]
+__all__ = ["DEFAULT_DATASET", "build_config", "prepare_run", "run_recbole_biao"]
 
 DEFAULT_DATASET = "ml-1m-genres"
 
@@ -39,6 +39,25 @@ def build_config(model="CoNet", dataset=None, config_file_list=None, config_dict
     return model_class, BiaoConfig(model_class, files, config_dict)
 
 
+def prepare_run(model_class, config):
+    """Everything :func:`run_recbole_biao` builds before training, from a :func:`build_config` result:
+    ``(data, (train, valid, test), trainer)``. The dataset yaml's converter runs once if it names one; the
+    model is built after re-seeding, so that its initialisation does not depend on the data's draws."""
+    logger = getLogger()
+    if config["dataset_converter"]:
+        from dataset_converters import get_converter
+
+        get_converter(config["dataset_converter"]).prepare(config, logger)
+    dataset = BiaoDataset(config)
+    logger.info(dataset)
+    data = build_cdr_data(dataset)
+    loaders = data_preparation(config, data)
+    init_seed(config["seed"], config["reproducibility"])
+    model = model_class(config, dataset).to(config["device"])
+    logger.info(model)
+    return data, loaders, get_trainer(config["trainer"])(config, model)
+
+
 def run_recbole_biao(model="CoNet", dataset=None, config_file_list=None, config_dict=None, trainer=None,
                      saved=True, resume=None, trainer_hook=None):
     """Train and evaluate one model; returns RecBole's result dict (best valid and test results).
@@ -62,23 +81,7 @@ def run_recbole_biao(model="CoNet", dataset=None, config_file_list=None, config_
     logger = getLogger()
     logger.info(config)
 
-    # dataset: convert once if the dataset yaml names a converter, then load and apply the protocol
-    if config["dataset_converter"]:
-        from dataset_converters import get_converter
-
-        get_converter(config["dataset_converter"]).prepare(config, logger)
-    dataset = BiaoDataset(config)
-    logger.info(dataset)
-    data = build_cdr_data(dataset)
-    train_data, valid_data, test_data = data_preparation(config, data)
-
-    # model
-    init_seed(config["seed"], config["reproducibility"])
-    model = model_class(config, dataset).to(config["device"])
-    logger.info(model)
-
-    # trainer
-    trainer = get_trainer(config["trainer"])(config, model)
+    data, (train_data, valid_data, test_data), trainer = prepare_run(model_class, config)
     if resume:
         trainer.resume_checkpoint(resume)
     if trainer_hook is not None:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from recbole.model.layers import MLPLayers
 
 from recbole_biao.errors import ConfigError
+from recbole_biao.model.layers import on_gpu
 
 __all__ = ["PooledSelfAttention", "pool_jointly", "BehaviouralPerceptron"]
 
@@ -118,11 +119,6 @@ class PooledSelfAttention(nn.Module):
         return q_item, k_item, v_item, q_row, v_row
 
 
-def on_gpu(device: torch.device) -> bool:
-    """Whether the pooled attention takes its GPU path (a function: the tests run that path on the CPU)."""
-    return device.type == "cuda"
-
-
 def pool_jointly(modules: Sequence[PooledSelfAttention],
                  inputs: Sequence[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]) -> List[torch.Tensor]:
     """``[module(*x) for module, x in zip(modules, inputs)]`` for :class:`PooledSelfAttention` modules of one
@@ -136,8 +132,11 @@ def pool_jointly(modules: Sequence[PooledSelfAttention],
     for module, (table, index, item_emb, mask) in zip(modules, inputs):
         if module.attention.embed_dim != dim or module.heads != h:
             raise ValueError("pool_jointly: the modules differ in size or heads")
-        pad = n - index.shape[1]  # (a shorter history is padded: its extra positions are invalid)
-        index, mask = F.pad(index, (0, pad)) + offset, F.pad(mask, (0, pad))
+        pad = n - index.shape[1]
+        if pad:  # a shorter history is padded: its extra positions are invalid
+            index, mask = F.pad(index, (0, pad)), F.pad(mask, (0, pad))
+        if offset:  # into the tables side by side
+            index = index + offset
         parts.append((index, mask) + module._projections(table, item_emb))
         offset += table.shape[0]
     index, mask, q_item, k_item, v_item, q_row, v_row = (torch.cat(t) if len(parts) > 1 else t[0] for t in zip(*parts))
@@ -148,7 +147,7 @@ def pool_jointly(modules: Sequence[PooledSelfAttention],
     index, valid_all = index.index_select(0, order), mask.index_select(0, order)
     q_row = q_row.index_select(0, order).view(-1, h, 1, d_head)
     head = torch.arange(h, device=index.device)[None, :, None]
-    reuse = not torch.is_grad_enabled()  # the lower-step pass; autograd needs its own tensors
+    no_grad = not torch.is_grad_enabled()  # the lower-step pass: buffers can be reused, autograd needs its own
     pooled = []
     for begin, end, length, dense in segments:
         rows = end - begin
@@ -163,21 +162,21 @@ def pool_jointly(modules: Sequence[PooledSelfAttention],
             queries = queries / queries.sum(1, keepdim=True)  # [rows, query]: the mean over the valid queries
         # a GPU is launch-bound: one fused attention kernel, then the mean of its outputs (not under autograd:
         # that kernel's backward is not deterministic)
-        if on_gpu(q.device) and reuse:
+        if on_gpu(q.device) and no_grad:
             v = v_item.index_select(0, bag).view(rows, h, length, d_head)
             keys = None if dense else valid[:, None, None, :]
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, scale=1.0)
             pooled.append((out.mean(2) if dense else (queries[:, None, None, :] @ out).squeeze(2)).reshape(rows, dim))
             continue
         q, k = q.view(rows * h, length, d_head), k.view(rows * h, length, d_head).transpose(1, 2)
-        out = {"out": first._scratch("scores", (rows * h, length, length), q)} if reuse else {}
+        out = {"out": first._scratch("scores", (rows * h, length, length), q)} if no_grad else {}
         if dense:
             scores = torch.bmm(q, k, **out)  # [rows * h, query, key]
         else:  # the key mask as an additive bias of the product: 2x faster than masking the scores after it
             bias = torch.zeros(rows, h, 1, length, dtype=q.dtype, device=q.device)
             bias.masked_fill_(~valid[:, None, None, :], float("-inf"))
             scores = torch.baddbmm(bias.view(rows * h, 1, length), q, k, **out)
-        if reuse:
+        if no_grad:
             attention = torch.ops.aten._softmax.out(scores, -1, False, out=first._scratch("attention", scores.shape, q))
         else:
             attention = torch.softmax(scores, -1)
