@@ -22,7 +22,12 @@ from recbole_biao.errors import ConfigError
 
 __all__ = ["PROPERTIES_DIR", "BiaoConfig", "check_config", "trainer_files", "KEY_TYPES", "RANGES"]
 
-PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties")
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# an installed wheel holds the properties files as package data (recbole_biao/properties); a checkout and an
+# editable install read them from the top of the repository
+PROPERTIES_DIR = next((p for p in (os.path.join(_PACKAGE_DIR, "properties"),
+                                   os.path.join(os.path.dirname(_PACKAGE_DIR), "properties")) if os.path.isdir(p)),
+                      os.path.join(os.path.dirname(_PACKAGE_DIR), "properties"))
 
 _NUMBER = (int, float)
 # Every key recbole-biao reads, with the type it must have (None is allowed where the value is optional).
@@ -239,6 +244,10 @@ class BiaoConfig(CDRConfig):
             *trainer_files(trainer),
             os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"),
         ]
+        if getattr(model_class, "RECBOLE_MODEL", None) is not None:  # RecBole's own model, with its own yaml
+            from recbole_biao.model.recbole_baseline import recbole_model_yaml
+
+            files[-1] = recbole_model_yaml(model)
         self.internal_config_dict = {}
         for path in files:
             if path and os.path.isfile(path):

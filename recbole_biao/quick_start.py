@@ -9,7 +9,7 @@ from recbole.utils import init_logger, set_color
 from recbole_biao.config import PROPERTIES_DIR, BiaoConfig
 from recbole_biao.data import BiaoDataset, build_cdr_data, data_preparation
 from recbole_biao.errors import ConfigError
-from recbole_biao.utils import dataset_names, get_model, get_trainer, init_seed
+from recbole_biao.utils import dataset_names, get_model, get_trainer, init_seed, model_variant
 
 __all__ = ["DEFAULT_DATASET", "build_config", "prepare_run", "run_recbole_biao"]
 
@@ -22,7 +22,7 @@ def build_config(model="CoNet", dataset=None, config_file_list=None, config_dict
     Without ``dataset`` and without config files the embedded default ``ml-1m-genres`` is used; with config
     files, they are expected to name the two domains themselves.
     """
-    model_class, overrides = get_model(model)
+    model_class, overrides = get_model(model), model_variant(model)
     if dataset is None and not config_file_list:
         dataset = DEFAULT_DATASET
     files = []

@@ -1,8 +1,7 @@
-"""Name registry: ``--model`` and ``--trainer`` resolve here first, then in RecBole-CDR."""
+"""Name registry: ``--model`` and ``--trainer`` resolve here."""
 
 import contextlib
 import importlib
-import importlib.util
 import os
 import tempfile
 
@@ -11,7 +10,7 @@ from recbole.utils import init_seed as recbole_init_seed
 
 from recbole_biao.errors import ConfigError
 
-__all__ = ["VARIANTS", "get_model", "get_trainer", "model_names", "trainer_names", "dataset_names", "init_seed",
+__all__ = ["VARIANTS", "get_model", "model_variant", "get_trainer", "model_names", "trainer_names", "dataset_names", "init_seed",
            "atomic_path", "suggested_batch_size", "MIN_STEPS_PER_EPOCH"]
 
 # suffix of a model name -> the variant it selects (see recbole_biao/model/abstract.py)
@@ -21,37 +20,38 @@ MIN_STEPS_PER_EPOCH = 100  # on 12k target rows, 24 steps of 512 per epoch left 
 TRAINERS = {"CrossDomain": "CDRTrainer", "BIAO": "BIAOTrainer"}
 
 
-def _recbole_cdr_model(name):
-    path = f"recbole_cdr.model.cross_domain_recommender.{name.lower()}"
-    try:
-        if importlib.util.find_spec(path) is None:
-            return None
-    except ModuleNotFoundError:  # the PyPI wheel ships no cross_domain_recommender package
-        return None
-    return getattr(importlib.import_module(path), name, None)
-
-
 def model_names():
     return [m + suffix for m in MODELS for suffix in ("", *VARIANTS)]
 
 
-def get_model(name):
-    """Resolve a model name to ``(class, config overrides)``.
-
-    ``CoNet`` is the base variant, ``CoNet-S`` and ``CoNet-0`` the same class with ``variant`` set.
-    A name recbole-biao does not define is looked up in ``recbole_cdr`` (source installs ship models).
-    """
-    base, overrides = name, {}
+def model_variant(name: str) -> dict:
+    """The properties a model name selects besides its class: ``CoNet-S`` -> ``{"variant": "S"}``."""
     for suffix, variant in VARIANTS.items():
         if name.endswith(suffix) and name[: -len(suffix)] in MODELS:
-            base, overrides = name[: -len(suffix)], {"variant": variant}
+            return {"variant": variant}
+    return {}
+
+
+def get_model(name: str) -> type:
+    """Resolve a model name to its class, as RecBole's ``get_model``.
+
+    ``CoNet``, ``CoNet-S`` and ``CoNet-0`` are one class (:func:`model_variant` gives the variant). A name
+    recbole-biao does not define may be one of RecBole's context-aware models or DIN: the single-domain
+    baseline trained on the target domain (:mod:`recbole_biao.model.recbole_baseline`).
+    """
+    base = name
+    for suffix in VARIANTS:
+        if name.endswith(suffix) and name[: -len(suffix)] in MODELS:
+            base = name[: -len(suffix)]
     if base in MODELS:
         module = importlib.import_module(f"recbole_biao.model.cross_domain_recommender.{base.lower()}")
-        return getattr(module, base), overrides
-    model_class = _recbole_cdr_model(name)
-    if model_class is None:
-        raise ConfigError(f"unknown model '{name}'; available: {', '.join(model_names())}")
-    return model_class, overrides
+        return getattr(module, base)
+    from recbole_biao.model.recbole_baseline import baseline_class, recbole_model_class
+
+    if recbole_model_class(name) is None:
+        raise ConfigError(f"unknown model '{name}'; available: {', '.join(model_names())}, or a RecBole "
+                          f"context-aware model (DeepFM, WideDeep, ...) or DIN as a target-domain baseline")
+    return baseline_class(name)
 
 
 def trainer_names():
@@ -64,8 +64,8 @@ def trainer_names():
     return list(TRAINERS) + profiles
 
 
-def get_trainer(name):
-    """Resolve ``--trainer`` (default ``CrossDomain``) to a trainer class, then try ``recbole_cdr.trainer``.
+def get_trainer(name: str) -> type:
+    """Resolve ``--trainer`` (default ``CrossDomain``) to a trainer class.
 
     A profile ``<trainer>-<profile>`` (e.g. ``BIAO-paper``, ``BIAO-reference``) is the trainer with the
     properties file ``properties/trainer/<trainer>-<profile>.yaml`` on top of its own.
@@ -74,10 +74,7 @@ def get_trainer(name):
     base = name.split("-")[0]
     if base in TRAINERS and (name == base or name in trainer_names()):
         return getattr(importlib.import_module("recbole_biao.trainer"), TRAINERS[base])
-    trainer = getattr(importlib.import_module("recbole_cdr.trainer"), f"{name}Trainer", None)
-    if trainer is None:
-        raise ConfigError(f"unknown trainer '{name}'; available: {', '.join(trainer_names())}")
-    return trainer
+    raise ConfigError(f"unknown trainer '{name}'; available: {', '.join(trainer_names())}")
 
 
 def dataset_names(properties_dir):

@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import types
 import warnings
 
 import pytest
@@ -15,13 +14,14 @@ from tests.helpers import config_for
 
 
 def test_variant_names_resolve_to_one_class():
-    assert utils.get_model("CoNet") == (CoNet, {})
-    assert utils.get_model("CoNet-S") == (CoNet, {"variant": "S"})
-    assert utils.get_model("CoNet-0") == (CoNet, {"variant": "0"})
+    assert utils.get_model("CoNet") is utils.get_model("CoNet-S") is utils.get_model("CoNet-0") is CoNet
+    assert [utils.model_variant(n) for n in ("CoNet", "CoNet-S", "CoNet-0")] == [{}, {"variant": "S"},
+                                                                                {"variant": "0"}]
 
 
 def test_unknown_model_and_trainer_list_the_available_names():
-    with pytest.raises(ConfigError, match=r"unknown model 'NoNet'; available: CoNet, CoNet-S, CoNet-0, MiNet, MiNet-S, MiNet-0, DASL, DASL-S, DASL-0"):
+    with pytest.raises(ConfigError, match=r"unknown model 'NoNet'; available: CoNet, CoNet-S, CoNet-0, MiNet, "
+                                          r"MiNet-S, MiNet-0, DASL, DASL-S, DASL-0, or a RecBole context-aware"):
         utils.get_model("NoNet")
     with pytest.raises(ConfigError, match=r"unknown trainer 'Fancy'; available: CrossDomain, BIAO, BIAO-paper, "
                                           r"BIAO-reference"):
@@ -46,20 +46,6 @@ def test_trainer_profiles_load_on_top_of_the_trainer_properties(ml1m_path):
     by_file = config_for(ml1m_path[0], config_file=f"{PROPERTIES_DIR}/trainer/BIAO-reference.yaml")[1]
     for key in ("interval", "upper_weight_decay", "train_batch_size", "aux_head_steps", "upper_users", "score_bound"):
         assert by_file[key] == reference[key], key
-
-
-def test_models_and_trainers_fall_back_to_recbole_cdr(monkeypatch):
-    """A source install of RecBole-CDR provides recbole_cdr.model.cross_domain_recommender.<name>."""
-    fake = types.ModuleType("recbole_cdr.model.cross_domain_recommender.emcdr")
-    fake.EMCDR = type("EMCDR", (), {})
-    package = types.ModuleType("recbole_cdr.model.cross_domain_recommender")
-    package.__path__ = []
-    monkeypatch.setitem(sys.modules, package.__name__, package)
-    monkeypatch.setitem(sys.modules, fake.__name__, fake)
-    monkeypatch.setattr(utils.importlib.util, "find_spec", lambda name, *a: fake.__spec__ or object())
-    assert utils.get_model("EMCDR") == (fake.EMCDR, {})
-    from recbole_cdr.trainer import DCDCSRTrainer
-    assert utils.get_trainer("DCDCSR") is DCDCSRTrainer
 
 
 def test_unknown_dataset(ml1m_path):
@@ -114,7 +100,8 @@ def test_cli_prints_one_line_errors():
     result = subprocess.run([sys.executable, "run_recbole_biao.py", "--model=NoNet"], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: unknown model 'NoNet'; available: CoNet, CoNet-S, CoNet-0, MiNet, MiNet-S, MiNet-0, DASL, DASL-S, DASL-0"]
+        "error: unknown model 'NoNet'; available: CoNet, CoNet-S, CoNet-0, MiNet, MiNet-S, MiNet-0, DASL, DASL-S, "
+        "DASL-0, or a RecBole context-aware model (DeepFM, WideDeep, ...) or DIN as a target-domain baseline"]
     result = subprocess.run([sys.executable, "run_recbole_biao.py", "--train_batch_size=lots"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -24,7 +24,7 @@ def test_checkpoint_round_trip_with_weights_only(ml1m_loaded, tmp_path):
     trainer.fit(data_preparation(config, data)[0], valid, saved=True)
     checkpoint = torch.load(trainer.saved_model_file, weights_only=True)
     assert checkpoint["config"]["model"] == "CoNet" and checkpoint["epoch"] == 0
-    fresh = get_model("CoNet")[0](config, ml1m_loaded[1])
+    fresh = get_model("CoNet")(config, ml1m_loaded[1])
     fresh.load_state_dict(checkpoint["state_dict"])
     batch = next(iter(test))
     assert torch.equal(fresh.predict(batch), model.predict(batch))

@@ -9,8 +9,10 @@ import yaml
 from recbole_biao.compat import literal_config_values
 from recbole_biao.errors import ConfigError
 from recbole_biao.experiments.compare import (CONTROL, RunCache, ablation_rows, baseline_rows, comparison_table,
-                                             control_note, run_rows, split_rows, sweep_rows, write_table)
+                                             control_note, recbole_rows, run_rows, split_rows, sweep_rows,
+                                             write_table)
 from recbole_biao.experiments.plots import line_chart
+from recbole_biao.utils import get_model
 
 __all__ = ["compare", "sweep", "parse_sweep", "dataset_label", "overrides_label"]
 
@@ -56,9 +58,16 @@ def overrides_label(config_dict):
 
 
 def compare(model, seeds=5, dataset=None, config_files=None, config_dict=None, ablations=False, split_ratios=None,
-            show_epochs=False, out_dir=None):
-    """Run the comparison and write ``log/compare/<model>-<dataset>.csv|.md``; returns the Markdown table."""
-    rows = baseline_rows(model)
+            show_epochs=False, out_dir=None, baselines=()):
+    """Run the comparison and write ``log/compare/<model>-<dataset>.csv|.md``; returns the Markdown table.
+
+    ``baselines``: names of RecBole models (``DeepFM``, ``DIN``, ...) trained on the target domain; their rows
+    count as baselines for the paired t-test of Base+BIAO, as Base-S, Base-0 and Base do."""
+    for name in baselines:
+        get_model(name)  # a misspelled name fails before anything trains
+    recbole = recbole_rows(baselines)
+    rows = baseline_rows(model) + recbole
+    compared = [r.label for r in rows[:3] + recbole]
     if ablations:
         rows += ablation_rows(model)
     if split_ratios:
@@ -68,7 +77,7 @@ def compare(model, seeds=5, dataset=None, config_files=None, config_dict=None, a
     results = run_rows(rows, list(range(2023, 2023 + seeds)), _runner(show_epochs), cache, dataset, config_files,
                        config_dict)
     base_s, biao = rows[0].label, rows[3].label
-    table = comparison_table(results, base_s, biao, [r.label for r in rows[:3]])
+    table = comparison_table(results, base_s, biao, compared)
     data_name = dataset_label(dataset, config_files)
     name = f"{model}-{data_name}{overrides_label(config_dict)}"
     title = f"{model} on {data_name if data_name != 'default' else 'the default dataset'}: target test AUC, " \

@@ -1,5 +1,6 @@
 """Base-S / Base-0 / Base / Base+BIAO over several seeds, with RelaImpr and a paired t-test (paper Table 1),
-optional ablation rows (Table 2), split-ratio rows (Table 3) and parameter sweeps (Figure 5).
+optional rows of RecBole's own models, ablation rows (Table 2), split-ratio rows (Table 3) and parameter sweeps
+(Figure 5).
 
 Finished runs are cached by configuration and seed, so a repeated or interrupted command reruns only what
 is missing.
@@ -20,8 +21,8 @@ from tqdm import tqdm
 from recbole_biao.evaluation import rela_impr
 from recbole_biao.utils import atomic_path
 
-__all__ = ["Row", "CONTROL", "control_note", "baseline_rows", "ablation_rows", "split_rows", "sweep_rows", "RunCache",
-           "run_rows", "paired_p_value", "comparison_table", "to_markdown", "write_table"]
+__all__ = ["Row", "CONTROL", "control_note", "baseline_rows", "ablation_rows", "recbole_rows", "split_rows",
+           "sweep_rows", "RunCache", "file_hashes", "run_one", "run_rows", "paired_p_value", "comparison_table", "to_markdown", "write_table"]
 
 
 class Row:
@@ -56,6 +57,11 @@ def ablation_rows(model):
             Row("BIAO-reference", model, "BIAO-reference")]
 
 
+def recbole_rows(names):
+    """One row per RecBole model name (e.g. ``DeepFM``): the model trained unchanged on the target domain."""
+    return [Row(f"{name} (RecBole)", name) for name in names]
+
+
 def split_rows(model, ratios=(0.01, 0.05, 0.1)):
     return [Row(f"split {r}", model, "BIAO", {"dev_strategy": "split", "dev_split_ratio": r}) for r in ratios]
 
@@ -79,6 +85,12 @@ class RunCache:
         return os.path.join(self.folder, f"{key}.json")
 
     def get(self, spec):
+        """The test result of a finished run of ``spec``, or None."""
+        entry = self.entry(spec)
+        return None if entry is None else entry["result"]
+
+    def entry(self, spec):
+        """``{"result": test result, "valid": best valid result or None, ...}`` of a finished run, or None."""
         path = self._path(spec)
         if not os.path.isfile(path):
             return None
@@ -88,38 +100,56 @@ class RunCache:
             result = entry["result"]
             if not isinstance(result, dict) or not isinstance(result.get("auc"), float):
                 raise ValueError("no AUC")
-            return result
+            valid = entry.get("valid")
+            entry["valid"] = valid if isinstance(valid, dict) and isinstance(valid.get("auc"), float) else None
+            return entry
         except (OSError, ValueError, KeyError, TypeError) as e:
             warnings.warn(f"run cache: discarding unreadable entry {path} ({e}); the run is recomputed")
             os.remove(path)
             return None
 
-    def put(self, spec, result, run=None):
+    def put(self, spec, result, run=None, valid=None):
         with atomic_path(self._path(spec)) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"spec": spec, "run": run, "result": result}, f, default=str)
+            json.dump({"spec": spec, "run": run, "result": result, "valid": valid}, f, default=str)
+
+
+def file_hashes(config_files):
+    """``{path: sha1 of its content}``: a run's config files enter its cache key by content."""
+    hashes = {}
+    for path in config_files or []:
+        with open(path, "rb") as f:
+            hashes[path] = hashlib.sha1(f.read()).hexdigest()
+    return hashes
+
+
+def run_one(row, seed, runner, cache, dataset=None, config_files=None, config_dict=None, need_valid=True,
+            hashes=None):
+    """Run (or reuse) ``row`` with ``seed``; returns ``(test result, best valid result)`` (the valid result is
+    None for an entry cached without it when ``need_valid`` is false; with it, such an entry is rerun)."""
+    spec = row.spec(seed, dataset, file_hashes(config_files) if hashes is None else hashes, config_dict)
+    entry = cache.entry(spec)
+    if entry is None or (need_valid and entry["valid"] is None):
+        out = runner(spec)
+        valid = {k: float(v) for k, v in (out.get("best_valid_result") or {}).items()} or None
+        entry = {"result": out["test_result"], "valid": valid}
+        cache.put(spec, entry["result"], out.get("model_file"), valid)
+    return entry["result"], entry["valid"]
 
 
 def run_rows(rows, seeds, runner, cache, dataset=None, config_files=None, config_dict=None, progress=True):
     """Run (or reuse) every row for every seed; returns ``{label: [test result per seed]}``.
 
-    ``runner(spec)`` trains one configuration and returns ``run_recbole_biao``'s dict (``test_result`` and
-    ``model_file``, the run's checkpoint, which the cache entry records).
+    ``runner(spec)`` trains one configuration and returns ``run_recbole_biao``'s dict (``test_result``,
+    ``best_valid_result`` and ``model_file``, the run's checkpoint, which the cache entry records).
     """
     jobs = [(row, seed) for row in rows for seed in seeds]
-    file_hashes = {}
-    for path in config_files or []:
-        with open(path, "rb") as f:
-            file_hashes[path] = hashlib.sha1(f.read()).hexdigest()
+    hashes = file_hashes(config_files)
     results = {row.label: [] for row in rows}
     bar = tqdm(total=len(jobs), desc="runs", ncols=100, disable=not progress)
     started = time.time()
     for row, seed in jobs:
-        spec = row.spec(seed, dataset, file_hashes, config_dict)
-        result = cache.get(spec)
-        if result is None:
-            out = runner(spec)
-            result = out["test_result"]
-            cache.put(spec, result, out.get("model_file"))
+        result, _ = run_one(row, seed, runner, cache, dataset, config_files, config_dict, need_valid=False,
+                            hashes=hashes)
         results[row.label].append(result)
         bar.set_postfix_str(f"{row.label} seed {seed}; elapsed {time.time() - started:.0f}s")
         bar.update()

