@@ -9,10 +9,11 @@ STAMP := $(VENV)/.installed-$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sy
 .PHONY: install demo test clean
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-recbole.txt setup.cfg
+# Ray (requirements-ray.txt) is optional for users; it is installed here because the tests check the fan-out
+$(STAMP): requirements.txt requirements-recbole.txt requirements-ray.txt setup.cfg
 	rm -f $(VENV)/.installed*
 	$(PYTHON) -m venv --clear $(VENV)
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -r requirements.txt -r requirements-ray.txt
 	$(PY) -m pip install -q --no-deps -r requirements-recbole.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@

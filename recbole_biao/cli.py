@@ -7,6 +7,8 @@ RecBole's ``run_recbole.py``.
                                [--split_ratios=0.01,0.05,0.1]
     python run_recbole_biao.py --model=MiNet --sweep=interval=20,100,200,500 [--seeds=1]
     python run_recbole_biao.py --model=MiNet --trainer=BIAO --hyper_config=FILE [--max_evals=10] [--algo=auto]
+        (--compare, --sweep and --hyper_config take --workers=N or --ray_address=ADDR: runs in parallel on Ray)
+    torchrun --nproc_per_node=2 run_recbole_biao.py --model=MiNet --trainer=BIAO   (data-parallel training)
     python run_recbole_biao.py --analyse_weights=saved/MiNet-...-weights.csv
 """
 
@@ -31,9 +33,11 @@ def parse_overrides(extra):
 
 def run_experiment(args, extra):
     from recbole_biao.experiments import commands
+    from recbole_biao.experiments.parallel import make_pool
 
     common = dict(dataset=args.dataset, config_files=args.config_files.split() if args.config_files else None,
                   config_dict=parse_overrides(extra), show_epochs=args.show_epochs)
+    common["pool"] = make_pool(args.workers, args.ray_address, args.show_epochs)
     if args.hyper_config:
         from recbole_biao.experiments.hyper import tune
 
@@ -69,6 +73,10 @@ def build_parser():
     parser.add_argument("--max_evals", type=int, default=10, help="with --hyper_config: at most this many trials")
     parser.add_argument("--algo", default="auto", help="with --hyper_config: auto (a grid when every key is a "
                                                         "choice, else bayes), exhaustive, random or bayes (TPE)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="with --compare/--sweep/--hyper_config: runs in parallel on a local Ray (optional install)")
+    parser.add_argument("--ray_address", default=None,
+                        help="with --compare/--sweep/--hyper_config: runs on the Ray cluster at this address")
     parser.add_argument("--show_epochs", action="store_true",
                         help="with --compare/--sweep/--hyper_config: per-epoch progress bars")
     parser.add_argument("--analyse_weights", default=None, help="plots and report of a BIAO weight CSV")
@@ -76,8 +84,13 @@ def build_parser():
 
 
 def main(argv=None):
+    from recbole_biao import distributed
+
     args, extra = build_parser().parse_known_args(argv)
     try:
+        if distributed.launched() and (args.compare or args.sweep or args.hyper_config or args.analyse_weights):
+            raise BiaoError("torchrun starts the processes of one training; run --compare, --sweep and "
+                            "--hyper_config without it (they fan out with --workers)")
         if args.analyse_weights:
             from recbole_biao.experiments.weights import analysis_lines
 
@@ -94,7 +107,11 @@ def main(argv=None):
     except BiaoError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        distributed.finish()
     test = result["test_result"]
+    if test is None:  # not rank 0 of a torchrun training
+        return 0
     print(f"{args.model}{' + ' + args.trainer if args.trainer else ''} on {result['device']}: "
           f"target test AUC {test['auc']:.4f}  LogLoss {test['logloss']:.4f}")
     return 0

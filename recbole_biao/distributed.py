@@ -11,7 +11,7 @@ Everything here is a no-op in a single process, which stays the default path.
 """
 
 import os
-from typing import Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional
 
 import torch
 import torch.distributed as dist
@@ -19,7 +19,7 @@ import torch.distributed as dist
 from recbole_biao.errors import ConfigError
 
 __all__ = ["launched", "init", "rank", "world_size", "is_main", "rank_seed", "shard", "average_gradients",
-           "broadcast_values", "gather_rng_states", "barrier", "finish"]
+           "average_tensors", "broadcast_values", "gather_tensors", "barrier", "finish"]
 
 
 def launched() -> bool:
@@ -122,16 +122,20 @@ def broadcast_values(values: List[float], device=None) -> List[float]:
     return tensor.tolist()
 
 
-def gather_rng_states() -> List[torch.Tensor]:
-    """Every rank's torch RNG state (on every rank), for a resume state that restores each rank's draws."""
-    state = torch.get_rng_state()
+def gather_tensors(tensors: Dict[str, torch.Tensor]) -> List[Dict[str, torch.Tensor]]:
+    """Every rank's ``tensors`` (the same names and shapes on every rank), on every rank, on the CPU: the parts of
+    a resume state that differ between the ranks (their random states, their own batch streams)."""
     if world_size() == 1:
-        return [state]
-    if dist.get_backend() == "nccl":  # nccl moves CUDA tensors only
-        state = state.to(torch.device("cuda", torch.cuda.current_device()))
-    states = [torch.empty_like(state) for _ in range(world_size())]
-    dist.all_gather(states, state)
-    return [s.cpu() for s in states]
+        return [tensors]
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    gathered = [{} for _ in range(world_size())]
+    for name, tensor in tensors.items():
+        local = tensor.to(device) if device is not None else tensor
+        parts = [torch.empty_like(local) for _ in range(world_size())]
+        dist.all_gather(parts, local.contiguous())
+        for i, part in enumerate(parts):
+            gathered[i][name] = part.cpu()
+    return gathered
 
 
 def barrier() -> None:

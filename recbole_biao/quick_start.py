@@ -1,11 +1,14 @@
 """``run_recbole_biao``: config -> seed -> data -> model -> trainer -> fit -> evaluate, as RecBole's quick start."""
 
+import logging
 import os
 import warnings
 from logging import getLogger
 
+import torch
 from recbole.utils import init_logger, set_color
 
+from recbole_biao import distributed
 from recbole_biao.config import PROPERTIES_DIR, BiaoConfig
 from recbole_biao.data import BiaoDataset, build_cdr_data, data_preparation
 from recbole_biao.errors import ConfigError
@@ -55,7 +58,10 @@ def prepare_run(model_class, config):
     init_seed(config["seed"], config["reproducibility"])
     model = model_class(config, dataset).to(config["device"])
     logger.info(model)
-    return data, loaders, get_trainer(config["trainer"])(config, model)
+    trainer = get_trainer(config["trainer"])(config, model)
+    if distributed.world_size() > 1:  # the same model everywhere; from here each rank draws its own numbers
+        torch.manual_seed(distributed.rank_seed(config["seed"]))
+    return data, loaders, trainer
 
 
 def run_recbole_biao(model="CoNet", dataset=None, config_file_list=None, config_dict=None, trainer=None,
@@ -75,8 +81,16 @@ def run_recbole_biao(model="CoNet", dataset=None, config_file_list=None, config_
     """
     # configurations initialization
     model_class, config = build_config(model, dataset, config_file_list, config_dict, trainer)
+    if distributed.launched():  # one of several processes started by torchrun
+        device = distributed.init(config["use_gpu"])
+        if device is not None:
+            config["device"] = device
     init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    if distributed.is_main():
+        init_logger(config)
+    else:  # rank 0 logs, shows progress and writes files
+        config["show_progress"] = False
+        getLogger().setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning, module="recbole")  # pandas notes inside recbole 1.0.1
     logger = getLogger()
     logger.info(config)
@@ -90,7 +104,9 @@ def run_recbole_biao(model="CoNet", dataset=None, config_file_list=None, config_
     # training and evaluation
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"])
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    test_result = None  # (rank 0 evaluates)
+    if distributed.is_main():
+        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
     return {

@@ -64,7 +64,7 @@ def test_run_cache_reuses_finished_runs(tmp_path):
 
     cache = RunCache(str(tmp_path / "cache"))
     rows = baseline_rows("CoNet")
-    first = run_rows(rows, [1, 2], runner, cache, config_dict={"learning_rate": 0.01}, progress=False)
+    first, _ = run_rows(rows, [1, 2], runner, cache, config_dict={"learning_rate": 0.01}, progress=False)
     assert len(calls) == 8
     entries = sorted((tmp_path / "cache").glob("*.json"))
     runs = {json.loads(p.read_text())["run"] for p in entries}
@@ -74,7 +74,7 @@ def test_run_cache_reuses_finished_runs(tmp_path):
         run_rows(rows, [1, 2], runner, cache, config_dict={"learning_rate": 0.01}, progress=False)
     assert len(calls) == 9  # recomputed, once
     calls.pop()
-    again = run_rows(rows, [1, 2], runner, cache, config_dict={"learning_rate": 0.01}, progress=False)
+    again, _ = run_rows(rows, [1, 2], runner, cache, config_dict={"learning_rate": 0.01}, progress=False)
     assert len(calls) == 8 and again == first
     run_rows(rows, [1, 2, 3], runner, cache, config_dict={"learning_rate": 0.01}, progress=False)
     assert len(calls) == 12  # only the new seed

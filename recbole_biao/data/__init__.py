@@ -29,10 +29,13 @@ def data_preparation(config, data: CDRData, needs: Optional[DataNeeds] = None
                                                   "train_lower": np.sort(order[n_dev:])})
         target_split = "train_lower"
     length = needs.history_length
+    from recbole_biao import distributed
+
     train = TrainDataLoader(data, config["train_batch_size"], length["target"], length["source"],
                             seed=config["seed"], target_split=target_split,
                             pairing=config["pairing"] or "stream",
-                            pairing_ratio=config["pairing_ratio"] or 1)
+                            pairing_ratio=config["pairing_ratio"] or 1,
+                            rank=distributed.rank(), world_size=distributed.world_size())
     valid = EvalDataLoader(data, "valid", config["eval_batch_size"], length["target"])
     test = EvalDataLoader(data, "test", config["eval_batch_size"], length["target"])
     return train, valid, test

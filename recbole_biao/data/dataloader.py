@@ -192,8 +192,16 @@ class TrainDataLoader(_Loader):
     PAIRINGS = ("stream", "same_user")
 
     def __init__(self, data, batch_size, history_length, source_history_length=None, seed=0,
-                 target_split="train_target", pairing="stream", pairing_ratio=1):
+                 target_split="train_target", pairing="stream", pairing_ratio=1, rank=0, world_size=1):
         super().__init__(data, batch_size, history_length, seed)
+        # several processes (torchrun): every rank walks the same passes and takes its own share of each batch
+        self.rank, self.world_size = rank, world_size
+        if batch_size % world_size:
+            raise ConfigError(f"properties key 'train_batch_size': {batch_size} does not split evenly over "
+                              f"{world_size} processes; use a multiple of {world_size}")
+        if len(data.splits[target_split]) < world_size:
+            raise ConfigError(f"{len(data.splits[target_split])} target training rows cannot be shared by "
+                              f"{world_size} processes")
         if pairing not in self.PAIRINGS:
             raise ConfigError(f"properties key 'pairing': expected one of {list(self.PAIRINGS)}, "
                               f"got {pairing!r}")
@@ -212,26 +220,45 @@ class TrainDataLoader(_Loader):
         if state != CrossDomainDataLoaderState.BOTH:
             raise ConfigError(f"train_epochs: recbole-biao trains in BOTH mode only, got {state.name}")
 
+    def _starts(self):
+        """Where the batches begin; with several ranks a last batch too small to give each rank a row joins the
+        one before it (every rank must take the same number of steps)."""
+        starts = list(range(0, self.num_target, self.batch_size))
+        if self.world_size > 1 and len(starts) > 1 and self.num_target - starts[-1] < self.world_size:
+            starts.pop()
+        return starts
+
     def __len__(self):
-        return (self.num_target + self.batch_size - 1) // self.batch_size
+        return len(self._starts())
+
+    def _share(self, index):
+        """This rank's contiguous share of a batch's ``index`` (all of it in a single process)."""
+        n, k, r = len(index), self.world_size, self.rank
+        return index[r * n // k:(r + 1) * n // k]
 
     def _same_user_source(self, target_index):
         users = np.repeat(self.data.splits[self.target_split].user[target_index], self.pairing_ratio)
         count = self.source_rows.count[users]
         draw = torch.rand(len(users), generator=self.generator).numpy()
         pick = self.source_rows.start[users] + np.minimum((draw * count).astype(np.int64), count - 1)
-        index = self.source_rows.order[pick[count > 0]]
+        owner = self._share(np.arange(len(users)))  # the rows of this rank's target rows (all draws are made)
+        mine = np.zeros(len(users), dtype=bool)
+        mine[owner] = True
+        index = self.source_rows.order[pick[(count > 0) & mine]]
         return make_batch(self.data, "train_source", index, self.source_history_length)
 
     def __iter__(self):
         order = self._permutation(self.num_target)
-        for begin in range(0, self.num_target, self.batch_size):
-            target_index = order[begin:begin + self.batch_size]
-            fields = make_batch(self.data, self.target_split, target_index, self.history_length)
+        starts = self._starts()
+        for i, begin in enumerate(starts):
+            end = starts[i + 1] if i + 1 < len(starts) else self.num_target
+            target_index = order[begin:end]
+            fields = make_batch(self.data, self.target_split, self._share(target_index), self.history_length)
             if self.pairing == "same_user":
                 fields.update(self._same_user_source(target_index))
             else:
-                fields.update(self.source.next_fields(len(target_index) * self.pairing_ratio))
+                source = self.source.next_index(len(target_index) * self.pairing_ratio)
+                fields.update(make_batch(self.data, "train_source", self._share(source), self.source_history_length))
             yield Interaction(fields)
 
     def state_dict(self):

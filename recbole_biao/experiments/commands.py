@@ -9,8 +9,8 @@ import yaml
 from recbole_biao.compat import literal_config_values
 from recbole_biao.errors import ConfigError
 from recbole_biao.experiments.compare import (CONTROL, RunCache, ablation_rows, baseline_rows, comparison_table,
-                                             control_note, recbole_rows, run_rows, split_rows, sweep_rows,
-                                             write_table)
+                                             control_note, failure_notes, recbole_rows, run_rows, split_rows,
+                                             sweep_rows, write_table)
 from recbole_biao.experiments.plots import line_chart
 from recbole_biao.utils import get_model
 
@@ -58,11 +58,12 @@ def overrides_label(config_dict):
 
 
 def compare(model, seeds=5, dataset=None, config_files=None, config_dict=None, ablations=False, split_ratios=None,
-            show_epochs=False, out_dir=None, baselines=()):
+            show_epochs=False, out_dir=None, baselines=(), pool=None):
     """Run the comparison and write ``log/compare/<model>-<dataset>.csv|.md``; returns the Markdown table.
 
     ``baselines``: names of RecBole models (``DeepFM``, ``DIN``, ...) trained on the target domain; their rows
-    count as baselines for the paired t-test of Base+BIAO, as Base-S, Base-0 and Base do."""
+    count as baselines for the paired t-test of Base+BIAO, as Base-S, Base-0 and Base do. ``pool``: a
+    :class:`~recbole_biao.experiments.parallel.RayPool` that runs the missing runs in parallel."""
     for name in baselines:
         get_model(name)  # a misspelled name fails before anything trains
     recbole = recbole_rows(baselines)
@@ -74,15 +75,15 @@ def compare(model, seeds=5, dataset=None, config_files=None, config_dict=None, a
         rows += split_rows(model, split_ratios)
     out_dir = out_dir or OUT_DIR
     cache = RunCache(os.path.join(out_dir, "cache"))
-    results = run_rows(rows, list(range(2023, 2023 + seeds)), _runner(show_epochs), cache, dataset, config_files,
-                       config_dict)
+    results, failures = run_rows(rows, list(range(2023, 2023 + seeds)), _runner(show_epochs), cache, dataset,
+                                 config_files, config_dict, pool=pool)
     base_s, biao = rows[0].label, rows[3].label
     table = comparison_table(results, base_s, biao, compared)
     data_name = dataset_label(dataset, config_files)
     name = f"{model}-{data_name}{overrides_label(config_dict)}"
     title = f"{model} on {data_name if data_name != 'default' else 'the default dataset'}: target test AUC, " \
             f"mean of {seeds} seeds"
-    notes = []
+    notes = failure_notes(failures)
     if CONTROL in results:  # what the learned weights add over the same run with the perceptron frozen
         notes.append(control_note(results, biao, CONTROL))
     return write_table(table, os.path.join(out_dir, name), title, notes)
@@ -99,18 +100,20 @@ def parse_sweep(text):
     return key.strip(), [parsed[str(i)] for i in range(len(parsed))]
 
 
-def sweep(model, text, seeds=1, dataset=None, config_files=None, config_dict=None, show_epochs=False, out_dir=None):
+def sweep(model, text, seeds=1, dataset=None, config_files=None, config_dict=None, show_epochs=False, out_dir=None,
+          pool=None):
     """BIAO for each value of one key, against the base model; writes a table and a PNG plot."""
     key, values = parse_sweep(text)
     rows = sweep_rows(model, key, values)
     out_dir = out_dir or OUT_DIR
     cache = RunCache(os.path.join(out_dir, "cache"))
-    results = run_rows(rows, list(range(2023, 2023 + seeds)), _runner(show_epochs), cache, dataset, config_files,
-                       config_dict)
+    results, failures = run_rows(rows, list(range(2023, 2023 + seeds)), _runner(show_epochs), cache, dataset,
+                                 config_files, config_dict, pool=pool)
     table = comparison_table(results, rows[0].label)
     name = f"{model}-{dataset_label(dataset, config_files)}{overrides_label(config_dict)}-sweep-{key}"
     markdown = write_table(table, os.path.join(out_dir, name),
-                           f"{model} + BIAO, {key} sweep: target test AUC, mean of {seeds} seed(s)")
+                           f"{model} + BIAO, {key} sweep: target test AUC, mean of {seeds} seed(s)",
+                           failure_notes(failures))
     aucs = [auc for _, auc, _, _, _ in table]
     line_chart([str(v) for v in values], aucs[1:], os.path.join(out_dir, name + ".png"),
                f"{model} + BIAO: impact of {key}", key, "target test AUC", label=f"{model} + BIAO", reference=aucs[0],

@@ -22,7 +22,8 @@ from recbole_biao.evaluation import rela_impr
 from recbole_biao.utils import atomic_path
 
 __all__ = ["Row", "CONTROL", "control_note", "baseline_rows", "ablation_rows", "recbole_rows", "split_rows",
-           "sweep_rows", "RunCache", "file_hashes", "run_one", "run_rows", "paired_p_value", "comparison_table", "to_markdown", "write_table"]
+           "sweep_rows", "RunCache", "file_hashes", "run_one", "record", "run_rows", "failure_notes",
+           "paired_p_value", "comparison_table", "to_markdown", "write_table"]
 
 
 class Row:
@@ -125,41 +126,79 @@ def file_hashes(config_files):
 def run_one(row, seed, runner, cache, dataset=None, config_files=None, config_dict=None, need_valid=True,
             hashes=None):
     """Run (or reuse) ``row`` with ``seed``; returns ``(test result, best valid result)`` (the valid result is
-    None for an entry cached without it when ``need_valid`` is false; with it, such an entry is rerun)."""
+    None for an entry cached without it when ``need_valid`` is false; with it, such an entry is rerun), or
+    ``(None, error)`` when the run failed (nothing is cached then)."""
+    from recbole_biao.experiments.parallel import run_safely
+
     spec = row.spec(seed, dataset, file_hashes(config_files) if hashes is None else hashes, config_dict)
     entry = cache.entry(spec)
     if entry is None or (need_valid and entry["valid"] is None):
-        out = runner(spec)
-        valid = {k: float(v) for k, v in (out.get("best_valid_result") or {}).items()} or None
-        entry = {"result": out["test_result"], "valid": valid}
-        cache.put(spec, entry["result"], out.get("model_file"), valid)
+        entry = record(cache, spec, run_safely(runner, spec))
+        if "error" in entry:
+            return None, entry["error"]
     return entry["result"], entry["valid"]
 
 
-def run_rows(rows, seeds, runner, cache, dataset=None, config_files=None, config_dict=None, progress=True):
-    """Run (or reuse) every row for every seed; returns ``{label: [test result per seed]}``.
+def record(cache, spec, out):
+    """Cache a run's output (:func:`~recbole_biao.experiments.parallel.run_safely`'s dict); returns the entry
+    (``{"error": ...}`` for a failed run, which is not cached)."""
+    if "error" in out:
+        return out
+    valid = {k: float(v) for k, v in (out.get("best_valid_result") or {}).items()} or None
+    cache.put(spec, out["test_result"], out.get("model_file"), valid)
+    return {"result": out["test_result"], "valid": valid}
+
+
+def run_rows(rows, seeds, runner, cache, dataset=None, config_files=None, config_dict=None, progress=True,
+             pool=None, need_valid=False):
+    """Run (or reuse) every row for every seed; returns ``({label: [test result or None per seed]}, failures)``
+    with ``failures`` a list of ``(label, seed, error)``: a failed run is reported, the others go on.
 
     ``runner(spec)`` trains one configuration and returns ``run_recbole_biao``'s dict (``test_result``,
-    ``best_valid_result`` and ``model_file``, the run's checkpoint, which the cache entry records).
+    ``best_valid_result`` and ``model_file``, the run's checkpoint, which the cache entry records). With a
+    ``pool`` (:class:`~recbole_biao.experiments.parallel.RayPool`) the runs missing from the cache are fanned out
+    first; the driver writes their cache entries, then every result is read as in a serial run.
     """
     jobs = [(row, seed) for row in rows for seed in seeds]
     hashes = file_hashes(config_files)
-    results = {row.label: [] for row in rows}
-    bar = tqdm(total=len(jobs), desc="runs", ncols=100, disable=not progress)
+    specs = [row.spec(seed, dataset, hashes, config_dict) for row, seed in jobs]
+    failed = {}
+    if pool is not None:
+        missing = [i for i, spec in enumerate(specs) if cache.entry(spec) is None or
+                   (need_valid and cache.entry(spec)["valid"] is None)]
+        outs = pool.map([specs[i] for i in missing], lambda spec: f"{spec['model']} seed {spec['seed']}")
+        for i, out in zip(missing, outs):
+            entry = record(cache, specs[i], out)
+            if "error" in entry:
+                failed[i] = entry["error"]
+    results, failures = {row.label: [] for row in rows}, []
+    bar = tqdm(total=len(jobs), desc="runs", ncols=100, disable=not progress or pool is not None)
     started = time.time()
-    for row, seed in jobs:
-        result, _ = run_one(row, seed, runner, cache, dataset, config_files, config_dict, need_valid=False,
-                            hashes=hashes)
+    for i, (row, seed) in enumerate(jobs):
+        if i in failed:
+            result, error = None, failed[i]
+        else:
+            result, error = run_one(row, seed, runner, cache, dataset, config_files, config_dict, need_valid, hashes)
         results[row.label].append(result)
+        if result is None:
+            failures.append((row.label, seed, error))
         bar.set_postfix_str(f"{row.label} seed {seed}; elapsed {time.time() - started:.0f}s")
         bar.update()
     bar.close()
-    return results
+    return results, failures
+
+
+def failure_notes(failures):
+    """One line per failed run, for the notes under a table."""
+    return [f"failed: {label}, seed {seed}: {error}" for label, seed, error in failures]
 
 
 def paired_p_value(a, b):
-    """Two-sided paired t-test of ``a`` against ``b`` (nan with fewer than two pairs or no variance)."""
+    """Two-sided paired t-test of ``a`` against ``b`` (nan with fewer than two pairs or no variance); a pair with
+    a missing value (None or nan: a failed run) is left out."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    both = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[both], b[both]
     if len(a) < 2 or np.allclose(a - b, (a - b)[0]):
         return float("nan")
     return float(stats.ttest_rel(a, b).pvalue)
@@ -171,11 +210,12 @@ def comparison_table(results, reference, tested=None, baselines=()):
     ``tested`` (e.g. Base+BIAO) gets a paired t-test against the best of ``baselines`` by mean AUC and a
     star when p < 0.05 and it is better.
     """
-    auc = {label: [r["auc"] for r in rs] for label, rs in results.items()}
-    mean = {label: float(np.mean(v)) for label, v in auc.items()}
+    auc = {label: [r["auc"] if r is not None else float("nan") for r in rs] for label, rs in results.items()}
+    # the mean over a row's finished runs (a failed run is listed under the table)
+    mean = {label: float(np.nanmean(v)) if not np.all(np.isnan(v)) else float("nan") for label, v in auc.items()}
     p, star = float("nan"), ""
     if tested and baselines:
-        best = max(baselines, key=lambda label: mean[label])
+        best = max(baselines, key=lambda label: -math.inf if math.isnan(mean[label]) else mean[label])
         p = paired_p_value(auc[tested], auc[best])
         star = "*" if not math.isnan(p) and p < 0.05 and mean[tested] > mean[best] else ""
     table = []
@@ -188,9 +228,10 @@ def comparison_table(results, reference, tested=None, baselines=()):
 
 def control_note(results, tested, control):
     """One line: the tested row against the control row (mean AUC difference, paired t-test)."""
-    a, b = ([r["auc"] for r in results[label]] for label in (tested, control))
+    a, b = (np.array([r["auc"] if r is not None else np.nan for r in results[label]]) for label in (tested, control))
     p = paired_p_value(a, b)
-    return (f"{tested} - {control}: {np.mean(a) - np.mean(b):+.4f} AUC "
+    both = ~(np.isnan(a) | np.isnan(b))
+    return (f"{tested} - {control}: {np.mean(a[both] - b[both]) if both.any() else float('nan'):+.4f} AUC "
             f"(paired t-test p = {'n/a' if math.isnan(p) else f'{p:.3g}'})")
 
 

@@ -13,6 +13,8 @@ search, or a trial that repeats a configuration, trains nothing again.
 """
 
 import ast
+import contextlib
+import io
 import math
 import os
 import warnings
@@ -122,11 +124,15 @@ def _trial_values(params, parsed):
 
 
 def tune(model: str, hyper_config: str, max_evals: int = 10, algo: str = "auto", trainer=None, dataset=None,
-         config_files=None, config_dict=None, show_epochs=False, out_dir=None, cache_dir=None) -> str:
+         config_files=None, config_dict=None, show_epochs=False, out_dir=None, cache_dir=None, pool=None) -> str:
     """Search ``hyper_config``'s space for the best valid AUC of ``model`` (+ ``trainer``) with RecBole's
     ``HyperTuning``, at most ``max_evals`` trials; writes ``<out_dir>/<name>.md`` (the trials, best first) and
     ``<out_dir>/<name>-best.yaml`` (the best values, a properties file for ``--config_files``) and returns the
-    report. ``out_dir`` defaults to ``log/hyper``, ``cache_dir`` to the run cache of ``--compare``."""
+    report. ``out_dir`` defaults to ``log/hyper``, ``cache_dir`` to the run cache of ``--compare``.
+
+    With a ``pool`` (``--workers``), the trials of a random or exhaustive search are drawn first (their draws do
+    not depend on the results), run in parallel, then the search runs as without it, from the cache; TPE
+    (``bayes``) draws each trial from the results before it, so it has no parallel form here."""
     try:
         with warnings.catch_warnings():  # hyperopt 0.2.7's own import of pkg_resources warns
             warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
@@ -137,7 +143,7 @@ def tune(model: str, hyper_config: str, max_evals: int = 10, algo: str = "auto",
     from recbole.trainer import HyperTuning
 
     from recbole_biao.experiments.commands import OUT_DIR, _runner, dataset_label, overrides_label
-    from recbole_biao.experiments.compare import Row, RunCache, run_one
+    from recbole_biao.experiments.compare import Row, RunCache, run_one, run_rows
     from recbole_biao.utils import get_model, get_trainer
 
     if algo not in ALGORITHMS:
@@ -152,25 +158,56 @@ def tune(model: str, hyper_config: str, max_evals: int = 10, algo: str = "auto",
     seed = int((config_dict or {}).get("seed", 2023))
     runner = _runner(show_epochs)
     trials: List[Tuple[dict, dict, dict]] = []
+    if pool is not None and algo == "bayes":
+        raise ConfigError("--workers with --hyper_config: TPE (bayes) draws each trial from the results before it; "
+                          "use --algo=random or exhaustive to run trials in parallel")
+
+    failed = {}  # label -> error of the trials that failed on the workers (not run again)
 
     def objective(params, _config_files):
         values = _trial_values(params, parsed)
-        test, valid = run_one(Row(_label(values), model, trainer, values), seed, runner, cache, dataset,
-                              config_files, config_dict)
+        if _label(values) in failed:
+            test, valid = None, failed[_label(values)]
+        else:
+            test, valid = run_one(Row(_label(values), model, trainer, values), seed, runner, cache, dataset,
+                                  config_files, config_dict)
         trials.append((values, valid, test))
+        if test is None:  # a failed trial (valid holds its error): the worst score, the search goes on
+            return {"best_valid_score": -math.inf, "valid_score_bigger": True, "best_valid_result": None,
+                    "test_result": None}
         return {"best_valid_score": valid["auc"], "valid_score_bigger": True, "best_valid_result": valid,
                 "test_result": test}
 
-    tuner = HyperTuning(objective, space=search_space(parsed), algo=suggest, max_evals=max_evals)
-    tuner.max_evals = min(int(tuner.max_evals), max_evals)  # RecBole's grid would run every combination
-    os.environ["HYPEROPT_FMIN_SEED"] = str(seed)  # hyperopt's draws follow the run's seed
-    tuner.run()
+    def search(function):
+        tuner = HyperTuning(function, space=search_space(parsed), algo=suggest, max_evals=max_evals)
+        tuner.max_evals = min(int(tuner.max_evals), max_evals)  # RecBole's grid would run every combination
+        os.environ["HYPEROPT_FMIN_SEED"] = str(seed)  # hyperopt's draws follow the run's seed
+        tuner.run()
+
+    if pool is not None:  # draw the trials, run them in parallel into the cache; the search below reads them
+        drawn = []
+
+        def draw(params, _config_files):
+            drawn.append(_trial_values(params, parsed))
+            return {"best_valid_score": 0.0, "valid_score_bigger": True, "best_valid_result": {},
+                    "test_result": {}}
+
+        with contextlib.redirect_stdout(io.StringIO()):  # RecBole's trial prints the made-up scores
+            search(draw)
+        _, failures = run_rows([Row(_label(v), model, trainer, v) for v in drawn], [seed], runner, cache, dataset,
+                               config_files, config_dict, pool=pool, need_valid=True)
+        failed.update((label, error) for label, _, error in failures)
+    search(objective)
     name = (f"{model}{'+' + trainer if trainer else ''}-{dataset_label(dataset, config_files)}"
             f"{overrides_label(config_dict)}-{os.path.splitext(os.path.basename(hyper_config))[0]}")
     return _report(trials, f"{model}{' + ' + trainer if trainer else ''}", algo, hyper_config, out_dir, name)
 
 
 def _report(trials, what, algo, hyper_config, out_dir, name):
+    failed = [(values, error) for values, error, test in trials if test is None]
+    trials = [t for t in trials if t[2] is not None]
+    if not trials:
+        raise ConfigError(f"--hyper_config: every trial failed; the first: {failed[0][1]}")
     ranked = sorted(trials, key=lambda t: -t[1]["auc"] if not math.isnan(t[1]["auc"]) else math.inf)
     best = ranked[0][0]
     keys = list(best)
@@ -179,6 +216,8 @@ def _report(trials, what, algo, hyper_config, out_dir, name):
              "|" + "---|" * (len(keys) + 2)]
     for values, valid, test in ranked:
         lines.append("| " + " | ".join(str(values[k]) for k in keys) + f" | {valid['auc']:.4f} | {test['auc']:.4f} |")
+    if failed:
+        lines += [""] + [f"failed: {_label(values)}: {error}" for values, error in failed]
     lines += ["", "best: " + _label(best)]
     os.makedirs(out_dir, exist_ok=True)
     with atomic_path(os.path.join(out_dir, name + ".md")) as tmp, open(tmp, "w", encoding="utf-8") as f:

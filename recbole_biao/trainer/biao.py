@@ -16,6 +16,7 @@ import torch.nn as nn
 from recbole.config import Config
 from recbole.data.interaction import Interaction
 
+from recbole_biao import distributed
 from recbole_biao.data.dataloader import DataNeeds
 from recbole_biao.errors import ConfigError
 from recbole_biao.model.abstract import check_contract
@@ -88,10 +89,17 @@ class BIAOTrainer(CDRTrainer):
         return state
 
     def _reinit(self, phase):
-        super()._reinit(phase)
         if self._resumed is not None:  # here, after bind(): the upper level's batch positions need its streams
             self.global_step = self._resumed["global_step"]
             self.upper.load_state_dict(self._resumed["upper"])
+        super()._reinit(phase)  # (then, with torchrun, each rank's own streams)
+
+    def _rank_state(self) -> dict:
+        return {**super()._rank_state(), **self.upper.stream_tensors()}
+
+    def _load_rank_state(self, state: dict) -> None:
+        super()._load_rank_state(state)
+        self.upper.load_stream_tensors(state)
 
     def fit(self, train_data, valid_data=None, verbose: bool = True, saved: bool = True, show_progress: bool = False,
             callback_fn: Optional[Callable] = None) -> Tuple[float, dict]:
@@ -99,7 +107,7 @@ class BIAOTrainer(CDRTrainer):
         result = super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
         stats = self.upper.stats
         self.logger.info(f"BIAO upper steps: {stats['steps']} done, {stats['skipped']} skipped")
-        if self.config["weight_log"]:
+        if self.config["weight_log"] and distributed.is_main():
             option = self.config["weight_log"]
             path = option if isinstance(option, str) else self.saved_model_file[: -len(".pth")] + "-weights.csv"
             write_weight_log(self.upper, train_data.data, path, self.config["train_batch_size"],

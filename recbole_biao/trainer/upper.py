@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 from logging import getLogger
 from typing import Callable, Optional, Tuple
 
@@ -35,6 +36,7 @@ import torch.nn as nn
 from recbole.config import Config
 from recbole.data.interaction import Interaction
 
+from recbole_biao import distributed
 from recbole_biao.data.dataloader import (BatchStream, TrainDataLoader, UserGroupStream, UserRows, batch_field,
                                           make_batch)
 from recbole_biao.data.dataset import DOMAINS
@@ -123,9 +125,10 @@ class UpperLevel:
         self.target_split = train_data.target_split
         self.dev_split = "dev" if config["dev_strategy"] == "split" else train_data.target_split
         self.target_length, self.source_length = train_data.history_length, train_data.source_history_length
-        seed = config["seed"]
+        seed, ranked = config["seed"], functools.partial(distributed.rank_seed, config["seed"])
+        # every rank (torchrun) draws its own dev and fresh batches; the probe is the same on all
         self.dev_stream = BatchStream(data, self.dev_split, config["dev_batch_size"] or config["train_batch_size"],
-                                      self.target_length, seed + 2, shuffle=config["dev_order"] == "shuffled")
+                                      self.target_length, ranked(2), shuffle=config["dev_order"] == "shuffled")
         if config["upper_batching"] == "matched":
             self.rows = {name: UserRows(data.splits[split].user, data.num_users) for name, split in
                          (("dev", self.dev_split), ("target", self.target_split), ("source", "train_source"))}
@@ -133,12 +136,12 @@ class UpperLevel:
             if len(eligible) == 0:
                 raise ConfigError("upper_batching 'matched' needs users with both dev and source training "
                                   "behaviours; this data has none (use upper_batching: random)")
-            self.users = UserGroupStream(eligible, seed + 5)
+            self.users = UserGroupStream(eligible, ranked(5))
         else:
             self.target_stream = BatchStream(data, self.target_split, config["train_batch_size"], self.target_length,
-                                             seed + 3)
+                                             ranked(3))
             self.source_stream = BatchStream(data, "train_source", config["train_batch_size"], self.source_length,
-                                             seed + 4)
+                                             ranked(4))
         rows = len(data.splits["train_source"])
         probe = np.sort(np.random.default_rng(seed + 6).permutation(rows)[: config["upper_probe_size"]])
         self.probe = Interaction(make_batch(data, "train_source", probe, self.source_length))
@@ -148,7 +151,8 @@ class UpperLevel:
         data, config = self.data, self.config
         if config["upper_batching"] == "matched":
             users = self.users.next_users(config["upper_users"])
-            rng = np.random.default_rng([config["seed"], self.stats["draws"]])
+            rank = distributed.rank()
+            rng = np.random.default_rng([config["seed"], self.stats["draws"]] + ([rank] if rank else []))
             self.stats["draws"] += 1
             dev = make_batch(data, self.dev_split, self.rows["dev"].rows(users), self.target_length)
             fresh = make_batch(data, "train_source", self.rows["source"].rows(
@@ -210,6 +214,7 @@ class UpperLevel:
                     loss = model.domain_losses(batch, "target").mean()
                     self.aux_optimizer.zero_grad()
                     loss.backward()
+                    distributed.average_gradients(self.aux_head.parameters())  # the same head on every rank
                     self.aux_optimizer.step()
         finally:
             for p in frozen:
@@ -243,9 +248,12 @@ class UpperLevel:
             total = grads if total is None else [t + g for t, g in zip(total, grads)]
             observed.append({SOURCE_USER: fresh[SOURCE_USER].cpu(), SOURCE_ITEM: fresh[SOURCE_ITEM].cpu(),
                              "score_grad": score_grad.cpu(), "weights": weights.detach().cpu()})
-        if total is None:
+        # the mean over every observed batch of every rank (torchrun): the same step on all ranks
+        total = total if total is not None else [torch.zeros_like(p) for p in hyper]
+        mean, count = distributed.average_tensors(total, len(observed))
+        if count == 0:
             return None
-        grads, norm = clip_and_check([g / len(observed) for g in total], config["hypergrad_clip"])
+        grads, norm = clip_and_check(mean, config["hypergrad_clip"])
         record = {"step": global_step, "hypergrad_norm": norm, "skipped": grads is None}
         if grads is None:
             self.stats["skipped"] += 1
@@ -256,7 +264,7 @@ class UpperLevel:
                 p.grad = g
             self.optimizer.step()
             self.stats["steps"] += 1
-        weights = torch.cat([o["weights"] for o in observed])
+        weights = torch.cat([o["weights"] for o in observed]) if observed else torch.ones(1)
         record.update(relative_change=parameter_distance(hyper, before), gamma=float(self.perceptron.gamma.detach()),
                       weight_spread=weight_spread(weights), ess=effective_sample_size(weights))
         self.epoch_records.append(record)
@@ -317,6 +325,25 @@ class UpperLevel:
             state["aux_optimizer"] = self.aux_optimizer.state_dict()
             state["aux_schedule"] = self.aux_schedule.state_dict()
         return state
+
+    def _streams(self) -> dict:
+        names = ("dev_stream", "users") if self.config["upper_batching"] == "matched" else \
+            ("dev_stream", "target_stream", "source_stream")
+        return {name: getattr(self, name) for name in names}
+
+    def stream_tensors(self) -> dict:
+        """The positions of this rank's batch streams as named tensors (of the same shapes on every rank)."""
+        out = {}
+        for name, stream in self._streams().items():
+            state = stream.state_dict()
+            out.update({f"{name}.generator": state["generator"], f"{name}.order": state["order"],
+                        f"{name}.pos": torch.tensor([state["pos"]])})
+        return out
+
+    def load_stream_tensors(self, tensors: dict) -> None:
+        for name, stream in self._streams().items():
+            stream.load_state_dict({"generator": tensors[f"{name}.generator"], "order": tensors[f"{name}.order"],
+                                    "pos": int(tensors[f"{name}.pos"][0])})
 
     def load_state_dict(self, state: dict) -> None:
         """Restore the perceptron, its optimiser, counters and batch positions (needs :meth:`bind` first)."""
