@@ -18,8 +18,8 @@ import torch.distributed as dist
 
 from recbole_biao.errors import ConfigError
 
-__all__ = ["launched", "init", "rank", "world_size", "is_main", "rank_seed", "shard", "average_gradients",
-           "average_tensors", "broadcast_values", "gather_tensors", "barrier", "finish"]
+__all__ = ["launched", "init", "rank", "world_size", "is_main", "rank_seed", "average_gradients",
+           "average_tensors", "broadcast_values", "gather_tensors", "finish"]
 
 
 def launched() -> bool:
@@ -73,15 +73,6 @@ def rank_seed(seed: int, offset: int = 0) -> int:
     return seed + offset + 1_000_003 * rank()
 
 
-def shard(index, parts: Optional[int] = None, part: Optional[int] = None):
-    """This rank's contiguous share of ``index`` (the shares of all ranks differ in size by at most one)."""
-    parts, part = parts or world_size(), rank() if part is None else part
-    if parts == 1:
-        return index
-    n = len(index)
-    return index[part * n // parts:(part + 1) * n // parts]
-
-
 def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
     """Replace each parameter's gradient by its mean over the ranks (a missing one counts as zeros)."""
     size = world_size()
@@ -103,7 +94,8 @@ def average_tensors(tensors: List[torch.Tensor], count: int) -> tuple:
     each rank contributing the sum of its own ones in ``tensors``."""
     if world_size() == 1:
         return [t / max(count, 1) for t in tensors], count
-    flat = torch.cat([t.reshape(-1).float() for t in tensors] + [torch.tensor([float(count)], device=tensors[0].device)])
+    counted = torch.tensor([float(count)], device=tensors[0].device)
+    flat = torch.cat([t.reshape(-1).float() for t in tensors] + [counted])
     dist.all_reduce(flat)
     total = int(round(float(flat[-1])))
     out, offset = [], 0
@@ -136,11 +128,6 @@ def gather_tensors(tensors: Dict[str, torch.Tensor]) -> List[Dict[str, torch.Ten
         for i, part in enumerate(parts):
             gathered[i][name] = part.cpu()
     return gathered
-
-
-def barrier() -> None:
-    if world_size() > 1:
-        dist.barrier()
 
 
 def finish() -> None:

@@ -85,11 +85,6 @@ class RunCache:
         key = hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
         return os.path.join(self.folder, f"{key}.json")
 
-    def get(self, spec):
-        """The test result of a finished run of ``spec``, or None."""
-        entry = self.entry(spec)
-        return None if entry is None else entry["result"]
-
     def entry(self, spec):
         """``{"result": test result, "valid": best valid result or None, ...}`` of a finished run, or None."""
         path = self._path(spec)
@@ -164,8 +159,8 @@ def run_rows(rows, seeds, runner, cache, dataset=None, config_files=None, config
     specs = [row.spec(seed, dataset, hashes, config_dict) for row, seed in jobs]
     failed = {}
     if pool is not None:
-        missing = [i for i, spec in enumerate(specs) if cache.entry(spec) is None or
-                   (need_valid and cache.entry(spec)["valid"] is None)]
+        entries = [cache.entry(spec) for spec in specs]
+        missing = [i for i, entry in enumerate(entries) if entry is None or (need_valid and entry["valid"] is None)]
         outs = pool.map([specs[i] for i in missing], lambda spec: f"{spec['model']} seed {spec['seed']}")
         for i, out in zip(missing, outs):
             entry = record(cache, specs[i], out)
