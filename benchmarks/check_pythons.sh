@@ -7,7 +7,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 versions=("$@")
 [ $# -eq 0 ] && versions=(3.10 3.11 3.12 3.13)
-fast_tests="tests/test_perceptron.py tests/test_hypergradient.py tests/test_protocol.py tests/test_dataloader.py tests/test_registry.py"
+fast_tests="tests/test_perceptron.py tests/test_hypergradient.py tests/test_protocol.py tests/test_dataloader.py tests/test_registry.py
+            tests/test_recbole_models.py"
 find_python() {  # a python$1 that runs (pyenv's shims exist for versions that are not selected), else pyenv's
   local root candidate
   root=$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")
@@ -22,7 +23,7 @@ for v in "${versions[@]}"; do
   venv=$(mktemp -d "/tmp/recbole-biao-py$v-XXXX")
   log="$venv.log"
   start=$(date +%s)
-  if ! { "$py" -m venv "$venv" && "$venv/bin/python" -m pip install -q -r requirements.txt \
+  if ! { "$py" -m venv "$venv" && "$venv/bin/python" -m pip install -q -r requirements.txt -r requirements-ray.txt \
          && "$venv/bin/python" -m pip install -q --no-deps -r requirements-recbole.txt \
          && "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e .; } >"$log" 2>&1; then
     echo "Python $v ($($py -V 2>&1)): FAILED to install after $(( $(date +%s) - start )) s; see $log"; continue
