@@ -164,6 +164,21 @@ def test_workers_without_ray_is_one_line(monkeypatch):
     assert make_pool(None, None) is None  # the serial path needs no Ray
 
 
+def test_an_unreachable_ray_cluster_is_one_line(monkeypatch):
+    import types
+
+    from recbole_biao.experiments.parallel import make_pool
+
+    def init(**kwargs):
+        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379\n(more lines)")
+
+    fake = types.SimpleNamespace(is_initialized=lambda: False, init=init)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    with pytest.raises(ConfigError, match=r"^could not start or reach the Ray cluster at '10.0.0.1:6379': "
+                                          r"Failed to connect to Ray cluster at 10.0.0.1:6379$"):
+        make_pool(None, "10.0.0.1:6379")
+
+
 def test_a_random_search_fans_out_and_then_reads_the_cache(monkeypatch, tmp_path):
     from recbole_biao.experiments import commands
     from recbole_biao.experiments.hyper import tune

@@ -57,10 +57,14 @@ class RayPool:
         self.threads = max(1, cpus // (workers or cpus))
         if not ray.is_initialized():
             env = {"env_vars": {"OMP_NUM_THREADS": str(self.threads), "PYTHONWARNINGS": "ignore"}}
-            if address:
-                ray.init(address=address, runtime_env=env, log_to_driver=False)
-            else:
-                ray.init(num_cpus=workers, runtime_env=env, include_dashboard=False, log_to_driver=False)
+            try:
+                if address:
+                    ray.init(address=address, runtime_env=env, log_to_driver=False)
+                else:
+                    ray.init(num_cpus=workers, runtime_env=env, include_dashboard=False, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                where = f"the Ray cluster at '{address}'" if address else "a local Ray"
+                raise ConfigError(f"could not start or reach {where}: {str(e).splitlines()[0]}") from None
         self.task = ray.remote(num_cpus=1)(_in_worker)
 
     def map(self, specs: List[dict], label: Callable[[dict], str] = str) -> List[dict]:
