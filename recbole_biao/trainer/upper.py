@@ -314,12 +314,7 @@ class UpperLevel:
     def state_dict(self) -> dict:
         state = {"perceptron": self.perceptron.state_dict(), "initial": self.initial.state_dict(),
                  "optimizer": self.optimizer.state_dict(), "stats": dict(self.stats),
-                 "dev_stream": self.dev_stream.state_dict()}
-        if self.config["upper_batching"] == "matched":
-            state["users"] = self.users.state_dict()
-        else:
-            state["target_stream"] = self.target_stream.state_dict()
-            state["source_stream"] = self.source_stream.state_dict()
+                 **{name: stream.state_dict() for name, stream in self._streams().items()}}
         if self.aux_head is not None:
             state["aux_head"] = self.aux_head.state_dict()
             state["aux_optimizer"] = self.aux_optimizer.state_dict()
@@ -327,6 +322,7 @@ class UpperLevel:
         return state
 
     def _streams(self) -> dict:
+        """The batch streams of the upper level (their positions are part of its state)."""
         names = ("dev_stream", "users") if self.config["upper_batching"] == "matched" else \
             ("dev_stream", "target_stream", "source_stream")
         return {name: getattr(self, name) for name in names}
@@ -355,7 +351,5 @@ class UpperLevel:
             self.aux_head.load_state_dict(state["aux_head"])
             self.aux_optimizer.load_state_dict(state["aux_optimizer"])
             self.aux_schedule.load_state_dict(state["aux_schedule"])
-        self.dev_stream.load_state_dict(state["dev_stream"])
-        for name in ("users", "target_stream", "source_stream"):
-            if name in state:
-                getattr(self, name).load_state_dict(state[name])
+        for name, stream in self._streams().items():
+            stream.load_state_dict(state[name])
