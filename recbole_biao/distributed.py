@@ -75,18 +75,12 @@ def rank_seed(seed: int, offset: int = 0) -> int:
 
 def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
     """Replace each parameter's gradient by its mean over the ranks (a missing one counts as zeros)."""
-    size = world_size()
-    if size == 1:
+    if world_size() == 1:
         return
     params = list(params)
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= size
-    offset = 0
-    for p in params:
-        p.grad = flat[offset:offset + p.numel()].view_as(p).clone()
-        offset += p.numel()
+    for p, mean in zip(params, average_tensors(grads, 1)[0]):  # (one item per rank: the mean over the ranks)
+        p.grad = mean
 
 
 def average_tensors(tensors: List[torch.Tensor], count: int) -> tuple:

@@ -10,8 +10,8 @@ from recbole.utils import init_seed as recbole_init_seed
 
 from recbole_biao.errors import ConfigError
 
-__all__ = ["VARIANTS", "get_model", "model_variant", "get_trainer", "model_names", "trainer_names", "dataset_names", "init_seed",
-           "atomic_path", "suggested_batch_size", "MIN_STEPS_PER_EPOCH"]
+__all__ = ["VARIANTS", "get_model", "model_variant", "get_trainer", "model_names", "trainer_names", "dataset_names",
+           "init_seed", "atomic_path", "suggested_batch_size", "MIN_STEPS_PER_EPOCH"]
 
 # suffix of a model name -> the variant it selects (see recbole_biao/model/abstract.py)
 VARIANTS = {"-S": "S", "-0": "0"}
@@ -24,12 +24,17 @@ def model_names():
     return [m + suffix for m in MODELS for suffix in ("", *VARIANTS)]
 
 
-def model_variant(name: str) -> dict:
-    """The properties a model name selects besides its class: ``CoNet-S`` -> ``{"variant": "S"}``."""
+def _split_name(name: str):
+    """``CoNet-S`` -> ``("CoNet", {"variant": "S"})``; a name without a variant suffix -> ``(name, {})``."""
     for suffix, variant in VARIANTS.items():
         if name.endswith(suffix) and name[: -len(suffix)] in MODELS:
-            return {"variant": variant}
-    return {}
+            return name[: -len(suffix)], {"variant": variant}
+    return name, {}
+
+
+def model_variant(name: str) -> dict:
+    """The properties a model name selects besides its class: ``CoNet-S`` -> ``{"variant": "S"}``."""
+    return _split_name(name)[1]
 
 
 def get_model(name: str) -> type:
@@ -39,10 +44,7 @@ def get_model(name: str) -> type:
     recbole-biao does not define may be one of RecBole's context-aware models or DIN: the single-domain
     baseline trained on the target domain (:mod:`recbole_biao.model.recbole_baseline`).
     """
-    base = name
-    for suffix in VARIANTS:
-        if name.endswith(suffix) and name[: -len(suffix)] in MODELS:
-            base = name[: -len(suffix)]
+    base = _split_name(name)[0]
     if base in MODELS:
         module = importlib.import_module(f"recbole_biao.model.cross_domain_recommender.{base.lower()}")
         return getattr(module, base)

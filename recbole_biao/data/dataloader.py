@@ -139,7 +139,8 @@ class _PassStream(_Loader):
         return np.concatenate(taken) if taken else np.empty(0, dtype=np.int64)
 
     def state_dict(self):
-        return {"generator": self.generator.get_state(), "order": torch.from_numpy(self._order), "pos": self._pos}
+        return {"generator": self.generator.get_state(), "order": torch.from_numpy(self._order),
+                "pos": torch.tensor([self._pos])}  # (tensors only: ranks gather them for a resume state)
 
     def load_state_dict(self, state):
         self.generator.set_state(state["generator"])
@@ -241,10 +242,8 @@ class TrainDataLoader(_Loader):
         count = self.source_rows.count[users]
         draw = torch.rand(len(users), generator=self.generator).numpy()
         pick = self.source_rows.start[users] + np.minimum((draw * count).astype(np.int64), count - 1)
-        owner = self._share(np.arange(len(users)))  # the rows of this rank's target rows (all draws are made)
-        mine = np.zeros(len(users), dtype=bool)
-        mine[owner] = True
-        index = self.source_rows.order[pick[(count > 0) & mine]]
+        pick, count = self._share(pick), self._share(count)  # (every rank makes all draws, keeps its share)
+        index = self.source_rows.order[pick[count > 0]]
         return make_batch(self.data, "train_source", index, self.source_history_length)
 
     def __iter__(self):

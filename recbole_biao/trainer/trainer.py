@@ -150,7 +150,8 @@ class CDRTrainer(CrossDomainTrainer):
         torch.set_rng_state(state["torch_rng"])
 
     def _save_resume_state(self, epoch):
-        ranks = distributed.gather_tensors(self._rank_state())  # (every rank takes part; rank 0 writes)
+        # (torchrun: every rank takes part, rank 0 writes)
+        ranks = distributed.gather_tensors(self._rank_state()) if self.world_size > 1 else None
         if not distributed.is_main():
             return
         state = self._state(epoch)

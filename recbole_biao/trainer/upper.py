@@ -151,8 +151,7 @@ class UpperLevel:
         data, config = self.data, self.config
         if config["upper_batching"] == "matched":
             users = self.users.next_users(config["upper_users"])
-            rank = distributed.rank()
-            rng = np.random.default_rng([config["seed"], self.stats["draws"]] + ([rank] if rank else []))
+            rng = np.random.default_rng([distributed.rank_seed(config["seed"]), self.stats["draws"]])
             self.stats["draws"] += 1
             dev = make_batch(data, self.dev_split, self.rows["dev"].rows(users), self.target_length)
             fresh = make_batch(data, "train_source", self.rows["source"].rows(
@@ -329,17 +328,13 @@ class UpperLevel:
 
     def stream_tensors(self) -> dict:
         """The positions of this rank's batch streams as named tensors (of the same shapes on every rank)."""
-        out = {}
-        for name, stream in self._streams().items():
-            state = stream.state_dict()
-            out.update({f"{name}.generator": state["generator"], f"{name}.order": state["order"],
-                        f"{name}.pos": torch.tensor([state["pos"]])})
-        return out
+        return {f"{name}.{key}": value for name, stream in self._streams().items()
+                for key, value in stream.state_dict().items()}
 
     def load_stream_tensors(self, tensors: dict) -> None:
         for name, stream in self._streams().items():
-            stream.load_state_dict({"generator": tensors[f"{name}.generator"], "order": tensors[f"{name}.order"],
-                                    "pos": int(tensors[f"{name}.pos"][0])})
+            stream.load_state_dict({key[len(name) + 1:]: value for key, value in tensors.items()
+                                    if key.startswith(name + ".")})
 
     def load_state_dict(self, state: dict) -> None:
         """Restore the perceptron, its optimiser, counters and batch positions (needs :meth:`bind` first)."""
