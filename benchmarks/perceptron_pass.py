@@ -1,13 +1,14 @@
-"""The perceptron's lower-step pass, against the formulation it replaced, on the same batches.
+"""The perceptron's lower-step pass: today's, in torch and native, against the formulation it replaced.
 
     python benchmarks/perceptron_pass.py [--batch 512] [--history 50] [--embedding 16] [--repeats 20]
 
 Times the perceptron's scores of a batch as the lower step computes them (item embeddings, distinct history
 items, both domains' pooled attention, the MLPs) on real training batches of the embedded ml-1m-genres data
 (CoNet + BIAO), and the pooled attention alone on synthetic batches whose histories are all full (nothing to
-skip), each with the previous formulation (:func:`previous_pool`, :func:`previous_distinct`) swapped in and
-with today's. Prints milliseconds per pass, the speed-up
-and the largest relative difference of the outputs.
+skip), each with the previous formulation (:func:`previous_pool`, :func:`previous_distinct`) swapped in, with
+today's torch formulation (``RECBOLE_BIAO_NATIVE=0``: what runs without a C++ compiler) and with today's native
+attention (``recbole_biao/model/native.py``). Prints milliseconds per pass, the speed-ups over the previous
+formulation and the largest relative difference of the outputs from it.
 """
 
 import argparse
@@ -49,19 +50,25 @@ def previous_pool(modules, inputs):
     return [previous_pooled_attention(module, *x) for module, x in zip(modules, inputs)]
 
 
-def time_both(function, inputs, repeats):
-    """``{"previous": s, "now": s, "diff": max relative difference}`` of ``function(x)`` over ``inputs``,
-    the two formulations alternating so that both see the same machine load."""
-    from recbole_biao.model import perceptron
+def time_formulations(function, inputs, repeats):
+    """``{name: seconds per pass}`` of ``function(x)`` over ``inputs`` for the formulations ``previous`` (before
+    the cost work), ``torch`` (today's, in torch: the path without a C++ compiler) and ``native`` (today's, the
+    compiled attention; absent without a compiler), alternating so that all see the same machine load; and
+    ``diff_torch`` / ``diff_native``: the largest relative difference of their outputs from ``previous``."""
+    from recbole_biao.model import native, perceptron
     from recbole_biao.trainer import upper as upper_module
 
     current = perceptron.pool_jointly, upper_module.distinct_items
-    formulations = (("previous", (previous_pool, previous_distinct)), ("now", current))
-    seconds, outputs = {"previous": 0.0, "now": 0.0}, {}
+    formulations = [("previous", (previous_pool, previous_distinct), "0"), ("torch", current, "0")]
+    if native.library() is not None:
+        formulations.append(("native", current, "1"))
+    seconds, outputs = {name: 0.0 for name, _, _ in formulations}, {}
+    switch = os.environ.get("RECBOLE_BIAO_NATIVE")
     try:
         for round_ in range(repeats + 1):  # the first round warms up and is not counted
-            for name, (pool, distinct) in formulations:
+            for name, (pool, distinct), use_native in formulations:
                 perceptron.pool_jointly, upper_module.distinct_items = pool, distinct
+                os.environ["RECBOLE_BIAO_NATIVE"] = use_native
                 start = time.perf_counter()
                 with torch.no_grad():
                     outputs[name] = [function(x) for x in inputs]
@@ -69,10 +76,16 @@ def time_both(function, inputs, repeats):
                     seconds[name] += time.perf_counter() - start
     finally:
         perceptron.pool_jointly, upper_module.distinct_items = current
-    diff = max(float((a - b).abs().max() / b.abs().max().clamp(min=1e-12))
-               for a, b in zip(outputs["previous"], outputs["now"]))
-    per_pass = repeats * len(inputs)
-    return {"previous": seconds["previous"] / per_pass, "now": seconds["now"] / per_pass, "diff": diff}
+        if switch is None:
+            os.environ.pop("RECBOLE_BIAO_NATIVE", None)
+        else:
+            os.environ["RECBOLE_BIAO_NATIVE"] = switch
+    result = {name: total / (repeats * len(inputs)) for name, total in seconds.items()}
+    for name in seconds:
+        if name != "previous":
+            result["diff_" + name] = max(float((a - b).abs().max() / b.abs().max().clamp(min=1e-12))
+                                         for a, b in zip(outputs[name], outputs["previous"]))
+    return result
 
 
 def real_batches(batch, history, embedding, count, data_path="dataset/"):
@@ -111,17 +124,21 @@ def compare_passes(batch=512, history=50, embedding=16, repeats=20, count=10, da
     """Both measurements of the module docstring: ``{"real": ..., "full": ...}``."""
     upper, batches = real_batches(batch, history, embedding, count, data_path)
     module, inputs = full_histories(batch, history, embedding, count)
-    return {"real": time_both(lambda x: upper.perceptron.scores(*upper.inputs(x)), batches, repeats),
-            "full": time_both(lambda x: module(*x), inputs, repeats)}
+    return {"real": time_formulations(lambda x: upper.perceptron.scores(*upper.inputs(x)), batches, repeats),
+            "full": time_formulations(lambda x: module(*x), inputs, repeats)}
 
 
 def print_passes(result, batch, history, embedding):
     print(f"perceptron lower-step pass, batch {batch}, history {history}, embedding size {embedding}, "
-          f"{torch.get_num_threads()} threads:")
+          f"{torch.get_num_threads()} threads; ms per pass (speed-up over previous, largest relative difference):")
     for key, label in (("real", "perceptron scores, ml-1m-genres batches"), ("full", "pooled attention, full histories")):
         r = result[key]
-        print(f"  {label:<42} previous {1000 * r['previous']:7.2f} ms   now {1000 * r['now']:7.2f} ms   "
-              f"speed-up {r['previous'] / r['now']:5.2f}x   max relative difference {r['diff']:.1e}")
+        line = f"  {label:<42} previous {1000 * r['previous']:7.2f}"
+        for name in ("torch", "native"):
+            if name in r:
+                line += (f"   {name} {1000 * r[name]:6.2f} ({r['previous'] / r[name]:4.2f}x, "
+                         f"{r['diff_' + name]:.1e})")
+        print(line + ("" if "native" in r else "   native: unavailable (no C++ compiler?)"))
 
 
 def main():

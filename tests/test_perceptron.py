@@ -6,6 +6,12 @@ import torch
 from recbole_biao.model.perceptron import BehaviouralPerceptron, PooledSelfAttention
 
 
+@pytest.fixture(autouse=True)
+def torch_formulation(monkeypatch):
+    """These tests check the torch formulation (the reference of the native attention, tests/test_native.py)."""
+    monkeypatch.setenv("RECBOLE_BIAO_NATIVE", "0")
+
+
 def histories(seed, batch=6, length=8, dim=10, lengths=None):
     g = torch.Generator().manual_seed(seed)
     lengths = torch.tensor(lengths if lengths is not None else [8, 3, 1, 0, 5, 2][:batch])

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from recbole.model.layers import MLPLayers
 
 from recbole_biao.errors import ConfigError
+from recbole_biao.model import native
 from recbole_biao.model.layers import on_gpu
 
 __all__ = ["PooledSelfAttention", "pool_jointly", "BehaviouralPerceptron"]
@@ -47,7 +48,10 @@ class PooledSelfAttention(nn.Module):
       group is cut there, so padding costs (almost) nothing; rows whose positions are all valid up to the
       cut need no mask. A row without valid positions pools to zeros.
 
-    On a GPU (launch-bound) every row goes through one segment and, without autograd, torch's fused
+    On a CPU without autograd (the lower-step pass) the attention after the projections is native code
+    (:mod:`recbole_biao.model.native`: one fused loop per row and head over its valid positions only), when a
+    C++ compiler was found; the torch formulation above is the reference, the path under autograd and without
+    a compiler. On a GPU (launch-bound) every row goes through one segment and, without autograd, torch's fused
     attention. :func:`pool_jointly` computes several such modules (the perceptron's two domains) at once.
 
     Args:
@@ -143,6 +147,26 @@ def pool_jointly(modules: Sequence[PooledSelfAttention],
     # head-major tables: row i * h + head holds item i's vector in that head, so that one gather yields the
     # [rows * h, length, head size] operands of the batched products without a transposing copy
     q_item, k_item, v_item = (t.reshape(-1, d_head) for t in (q_item, k_item, v_item))
+    total = None  # the native attention where it applies (CPU, no autograd), else torch's
+    if not on_gpu(index.device):
+        total = native.pooled_attention(q_item, k_item, v_item, index, mask, q_row.view(-1, h, d_head), h)
+    if total is None:
+        total = _pool_torch(first, index, mask, q_item, k_item, v_item, q_row, h, d_head)
+    total = total + v_row
+    outputs, begin = [], 0
+    for module, (_, index, _, mask) in zip(modules, inputs):
+        end = begin + index.shape[0]
+        any_valid = mask.any(1, keepdim=True).to(total.dtype)
+        outputs.append(module.attention.out_proj(total[begin:end]) * any_valid)
+        begin = end
+    return outputs
+
+
+def _pool_torch(first, index, mask, q_item, k_item, v_item, q_row, h, d_head):
+    """``[rows, h * d_head]`` the pooled attention before the value's row term, in torch (the reference, the
+    path under autograd and on a GPU): rows grouped by the reach of their valid positions, see
+    :class:`PooledSelfAttention`."""
+    dim = h * d_head
     order, segments = first._segments(mask)
     index, valid_all = index.index_select(0, order), mask.index_select(0, order)
     q_row = q_row.index_select(0, order).view(-1, h, 1, d_head)
@@ -186,17 +210,10 @@ def pool_jointly(modules: Sequence[PooledSelfAttention],
             share = torch.bmm(queries.repeat_interleave(h, 0)[:, None, :], attention).squeeze(1)  # [rows * h, key]
         pooled.append(F.embedding_bag(bag.view(rows * h, length), v_item, per_sample_weights=share,
                                       mode="sum").view(rows, dim))
-    total = v_row.new_zeros(v_row.shape)
+    total = q_row.new_zeros(mask.shape[0], dim)
     if pooled:
         total = total.index_copy(0, order, torch.cat(pooled))
-    total = total + v_row
-    outputs, begin = [], 0
-    for module, (_, index, _, mask) in zip(modules, inputs):
-        end = begin + index.shape[0]
-        any_valid = mask.any(1, keepdim=True).to(total.dtype)
-        outputs.append(module.attention.out_proj(total[begin:end]) * any_valid)
-        begin = end
-    return outputs
+    return total
 
 
 class BehaviouralPerceptron(nn.Module):

@@ -19,6 +19,7 @@ from recbole.data.interaction import Interaction
 from recbole_biao import distributed
 from recbole_biao.data.dataloader import DataNeeds
 from recbole_biao.errors import ConfigError
+from recbole_biao.model import native
 from recbole_biao.model.abstract import check_contract
 from recbole_biao.trainer.trainer import CDRTrainer
 from recbole_biao.trainer.upper import UpperLevel
@@ -55,7 +56,11 @@ class BIAOTrainer(CDRTrainer):
         self.global_step = 0
         self.optimizer.register_step_post_hook(self._after_lower_step)
         n_params = sum(p.numel() for p in self.upper.perceptron.parameters())
-        self.logger.info(f"behavioural perceptron: {n_params} parameters")
+        attention = ""
+        if self.upper.perceptron.needs_histories:
+            formulation = native.describe() if torch.device(self.config["device"]).type == "cpu" else "torch (GPU)"
+            attention = f"; lower-step attention: {formulation}"
+        self.logger.info(f"behavioural perceptron: {n_params} parameters{attention}")
 
     @property
     def perceptron(self):
