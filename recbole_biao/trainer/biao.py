@@ -21,6 +21,7 @@ from recbole_biao.data.dataloader import DataNeeds
 from recbole_biao.errors import ConfigError
 from recbole_biao.model import native
 from recbole_biao.model.abstract import check_contract
+from recbole_biao.model.layers import on_gpu
 from recbole_biao.trainer.trainer import CDRTrainer
 from recbole_biao.trainer.upper import UpperLevel
 from recbole_biao.trainer.weight_log import weights_of_rows, write_weight_log
@@ -58,7 +59,7 @@ class BIAOTrainer(CDRTrainer):
         n_params = sum(p.numel() for p in self.upper.perceptron.parameters())
         attention = ""
         if self.upper.perceptron.needs_histories:
-            formulation = native.describe() if torch.device(self.config["device"]).type == "cpu" else "torch (GPU)"
+            formulation = "torch (GPU)" if on_gpu(torch.device(self.config["device"])) else native.describe()
             attention = f"; lower-step attention: {formulation}"
         self.logger.info(f"behavioural perceptron: {n_params} parameters{attention}")
 
