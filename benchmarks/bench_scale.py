@@ -1,6 +1,6 @@
 """Seconds per epoch, behaviours per second and peak memory at the scale of the paper's Amazon scenarios.
 
-    python benchmarks/bench_scale.py [--sizes small large] [--models CoNet MiNet] [--out DIR] [--keep]
+    python benchmarks/bench_scale.py [--sizes small large] [--models CoNet MiNet] [--learner sparse_adam] [--out DIR] [--keep]
 
 Generates cross-domain data of two sizes, small (250k target and 1M source behaviours) and large (1M and
 4M: the shape of Books -> Toys and Books -> Movies in the paper's Table 4): every user has 20 target and 80
@@ -10,7 +10,8 @@ domains, items fall into 20 categories per domain. The atomic files go through t
 run in its own process: seconds to load, seconds for one training epoch, behaviours (target rows and their
 paired source rows) per second, the process's resident memory before loading the data, after it, and at
 its peak (whole run). Last, per run, how time and memory grow from the small to the large size, beside the
-growth of the rows (4x): linear growth gives ratios near 4.
+growth of the rows (4x): linear growth gives ratios near 4. ``--learner sparse_adam``: every run with sparse
+embedding gradients and lazy Adam (recbole_biao/trainer/lazy_adam.py) instead of RecBole's dense Adam.
 """
 
 import argparse
@@ -125,6 +126,8 @@ def main():
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
     parser.add_argument("--models", nargs="+", default=["CoNet", "MiNet"])
     parser.add_argument("--interval", type=int, default=None, help="BIAO's interval (default: its own, 5)")
+    parser.add_argument("--learner", default="adam", choices=["adam", "sparse_adam"],
+                        help="the model's optimiser (default: adam, RecBole's dense one)")
     parser.add_argument("--out", default=None, help="where the generated data goes (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the generated data")
     parser.add_argument("--progress", action="store_true", help="show a progress bar per epoch")
@@ -144,12 +147,13 @@ def main():
         biao = {"interval": args.interval} if args.interval else {}
         runs = [(m, t) for m in args.models for t in (None, "BIAO")]
         results = {}
+        print(f"learner: {args.learner}")
         print(f"{'run':<14}{'size':>7}{'load s':>8}{'s/epoch':>9}{'behav./s':>10}{'before MB':>11}"
               f"{'loaded MB':>11}{'peak MB':>9}")
         for size in args.sizes:
             for model, trainer in runs:
                 values = {"state": "ERROR", "show_progress": False, "checkpoint_dir": os.path.join(out, "saved"),
-                          **(biao if trainer else {})}
+                          "learner": args.learner, **(biao if trainer else {})}
                 spec = {"model": model, "trainer": trainer, "yaml": yamls[size], "config": values,
                         "progress": args.progress}
                 done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
@@ -165,15 +169,17 @@ def main():
             rows = sum(SIZES["large"]) / sum(SIZES["small"])
             print(f"\nlarge / small (rows x{rows:.1f}; linear: within 1.3x of it, i.e. "
                   f"{rows / 1.3:.2f} .. {rows * 1.3:.2f}):")
-            print(f"{'run':<14}{'s/epoch':>9}{'load s':>8}{'data MB':>9}{'peak MB':>9}")
+            print(f"{'run':<14}{'s/epoch':>9}{'load s':>8}{'loaded MB':>11}{'data MB':>9}{'peak MB':>9}")
             for model, trainer in runs:
                 small, large = results[(model, trainer, "small")], results[(model, trainer, "large")]
 
                 def growth(key, base=None):
                     return (large[key] - (large[base] if base else 0)) / (small[key] - (small[base] if base else 0))
                 print(f"{model + (' + BIAO' if trainer else ''):<14}{growth('epoch_s'):>9.2f}{growth('load_s'):>8.2f}"
-                      f"{growth('peak_mb', 'before_mb'):>9.2f}{growth('peak_mb'):>9.2f}")
-            print("data MB: peak minus the process before loading (Python, torch, RecBole); peak MB: whole process")
+                      f"{growth('loaded_mb', 'before_mb'):>11.2f}{growth('peak_mb', 'before_mb'):>9.2f}"
+                      f"{growth('peak_mb'):>9.2f}")
+            print("loaded MB: after loading minus before (the data); data MB: peak minus the process before "
+                  "loading (Python, torch, RecBole); peak MB: whole process")
         print(f"device: {r['device']}; {os.cpu_count()} CPU cores; total {time.perf_counter() - started:.0f} s")
     finally:
         if not args.keep and not args.out:

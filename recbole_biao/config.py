@@ -97,6 +97,7 @@ KEY_TYPES = {
     "weight_log_sample": (int, type(None)),
 }
 CHOICES = {
+    "learner": ("adam", "sgd", "adagrad", "rmsprop", "sparse_adam"),  # RecBole's; it would fall back to adam
     "variant": ("base", "S", "0"),
     "perceptron_norm": ("softmax", "sigmoid"),
     "hypergrad_method": ("neumann", "identity"),
@@ -159,7 +160,8 @@ def check_config(config):
         if config[key] is not None and not ok(config[key]):
             raise ConfigError(f"properties key '{key}': expected a value {expected}, got {config[key]!r}")
     for key, allowed in CHOICES.items():
-        if config[key] is not None and config[key] not in allowed:
+        value = config[key].lower() if key == "learner" and isinstance(config[key], str) else config[key]
+        if value is not None and value not in allowed:
             raise ConfigError(f"properties key '{key}': expected one of {list(allowed)}, got {config[key]!r}")
     for mode in config["train_modes"]:
         if mode != "BOTH":

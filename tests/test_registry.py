@@ -58,6 +58,7 @@ def test_unknown_dataset(ml1m_path):
     ("train_batch_size", "many", r"'train_batch_size': expected int, got 'many'"),
     ("learning_rate", True, r"'learning_rate': expected int or float, got True"),
     ("variant", "X", r"'variant': expected one of \['base', 'S', '0'\], got 'X'"),
+    ("learner", "adamw", r"'learner': expected one of \['adam', 'sgd', 'adagrad', 'rmsprop', 'sparse_adam'\], got 'adamw'"),
     ("mlp_hidden_size", 8, r"'mlp_hidden_size': expected list, got 8"),
     ("train_epochs", ["SOURCE:3"], r"BOTH mode only, got 'SOURCE'"),
     ("interval", 0, r"'interval': expected a value >= 1, got 0"),
@@ -139,9 +140,12 @@ def test_strings_from_the_command_line_and_config_dict_are_never_run(ml1m_path, 
                                                   "--train_epochs=['BOTH:2']", "--weight_log=true", "--learner=adam"])
     assert overrides == {"checkpoint_dir": code, "learning_rate": 0.005, "train_epochs": ["BOTH:2"],
                          "weight_log": True, "learner": "adam"}
-    _, config = config_for(ml1m_path[0], eval_batch_size="2048", seed="7", learner=code)
+    _, config = config_for(ml1m_path[0], eval_batch_size="2048", seed="7", weight_log=code)
     assert config["eval_batch_size"] == 2048 and config["seed"] == 7  # literals still become numbers
-    assert config["learner"] == code and not marker.exists()
+    assert config["weight_log"] == code and not marker.exists()
+    with pytest.raises(ConfigError, match="'learner': expected one of") as refused:  # a checked key: the same
+        config_for(ml1m_path[0], learner=code)
+    assert code in str(refused.value) and not marker.exists()
 
 
 def test_a_misspelled_key_warns_with_the_closest_known_key(ml1m_path, tmp_path):

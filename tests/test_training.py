@@ -31,10 +31,11 @@ def test_checkpoint_round_trip_with_weights_only(ml1m_loaded, tmp_path):
     assert trainer.evaluate(test, load_best_model=True) == get_trainer(None)(config, fresh).evaluate(test, False)
 
 
-def test_resume_continues_like_an_uninterrupted_run(ml1m_loaded, tmp_path):
+@pytest.mark.parametrize("learner", ["adam", "sparse_adam"])
+def test_resume_continues_like_an_uninterrupted_run(ml1m_loaded, tmp_path, learner):
     def run(epochs, resume=None, folder="a"):
         config, model, data = build(ml1m_loaded, tmp=tmp_path / folder, train_epochs=[f"BOTH:{epochs}"],
-                                    stopping_step=10)
+                                    stopping_step=10, learner=learner)
         trainer = get_trainer(None)(config, model)
         if resume:
             trainer.resume_checkpoint(resume)

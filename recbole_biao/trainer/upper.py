@@ -46,6 +46,7 @@ from recbole_biao.model.layers import distinct_items, history_mask
 from recbole_biao.model.perceptron import BehaviouralPerceptron
 from recbole_biao.trainer.diagnostics import (MOVED_BELOW, NEAR_UNIFORM_SPREAD, effective_sample_size,
                                               parameter_distance, score_correlation, weight_spread)
+from recbole_biao.trainer.lazy_adam import dense_tables
 
 __all__ = ["UpperLevel", "UPPER_LEARNERS"]
 
@@ -222,13 +223,9 @@ class UpperLevel:
         return steps
 
     # ---- the upper step ----------------------------------------------------------------------------
-    def step(self, global_step: Optional[int] = None) -> Optional[dict]:
-        """One upper step; returns its diagnostics (also logged at debug level)."""
+    def _hypergradients(self, hyper):
+        """``(sum of the hypergradients of the upper_batches pairs, their observations)``."""
         config = self.config
-        if self.aux_head is not None:
-            self.fit_aux_head()
-        hyper = self.learned
-        before = [p.detach().clone() for p in hyper]
         total, observed = None, []
         for _ in range(config["upper_batches"]):
             dev, fresh = self._batch_pair()
@@ -247,6 +244,17 @@ class UpperLevel:
             total = grads if total is None else [t + g for t, g in zip(total, grads)]
             observed.append({SOURCE_USER: fresh[SOURCE_USER].cpu(), SOURCE_ITEM: fresh[SOURCE_ITEM].cpu(),
                              "score_grad": score_grad.cpu(), "weights": weights.detach().cpu()})
+        return total, observed
+
+    def step(self, global_step: Optional[int] = None) -> Optional[dict]:
+        """One upper step; returns its diagnostics (also logged at debug level)."""
+        config = self.config
+        if self.aux_head is not None:
+            self.fit_aux_head()
+        hyper = self.learned
+        before = [p.detach().clone() for p in hyper]
+        with dense_tables(self.model):  # (learner sparse_adam)
+            total, observed = self._hypergradients(hyper)
         # the mean over every observed batch of every rank (torchrun): the same step on all ranks
         total = total if total is not None else [torch.zeros_like(p) for p in hyper]
         mean, count = distributed.average_tensors(total, len(observed))
