@@ -1,6 +1,7 @@
 """Seconds per epoch, behaviours per second and peak memory at the scale of the paper's Amazon scenarios.
 
-    python benchmarks/bench_scale.py [--sizes small large] [--models CoNet MiNet] [--learner sparse_adam] [--out DIR] [--keep]
+    python benchmarks/bench_scale.py [--sizes small large] [--models CoNet MiNet] [--learner sparse_adam]
+                                     [--repeats N] [--out DIR] [--keep]
 
 Generates cross-domain data of two sizes, small (250k target and 1M source behaviours) and large (1M and
 4M: the shape of Books -> Toys and Books -> Movies in the paper's Table 4): every user has 20 target and 80
@@ -12,9 +13,12 @@ paired source rows) per second, the process's resident memory before loading the
 its peak (whole run). Last, per run, how time and memory grow from the small to the large size, beside the
 growth of the rows (4x): linear growth gives ratios near 4. ``--learner sparse_adam``: every run with sparse
 embedding gradients and lazy Adam (recbole_biao/trainer/lazy_adam.py) instead of RecBole's dense Adam.
+``--repeats N``: N processes per run, interleaved; the growth uses each run's fastest epoch (processes on a
+small machine differ by up to 50 %).
 """
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -128,6 +132,8 @@ def main():
     parser.add_argument("--interval", type=int, default=None, help="BIAO's interval (default: its own, 5)")
     parser.add_argument("--learner", default="adam", choices=["adam", "sparse_adam"],
                         help="the model's optimiser (default: adam, RecBole's dense one)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="processes per run; the growth uses each run's fastest epoch (default: 1)")
     parser.add_argument("--out", default=None, help="where the generated data goes (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the generated data")
     parser.add_argument("--progress", action="store_true", help="show a progress bar per epoch")
@@ -150,28 +156,30 @@ def main():
         print(f"learner: {args.learner}")
         print(f"{'run':<14}{'size':>7}{'load s':>8}{'s/epoch':>9}{'behav./s':>10}{'before MB':>11}"
               f"{'loaded MB':>11}{'peak MB':>9}")
-        for size in args.sizes:
-            for model, trainer in runs:
-                values = {"state": "ERROR", "show_progress": False, "checkpoint_dir": os.path.join(out, "saved"),
-                          "learner": args.learner, **(biao if trainer else {})}
-                spec = {"model": model, "trainer": trainer, "yaml": yamls[size], "config": values,
-                        "progress": args.progress}
-                done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
-                                      stdout=subprocess.PIPE, text=True)
-                if done.returncode:
-                    sys.exit(f"{model} {trainer or ''} on {size} failed")
-                r = results[(model, trainer, size)] = json.loads(done.stdout.strip().splitlines()[-1])
-                name = model + (" + BIAO" if trainer else "")
-                print(f"{name:<14}{size:>7}{r['load_s']:>8.0f}{r['epoch_s']:>9.1f}"
-                      f"{r['behaviours'] / r['epoch_s']:>10.0f}{r['before_mb']:>11.0f}{r['loaded_mb']:>11.0f}"
-                      f"{r['peak_mb']:>9.0f}", flush=True)
+        # one process per run and repeat, the repeats interleaved; the growth uses each run's fastest epoch
+        for size, _, (model, trainer) in itertools.product(args.sizes, range(args.repeats), runs):
+            values = {"state": "ERROR", "show_progress": False, "checkpoint_dir": os.path.join(out, "saved"),
+                      "learner": args.learner, **(biao if trainer else {})}
+            spec = {"model": model, "trainer": trainer, "yaml": yamls[size], "config": values,
+                    "progress": args.progress}
+            done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
+                                  stdout=subprocess.PIPE, text=True)
+            if done.returncode:
+                sys.exit(f"{model} {trainer or ''} on {size} failed")
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+            results.setdefault((model, trainer, size), []).append(r)
+            name = model + (" + BIAO" if trainer else "")
+            print(f"{name:<14}{size:>7}{r['load_s']:>8.0f}{r['epoch_s']:>9.1f}"
+                  f"{r['behaviours'] / r['epoch_s']:>10.0f}{r['before_mb']:>11.0f}{r['loaded_mb']:>11.0f}"
+                  f"{r['peak_mb']:>9.0f}", flush=True)
         if {"small", "large"} <= set(args.sizes):
             rows = sum(SIZES["large"]) / sum(SIZES["small"])
             print(f"\nlarge / small (rows x{rows:.1f}; linear: within 1.3x of it, i.e. "
                   f"{rows / 1.3:.2f} .. {rows * 1.3:.2f}):")
             print(f"{'run':<14}{'s/epoch':>9}{'load s':>8}{'loaded MB':>11}{'data MB':>9}{'peak MB':>9}")
             for model, trainer in runs:
-                small, large = results[(model, trainer, "small")], results[(model, trainer, "large")]
+                small, large = (min(results[(model, trainer, size)], key=lambda x: x["epoch_s"])
+                                for size in ("small", "large"))
 
                 def growth(key, base=None):
                     return (large[key] - (large[base] if base else 0)) / (small[key] - (small[base] if base else 0))
