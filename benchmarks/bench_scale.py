@@ -139,6 +139,8 @@ def main():
     parser.add_argument("--progress", action="store_true", help="show a progress bar per epoch")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats: expected at least 1, got {args.repeats}")
     if args.child:
         return child(json.loads(args.child))
     out = args.out or tempfile.mkdtemp(prefix="bench_scale-")
