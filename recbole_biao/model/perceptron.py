@@ -41,9 +41,9 @@ class PooledSelfAttention(nn.Module):
       ignores: keys are ``W_k,h h_j`` alone;
     - the mean over the valid queries of ``sum_j a_ij v_j`` is ``sum_j abar_j v_j`` with ``abar`` the mean
       of the attention rows (its column sums), and ``sum_j abar_j = 1`` lets the value's row term
-      ``W_v e + b_v`` be added after the pooling: on a CPU values are never gathered per position (an
-      ``embedding_bag`` weighted by ``abar`` reads them from the per-item table), and the output projection
-      runs once per row;
+      ``W_v e + b_v`` be added after the pooling: without autograd values are never gathered per position
+      (an ``embedding_bag`` weighted by ``abar`` reads them from the per-item table; under autograd on a CPU
+      a gather and one product, whose backward is cheaper), and the output projection runs once per row;
     - rows are grouped by how far their valid positions reach, rounded up to :attr:`LENGTH_STEP`, and each
       group is cut there, so padding costs (almost) nothing; rows whose positions are all valid up to the
       cut need no mask. A row without valid positions pools to zeros.
@@ -208,8 +208,12 @@ def _pool_torch(first, index, mask, q_item, k_item, v_item, q_row, h, d_head):
             share = attention.mean(1)
         else:
             share = torch.bmm(queries.repeat_interleave(h, 0)[:, None, :], attention).squeeze(1)  # [rows * h, key]
-        pooled.append(F.embedding_bag(bag.view(rows * h, length), v_item, per_sample_weights=share,
-                                      mode="sum").view(rows, dim))
+        if no_grad or on_gpu(q.device):
+            pooled.append(F.embedding_bag(bag.view(rows * h, length), v_item, per_sample_weights=share,
+                                          mode="sum").view(rows, dim))
+        else:  # under autograd on a CPU: embedding_bag's backward sorts its indices (measured 15% of the pass)
+            v = v_item.index_select(0, bag).view(rows * h, length, d_head)
+            pooled.append(torch.bmm(share[:, None, :], v).view(rows, dim))
     total = q_row.new_zeros(mask.shape[0], dim)
     if pooled:
         total = total.index_copy(0, order, torch.cat(pooled))
