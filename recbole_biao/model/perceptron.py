@@ -172,6 +172,7 @@ def _pool_torch(first, index, mask, q_item, k_item, v_item, q_row, h, d_head):
     q_row = q_row.index_select(0, order).view(-1, h, 1, d_head)
     head = torch.arange(h, device=index.device)[None, :, None]
     no_grad = not torch.is_grad_enabled()  # the lower-step pass: buffers can be reused, autograd needs its own
+    gpu = on_gpu(index.device)
     pooled = []
     for begin, end, length, dense in segments:
         rows = end - begin
@@ -186,7 +187,7 @@ def _pool_torch(first, index, mask, q_item, k_item, v_item, q_row, h, d_head):
             queries = queries / queries.sum(1, keepdim=True)  # [rows, query]: the mean over the valid queries
         # a GPU is launch-bound: one fused attention kernel, then the mean of its outputs (not under autograd:
         # that kernel's backward is not deterministic)
-        if on_gpu(q.device) and no_grad:
+        if gpu and no_grad:
             v = v_item.index_select(0, bag).view(rows, h, length, d_head)
             keys = None if dense else valid[:, None, None, :]
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, scale=1.0)
@@ -208,7 +209,7 @@ def _pool_torch(first, index, mask, q_item, k_item, v_item, q_row, h, d_head):
             share = attention.mean(1)
         else:
             share = torch.bmm(queries.repeat_interleave(h, 0)[:, None, :], attention).squeeze(1)  # [rows * h, key]
-        if no_grad or on_gpu(q.device):
+        if no_grad or gpu:
             pooled.append(F.embedding_bag(bag.view(rows * h, length), v_item, per_sample_weights=share,
                                           mode="sum").view(rows, dim))
         else:  # under autograd on a CPU: embedding_bag's backward sorts its indices (measured 18% of the pass)
