@@ -5,8 +5,8 @@
 Each configuration runs in its own process (so that peak memory is its own), ``--repeats`` times, interleaved
 with the other configurations of the model, keeping its fastest process; on the embedded ml-1m-genres
 data, with each model's and BIAO's default properties (``--neumann_iterations K`` switches to the Neumann
-solver). Printed per run, for its fastest epoch: seconds, the ratio to the same backbone with the base
-trainer, the paper's cost model 1 + (K + 2) / interval (K = 0 for the identity solver), where the seconds go
+solver, ``--set key=value ...`` sets other BIAO properties). Printed per run, for its fastest epoch: seconds,
+the ratio to the same backbone with the base trainer, the paper's cost model 1 + (K + 2) / interval (K = 0 for the identity solver), where the seconds go
 (building batches, gathering histories, the perceptron's lower-step pass, the model's own step, the upper
 steps; timed from outside the trainer), the peak resident memory during training and its growth over the
 loaded data, and on a GPU the peak CUDA memory. Then ``perceptron_pass.py``: the perceptron's lower-step
@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 
+from bench_planted import parse_set  # (this script's folder is on the path)
 
 PARTS = ("loading", "gathering", "perceptron", "model", "upper")
 
@@ -130,6 +131,7 @@ def main():
     parser.add_argument("--perceptron_history_length", type=int, default=None,
                         help="default: each model's own (CoNet 50, MiNet and DASL 20)")
     parser.add_argument("--no_pass", action="store_true", help="skip the perceptron pass comparison")
+    parser.add_argument("--set", nargs="*", help="BIAO properties of the BIAO runs, key=value")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -139,6 +141,7 @@ def main():
                                                        "neumann_iterations": args.neumann_iterations}
     if args.perceptron_history_length:
         biao["perceptron_history_length"] = args.perceptron_history_length
+    biao.update(parse_set(args.set))
     k = args.neumann_iterations or 0
     print(f"ml-1m-genres, fastest epoch of {args.repeats} processes x {args.epochs} epochs per run, K = {k}, "
           f"{os.cpu_count()} CPU cores; seconds per epoch, its spread over the processes (slowest / fastest), "

@@ -1,14 +1,15 @@
 """The perceptron's lower-step pass: today's, in torch and native, against the formulation it replaced.
 
-    python benchmarks/perceptron_pass.py [--batch 512] [--history 50] [--embedding 16] [--repeats 20]
+    python benchmarks/perceptron_pass.py [--batch 512] [--history 50] [--embedding 16] [--repeats 20] [--model CoNet]
 
 Times the perceptron's scores of a batch as the lower step computes them (item embeddings, distinct history
 items, both domains' pooled attention, the MLPs) on real training batches of the embedded ml-1m-genres data
-(CoNet + BIAO), and the pooled attention alone on synthetic batches whose histories are all full (nothing to
-skip), each with the previous formulation (:func:`previous_pool`, :func:`previous_distinct`) swapped in, with
+(``--model`` + BIAO, default CoNet), and the pooled attention alone on synthetic batches whose histories are
+all full (nothing to skip), each with the previous formulation (:func:`previous_pool`, :func:`previous_distinct`) swapped in, with
 today's torch formulation (``RECBOLE_BIAO_NATIVE=0``: what runs without a C++ compiler) and with today's native
 attention (``recbole_biao/model/native.py``). Prints milliseconds per pass, the speed-ups over the previous
-formulation and the largest relative difference of the outputs from it.
+formulation and the largest relative difference of the outputs from it; then the real batches' native pass
+alone, split into the native attention call and the torch operations around it.
 """
 
 import argparse
@@ -88,15 +89,15 @@ def time_formulations(function, inputs, repeats):
     return result
 
 
-def real_batches(batch, history, embedding, count, data_path="dataset/"):
-    """``(upper level, [count] training batches)`` of CoNet + BIAO on the embedded data."""
+def real_batches(batch, history, embedding, count, data_path="dataset/", model="CoNet"):
+    """``(upper level, [count] training batches)`` of ``model`` + BIAO on the embedded data."""
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from recbole_biao.quick_start import build_config, prepare_run
     from recbole_biao.utils import init_seed
 
     values = {"data_path": data_path, "state": "ERROR", "show_progress": False, "checkpoint_dir": "saved",
               "train_batch_size": batch, "perceptron_history_length": history, "embedding_size": embedding}
-    model_class, config = build_config("CoNet", None, None, values, "BIAO")
+    model_class, config = build_config(model, None, None, values, "BIAO")
     init_seed(config["seed"], config["reproducibility"])
     _, (train, _, _), trainer = prepare_run(model_class, config)
     batches = []
@@ -120,16 +121,47 @@ def full_histories(batch, history, embedding, count, items=3000, seed=0):
     return module, inputs
 
 
-def compare_passes(batch=512, history=50, embedding=16, repeats=20, count=10, data_path="dataset/"):
-    """Both measurements of the module docstring: ``{"real": ..., "full": ...}``."""
-    upper, batches = real_batches(batch, history, embedding, count, data_path)
+def native_share(upper, batches, repeats):
+    """``(seconds per pass, of them in the native attention call)`` of the real batches' pass as the lower step
+    runs it, in the fastest of ``repeats`` rounds; None without the native library."""
+    from recbole_biao.model import native
+
+    if native.library() is None:
+        return None
+    call, spent = native.pooled_attention, [0.0]
+
+    def timed(*args):
+        start = time.perf_counter()
+        try:
+            return call(*args)
+        finally:
+            spent[0] += time.perf_counter() - start
+
+    native.pooled_attention, rounds = timed, []
+    try:
+        for _ in range(repeats + 1):  # the first round warms up
+            spent[0], start = 0.0, time.perf_counter()
+            with torch.no_grad():
+                for x in batches:
+                    upper.perceptron.scores(*upper.inputs(x))
+            rounds.append(((time.perf_counter() - start) / len(batches), spent[0] / len(batches)))
+    finally:
+        native.pooled_attention = call
+    return min(rounds[1:])
+
+
+def compare_passes(batch=512, history=50, embedding=16, repeats=20, count=10, data_path="dataset/", model="CoNet"):
+    """Both measurements of the module docstring, and the native attention's share of the real batches' pass:
+    ``{"real": ..., "full": ..., "share": ...}``."""
+    upper, batches = real_batches(batch, history, embedding, count, data_path, model)
     module, inputs = full_histories(batch, history, embedding, count)
     return {"real": time_formulations(lambda x: upper.perceptron.scores(*upper.inputs(x)), batches, repeats),
-            "full": time_formulations(lambda x: module(*x), inputs, repeats)}
+            "full": time_formulations(lambda x: module(*x), inputs, repeats),
+            "share": native_share(upper, batches, repeats)}
 
 
-def print_passes(result, batch, history, embedding):
-    print(f"perceptron lower-step pass, batch {batch}, history {history}, embedding size {embedding}, "
+def print_passes(result, batch, history, embedding, model="CoNet"):
+    print(f"perceptron lower-step pass, {model} + BIAO, batch {batch}, history {history}, embedding size {embedding}, "
           f"{torch.get_num_threads()} threads; ms per pass (speed-up over previous, largest relative difference):")
     for key, label in (("real", "perceptron scores, ml-1m-genres batches"), ("full", "pooled attention, full histories")):
         r = result[key]
@@ -139,6 +171,11 @@ def print_passes(result, batch, history, embedding):
                 line += (f"   {name} {1000 * r[name]:6.2f} ({r['previous'] / r[name]:4.2f}x, "
                          f"{r['diff_' + name]:.1e})")
         print(line + ("" if "native" in r else "   native: unavailable (no C++ compiler?)"))
+    if result.get("share"):
+        total, attention = result["share"]
+        print(f"  native pass on the real batches alone (fastest round): {1000 * total:.2f} ms, of which the native "
+              f"attention call {1000 * attention:.2f} ms and the torch operations around it "
+              f"{1000 * (total - attention):.2f} ms")
 
 
 def main():
@@ -148,10 +185,12 @@ def main():
     parser.add_argument("--embedding", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--data_path", default="dataset/")
+    parser.add_argument("--model", default="CoNet", help="whose training batches (CoNet, MiNet, DASL)")
     args = parser.parse_args()
     warnings.simplefilter("ignore", FutureWarning)  # recbole 1.0.1's pandas calls, while loading the data
-    result = compare_passes(args.batch, args.history, args.embedding, args.repeats, data_path=args.data_path)
-    print_passes(result, args.batch, args.history, args.embedding)
+    result = compare_passes(args.batch, args.history, args.embedding, args.repeats, data_path=args.data_path,
+                            model=args.model)
+    print_passes(result, args.batch, args.history, args.embedding, args.model)
 
 
 if __name__ == "__main__":

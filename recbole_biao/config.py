@@ -65,6 +65,7 @@ KEY_TYPES = {
     "upper_batching": str,
     "upper_users": int,
     "upper_source_per_user": (int, type(None)),
+    "upper_dev_per_user": (int, type(None)),
     "upper_batches": int,
     "upper_warmup_steps": int,
     "upper_probe_size": int,
@@ -118,7 +119,8 @@ _POSITIVE = ("> 0", lambda v: v > 0)
 # with a different meaning (a negative interval acted as its absolute value).
 RANGES = {
     **dict.fromkeys(("interval", "train_batch_size", "eval_batch_size", "history_length", "implicit_negatives",
-                     "embedding_size", "pairing_ratio", "upper_users", "upper_source_per_user", "upper_batches",
+                     "embedding_size", "pairing_ratio", "upper_users", "upper_source_per_user", "upper_dev_per_user",
+                     "upper_batches",
                      "upper_probe_size", "dev_batch_size", "perceptron_history_length", "perceptron_heads"),
                     _AT_LEAST_1),
     **dict.fromkeys(("learning_rate", "weight_decay", "upper_learning_rate", "upper_weight_decay",

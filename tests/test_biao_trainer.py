@@ -99,6 +99,28 @@ def test_matched_upper_batches_hold_the_same_users(ml1m_loaded, method):
     assert len(dev["target_user_id"]) == int(np.isin(rows.user, list(users)).sum())
 
 
+def test_dev_cap_samples_each_users_dev_rows_and_leaves_the_fresh_batch(ml1m_loaded):
+    pairs = {}
+    for cap in (None, 2):
+        _, _, trainer, data, _ = biao(ml1m_loaded, upper_users=64, upper_dev_per_user=cap)
+        pairs[cap] = [trainer.upper._batch_pair() for _ in range(2)]
+    rows = data.splits["train_target"]
+    for (dev, fresh), (capped, same_fresh) in zip(pairs[None], pairs[2]):
+        assert torch.equal(fresh["source_index"], same_fresh["source_index"])  # the switch changes the dev batch only
+        users = np.unique(dev["target_user_id"].numpy())
+        available = np.bincount(rows.user, minlength=users.max() + 1)[users]
+        assert (available > 2).any()
+        per_user = np.bincount(capped["target_user_id"].numpy(), minlength=users.max() + 1)[users]
+        assert (per_user == np.minimum(2, available)).all()
+        assert set(capped["target_index"].tolist()) < set(dev["target_index"].tolist())
+    # a new sample at every draw: the same users drawn again (a fresh stream) give other rows
+    _, _, trainer, _, _ = biao(ml1m_loaded, upper_users=64, upper_dev_per_user=2)
+    trainer.upper.stats["draws"] = 7
+    again = trainer.upper._batch_pair()[0]
+    assert torch.equal(again["target_user_id"].unique(), pairs[2][0][0]["target_user_id"].unique())
+    assert not torch.equal(again["target_index"], pairs[2][0][0]["target_index"])
+
+
 def test_random_dev_batches_reorder_the_same_target_training_set(ml1m_loaded):
     _, _, trainer, data, train = biao(ml1m_loaded, upper_batching="random")
     rows = len(data.splits["train_target"])
@@ -182,11 +204,12 @@ def test_biao_by_file_and_by_flag_give_the_same_configuration(ml1m_path, model):
     assert by_file["trainer"] == "BIAO" and by_file["upper_batching"] == "matched"
     _, by_key = build_config(model, None, [dataset_yaml], {"data_path": ml1m_path[0], "trainer": "BIAO"})
     with open(biao_yaml, encoding="utf-8") as f:
-        keys = set(yaml.safe_load(f)) | {"perceptron_history_length", "history_length"}
+        keys = set(yaml.safe_load(f)) | {"perceptron_history_length", "history_length", "upper_dev_per_user"}
     for key in keys:
         assert by_file[key] == by_key[key], key
-    # the model's own value (MiNet and DASL: 20) wins both ways
+    # the model's own values (MiNet and DASL: 20 and a dev cap of 4) win both ways
     assert by_key["perceptron_history_length"] == (50 if model == "CoNet" else 20)
+    assert by_key["upper_dev_per_user"] == (None if model == "CoNet" else 4)
 
 
 def test_biao_needs_the_base_variant_and_the_contract(ml1m_loaded):

@@ -8,7 +8,8 @@ One upper step (:meth:`UpperLevel.step`), every ``interval`` lower steps:
 1. draw ``upper_batches`` pairs of a dev batch and a fresh training batch, by ``upper_batching``:
 
    - ``matched``: a group of ``upper_users`` users from a reshuffled pass over the users (reorder-and-reuse);
-     the dev batch is their target training behaviours, the fresh batch up to ``upper_source_per_user``
+     the dev batch is their target training behaviours (at most ``upper_dev_per_user`` of each, a new
+     sample every time), the fresh batch up to ``upper_source_per_user``
      of their source behaviours (and their target ones). A source behaviour's gradient and its user's
      target dev gradient then share that user's embedding, which is where the signal travels;
    - ``random`` (the paper): a dev batch of ``dev_batch_size`` from a second, differently ordered pass over
@@ -154,9 +155,11 @@ class UpperLevel:
             users = self.users.next_users(config["upper_users"])
             rng = np.random.default_rng([distributed.rank_seed(config["seed"]), self.stats["draws"]])
             self.stats["draws"] += 1
-            dev = make_batch(data, self.dev_split, self.rows["dev"].rows(users), self.target_length)
             fresh = make_batch(data, "train_source", self.rows["source"].rows(
                 users, config["upper_source_per_user"], rng), self.source_length)
+            # drawn after the source sample, so that a dev cap leaves the fresh batch as it was
+            dev = make_batch(data, self.dev_split, self.rows["dev"].rows(users, config["upper_dev_per_user"], rng),
+                             self.target_length)
             if config["hypergrad_method"] in USES_HESSIAN:  # the target rows enter only through the Hessian
                 fresh.update(make_batch(data, self.target_split, self.rows["target"].rows(users), self.target_length))
         else:
