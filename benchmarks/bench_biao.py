@@ -2,15 +2,15 @@
 
     python benchmarks/bench_biao.py [--models CoNet MiNet DASL] [--intervals 5 100] [--epochs 2] [--repeats 3]
 
-Each configuration runs in its own process (so that peak memory is its own), ``--repeats`` times, interleaved
-with the other configurations of the model, keeping its fastest process; on the embedded ml-1m-genres
-data, with each model's and BIAO's default properties (``--neumann_iterations K`` switches to the Neumann
-solver, ``--set key=value ...`` sets other BIAO properties). Printed per run, for its fastest epoch: seconds,
-the ratio to the same backbone with the base trainer, the paper's cost model 1 + (K + 2) / interval (K = 0 for the identity solver), where the seconds go
-(building batches, gathering histories, the perceptron's lower-step pass, the model's own step, the upper
-steps; timed from outside the trainer), the peak resident memory during training and its growth over the
-loaded data, and on a GPU the peak CUDA memory. Then ``perceptron_pass.py``: the perceptron's lower-step
-pass against the formulation it replaced.
+Each configuration runs in its own process (so that peak memory is its own), ``--repeats`` times, interleaved with
+the other configurations of the model, keeping its fastest process; on the embedded ml-1m-genres data, with each
+model's and BIAO's default properties (``--neumann_iterations K`` switches to the Neumann solver, ``--set key=value
+...`` sets other BIAO properties). Printed per run, for its fastest epoch: seconds, the ratio to the same backbone
+with the base trainer, the paper's cost model 1 + (K + 2) / interval (K = 0 for the identity solver), where the
+seconds go (building batches, gathering histories, the perceptron's lower-step pass, the model's own step, the
+upper steps; timed from outside the trainer), the peak resident memory during training and its growth over the
+loaded data, and on a GPU the peak CUDA memory. Then ``perceptron_pass.py``: the perceptron's lower-step pass
+against the formulation it replaced.
 """
 
 import argparse

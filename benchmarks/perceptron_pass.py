@@ -2,14 +2,14 @@
 
     python benchmarks/perceptron_pass.py [--batch 512] [--history 50] [--embedding 16] [--repeats 20] [--model CoNet]
 
-Times the perceptron's scores of a batch as the lower step computes them (item embeddings, distinct history
-items, both domains' pooled attention, the MLPs) on real training batches of the embedded ml-1m-genres data
-(``--model`` + BIAO, default CoNet), and the pooled attention alone on synthetic batches whose histories are
-all full (nothing to skip), each with the previous formulation (:func:`previous_pool`, :func:`previous_distinct`) swapped in, with
+Times the perceptron's scores of a batch as the lower step computes them (item embeddings, distinct history items,
+both domains' pooled attention, the MLPs) on real training batches of the embedded ml-1m-genres data (``--model`` +
+BIAO, default CoNet), and the pooled attention alone on synthetic batches whose histories are all full (nothing to
+skip), each with the previous formulation (:func:`previous_pool`, :func:`previous_distinct`) swapped in, with
 today's torch formulation (``RECBOLE_BIAO_NATIVE=0``: what runs without a C++ compiler) and with today's native
 attention (``recbole_biao/model/native.py``). Prints milliseconds per pass, the speed-ups over the previous
-formulation and the largest relative difference of the outputs from it; then the real batches' native pass
-alone, split into the native attention call and the torch operations around it.
+formulation and the largest relative difference of the outputs from it; then the real batches' native pass alone,
+split into the native attention call and the torch operations around it.
 """
 
 import argparse

@@ -120,8 +120,8 @@ _POSITIVE = ("> 0", lambda v: v > 0)
 RANGES = {
     **dict.fromkeys(("interval", "train_batch_size", "eval_batch_size", "history_length", "implicit_negatives",
                      "embedding_size", "pairing_ratio", "upper_users", "upper_source_per_user", "upper_dev_per_user",
-                     "upper_batches",
-                     "upper_probe_size", "dev_batch_size", "perceptron_history_length", "perceptron_heads"),
+                     "upper_batches", "upper_probe_size", "dev_batch_size", "perceptron_history_length",
+                     "perceptron_heads"),
                     _AT_LEAST_1),
     **dict.fromkeys(("learning_rate", "weight_decay", "upper_learning_rate", "upper_weight_decay",
                      "aux_head_learning_rate", "neumann_iterations", "upper_warmup_steps", "aux_head_steps",
