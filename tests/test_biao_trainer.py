@@ -164,7 +164,8 @@ def test_split_strategy_keeps_dev_rows_out_of_the_lower_level(ml1m_loaded):
 def test_resumed_run_equals_uninterrupted_run(ml1m_loaded, tmp_path):
     def run(epochs, folder, resume=None):
         config, model, data = build_model(ml1m_loaded, "CoNet", tmp_path / folder, trainer="BIAO", interval=40,
-                                          train_epochs=[f"BOTH:{epochs}"], stopping_step=10, upper_users=200)
+                                          train_epochs=[f"BOTH:{epochs}"], stopping_step=10, upper_users=200,
+                                          upper_dev_per_user=3)  # (the dev sample must resume too)
         trainer = BIAOTrainer(config, model)
         if resume:
             trainer.resume_checkpoint(resume)
