@@ -7,7 +7,9 @@ RecBole's ``run_recbole.py``.
                                [--split_ratios=0.01,0.05,0.1]
     python run_recbole_biao.py --model=MiNet --sweep=interval=20,100,200,500 [--seeds=1]
     python run_recbole_biao.py --model=MiNet --trainer=BIAO --hyper_config=FILE [--max_evals=10] [--algo=auto]
-        (--compare, --sweep and --hyper_config take --workers=N or --ray_address=ADDR: runs in parallel on Ray)
+    python run_recbole_biao.py --model=MiNet --dataset=NAME --tune_lower [--max_trials=20] [--max_minutes=M]
+        (--compare, --sweep, --hyper_config and --tune_lower take --workers=N or --ray_address=ADDR: runs in
+         parallel on Ray)
     torchrun --nproc_per_node=2 run_recbole_biao.py --model=MiNet --trainer=BIAO   (data-parallel training)
     python run_recbole_biao.py --analyse_weights=saved/MiNet-...-weights.csv
 """
@@ -31,14 +33,19 @@ def parse_overrides(extra):
     return literal_config_values(overrides)
 
 
-def run_experiment(args, extra):
+def run_experiment(args, extra, command=""):
     from recbole_biao.experiments import commands
     from recbole_biao.experiments.parallel import make_pool
 
     common = dict(dataset=args.dataset, config_files=args.config_files.split() if args.config_files else None,
                   config_dict=parse_overrides(extra), show_epochs=args.show_epochs)
     common["pool"] = make_pool(args.workers, args.ray_address, args.show_epochs)
-    if args.hyper_config:
+    if args.tune_lower:
+        from recbole_biao.experiments.tuning import tune_lower
+
+        print(tune_lower(args.model, max_trials=args.max_trials, max_minutes=args.max_minutes,
+                         write=not args.no_write, command=command, **common))
+    elif args.hyper_config:
         from recbole_biao.experiments.hyper import tune
 
         print(tune(args.model, args.hyper_config, args.max_evals, args.algo, trainer=args.trainer, **common))
@@ -79,6 +86,13 @@ def build_parser():
                         help="with --compare/--sweep/--hyper_config: runs on the Ray cluster at this address")
     parser.add_argument("--show_epochs", action="store_true",
                         help="with --compare/--sweep/--hyper_config: per-epoch progress bars")
+    parser.add_argument("--tune_lower", action="store_true",
+                        help="search the model's training settings on --dataset (valid AUC) and write the best into "
+                             "its properties/dataset/<name>.yaml (per_model section)")
+    parser.add_argument("--max_trials", type=int, default=20, help="with --tune_lower: at most this many training runs")
+    parser.add_argument("--max_minutes", type=float, default=None, help="with --tune_lower: stop starting runs after "
+                                                                       "this many minutes")
+    parser.add_argument("--no_write", action="store_true", help="with --tune_lower: report only, write nothing")
     parser.add_argument("--analyse_weights", default=None, help="plots and report of a BIAO weight CSV")
     return parser
 
@@ -88,7 +102,8 @@ def main(argv=None):
 
     args, extra = build_parser().parse_known_args(argv)
     try:
-        if distributed.launched() and (args.compare or args.sweep or args.hyper_config or args.analyse_weights):
+        if distributed.launched() and (args.compare or args.sweep or args.hyper_config or args.tune_lower
+                                       or args.analyse_weights):
             raise BiaoError("torchrun starts the processes of one training; run --compare, --sweep and "
                             "--hyper_config without it (they fan out with --workers)")
         if args.analyse_weights:
@@ -96,8 +111,9 @@ def main(argv=None):
 
             print("\n".join(analysis_lines(args.analyse_weights)))
             return 0
-        if args.compare or args.sweep or args.hyper_config:
-            return run_experiment(args, extra)
+        if args.compare or args.sweep or args.hyper_config or args.tune_lower:
+            command = " ".join(["python run_recbole_biao.py", *(sys.argv[1:] if argv is None else argv)])
+            return run_experiment(args, extra, command)
         from recbole_biao.quick_start import run_recbole_biao
 
         result = run_recbole_biao(

@@ -20,7 +20,7 @@ from recbole_cdr.config import CDRConfig
 from recbole_biao.compat import isolated_argv, literal_config_values
 from recbole_biao.errors import ConfigError
 
-__all__ = ["PROPERTIES_DIR", "BiaoConfig", "check_config", "trainer_files", "KEY_TYPES", "RANGES"]
+__all__ = ["PROPERTIES_DIR", "BiaoConfig", "check_config", "trainer_files", "KEY_TYPES", "RANGES", "PER_MODEL"]
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 # an installed wheel holds the properties files as package data (recbole_biao/properties); a checkout and an
@@ -177,7 +177,7 @@ def known_keys():
     import recbole
     import recbole_cdr
 
-    keys = set(KEY_TYPES) | {"model", "dataset", "config_files", "state", "MODEL_TYPE"}
+    keys = set(KEY_TYPES) | {"model", "dataset", "config_files", "state", "MODEL_TYPE", PER_MODEL}
     for root in (os.path.dirname(recbole.__file__), os.path.dirname(recbole_cdr.__file__), PROPERTIES_DIR):
         for folder, _, names in os.walk(root if root == PROPERTIES_DIR else os.path.join(root, "properties")):
             for name in names:
@@ -203,8 +203,40 @@ def warn_unknown_keys(keys, where):
                           stacklevel=3)
 
 
+PER_MODEL = "per_model"
+DOMAIN_BLOCKS = ("source_domain", "target_domain")
+
+
+def check_per_model(sections, path):
+    """Raise :class:`ConfigError` unless ``sections`` (a file's ``per_model`` value) maps model names to mappings
+    of properties keys (no domain blocks: a section tunes training, not the data)."""
+    from recbole_biao.utils import MODELS, get_model
+
+    if not isinstance(sections, dict):
+        raise ConfigError(f"{path}: key '{PER_MODEL}': expected a mapping of model names to properties, "
+                          f"got {type(sections).__name__}")
+    for name, keys in sections.items():
+        if not isinstance(name, str) or any(name.startswith(m + "-") for m in MODELS):
+            raise ConfigError(f"{path}: '{PER_MODEL}: {name}': expected a model name without -S / -0 (a section "
+                              f"covers every variant of its model)")
+        get_model(name)  # an unknown name fails with the list of names
+        if not isinstance(keys, dict):
+            raise ConfigError(f"{path}: '{PER_MODEL}: {name}': expected a mapping of properties keys, "
+                              f"got {type(keys).__name__}")
+        blocks = [k for k in keys if k in DOMAIN_BLOCKS]
+        if blocks:
+            raise ConfigError(f"{path}: '{PER_MODEL}: {name}': holds '{blocks[0]}'; a model's section sets "
+                              f"training keys, the domains are set once per file")
+        warn_unknown_keys(keys, f"{path} ({PER_MODEL}: {name})")
+
+
 class BiaoConfig(CDRConfig):
     """``CDRConfig`` whose internal defaults come from recbole-biao's ``properties/`` folder.
+
+    A config file may hold ``per_model: {<Model>: {key: value, ...}}``: the keys of the section named after the
+    model being built (its class name: ``MiNet`` for ``MiNet``, ``MiNet-S`` and ``MiNet-0``) override that
+    file's other keys; the sections of other models are ignored. The lower-level search (``--tune_lower``)
+    writes its results there, so that every row of a comparison trains with its model's settings.
 
     Args:
         model_class (type): the model class (its name selects ``properties/model/<name>.yaml``).
@@ -213,6 +245,7 @@ class BiaoConfig(CDRConfig):
     """
 
     def __init__(self, model_class, config_file_list=None, config_dict=None):
+        self.model_name = model_class.__name__
         for path in config_file_list or []:
             if not os.path.isfile(path):
                 raise ConfigError(f"config file '{path}' not found")
@@ -225,7 +258,10 @@ class BiaoConfig(CDRConfig):
                     raise ConfigError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
             if content is not None and not isinstance(content, dict):
                 raise ConfigError(f"{path}: expected a mapping of properties keys, got {type(content).__name__}")
-            warn_unknown_keys(content or {}, path)
+            content = dict(content or {})
+            if PER_MODEL in content:
+                check_per_model(content.pop(PER_MODEL), path)
+            warn_unknown_keys(content, path)
         warn_unknown_keys(config_dict or {}, "command line / config_dict")
         # Command-line keys reach the config only through config_dict (the CLI parses them),
         # so that importing code under pytest or another program never picks up foreign argv.
@@ -234,6 +270,22 @@ class BiaoConfig(CDRConfig):
         if self.final_config_dict.get("variant") == 0:  # RecBole's value parser turns "0" into 0
             self.final_config_dict["variant"] = "0"
         check_config(self)
+
+    def _load_config_files(self, file_list):
+        """RecBole's reading of the user's files, with each file's ``per_model`` section of this model applied
+        on top of that file, and the domain blocks of later files added to those of earlier ones (RecBole
+        replaces them)."""
+        merged = {}
+        for path in file_list or []:
+            with open(path, encoding="utf-8") as f:
+                content = yaml.load(f.read(), Loader=self.yaml_loader) or {}
+            sections = content.pop(PER_MODEL, None) or {}
+            for part in (content, sections.get(self.model_name) or {}):
+                for block in DOMAIN_BLOCKS:
+                    if isinstance(part.get(block), dict) and isinstance(merged.get(block), dict):
+                        part = {**part, block: {**merged[block], **part[block]}}
+                merged.update(part)
+        return merged
 
     def _convert_config_dict(self, config_dict):
         return literal_config_values(config_dict)  # never RecBole's eval

@@ -66,7 +66,9 @@ def prepare_run(model_class, config):
 
 def run_recbole_biao(model="CoNet", dataset=None, config_file_list=None, config_dict=None, trainer=None,
                      saved=True, resume=None, trainer_hook=None):
-    """Train and evaluate one model; returns RecBole's result dict (best valid and test results).
+    """Train and evaluate one model; returns RecBole's result dict (best valid and test results), plus
+    ``training``: the best-valid and last epochs, ``still_improving`` (the best valid score came at the last
+    epoch of ``train_epochs``) and ``collapsed`` (the evaluated model predicts one constant).
 
     Args:
         model (str): a registered model name, e.g. ``CoNet``, ``CoNet-S``, ``CoNet-0``.
@@ -116,4 +118,6 @@ def run_recbole_biao(model="CoNet", dataset=None, config_file_list=None, config_
         "test_result": test_result,
         "model_file": trainer.saved_model_file if saved else None,
         "device": str(config["device"]),
+        "training": {"best_epoch": trainer.best_epoch, "last_epoch": trainer.last_epoch,
+                     "still_improving": trainer.still_improving, "collapsed": trainer.collapsed},
     }

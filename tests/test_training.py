@@ -169,3 +169,28 @@ def test_adam_is_torchs_fused_kernel_with_the_same_steps_as_the_plain_one(ml1m_l
     for fused, reference in zip(model.parameters(), twin.parameters()):
         assert torch.allclose(fused, reference, rtol=1e-5, atol=1e-6)
     assert not torch.equal(model.item_tables["target"].weight, start)  # (the steps did move the parameters)
+
+
+def test_a_collapsed_run_is_named_stopped_and_flagged(ml1m_loaded, tmp_path, caplog):
+    import logging
+
+    config, model, data = build(ml1m_loaded, "CoNet-S", tmp=tmp_path, train_epochs=["BOTH:6"], stopping_step=1)
+    with torch.no_grad():  # every unit of the last hidden layer dead: the model predicts its head's bias alone
+        model.target_layers[-1].bias.fill_(-1e3)
+    trainer = get_trainer(None)(config, model)
+    train, valid, _ = data_preparation(config, data)
+    with caplog.at_level(logging.WARNING):
+        trainer.fit(train, valid, saved=False)
+    assert trainer.collapsed and trainer.best_valid_result["auc"] == 0.5
+    assert trainer.last_epoch == 1  # stopped after stopping_step + 1 constant evaluations, not after 6 epochs
+    assert "collapsed run" in caplog.text and "predicts the same click probability" in caplog.text
+
+
+def test_a_run_whose_last_epoch_was_its_best_says_it_was_still_improving(ml1m_path, tmp_path, caplog):
+    import logging
+
+    values = {**FAST, "data_path": ml1m_path[0], "checkpoint_dir": str(tmp_path), "train_epochs": ["BOTH:1"]}
+    with caplog.at_level(logging.WARNING):
+        result = run_recbole_biao("CoNet-S", config_dict=values)
+    assert result["training"] == {"best_epoch": 0, "last_epoch": 0, "still_improving": True, "collapsed": False}
+    assert "still improving" in caplog.text and "raise train_epochs" in caplog.text

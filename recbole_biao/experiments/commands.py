@@ -9,8 +9,8 @@ import yaml
 from recbole_biao.compat import literal_config_values
 from recbole_biao.errors import ConfigError
 from recbole_biao.experiments.compare import (CONTROL, RunCache, ablation_rows, baseline_rows, comparison_table,
-                                             control_note, failure_notes, recbole_rows, run_rows, split_rows,
-                                             sweep_rows, write_table)
+                                             control_note, failure_notes, mark_collapsed, recbole_rows, run_rows,
+                                             split_rows, sweep_rows, training_notes, write_table)
 from recbole_biao.experiments.plots import line_chart
 from recbole_biao.utils import get_model
 
@@ -78,12 +78,12 @@ def compare(model, seeds=5, dataset=None, config_files=None, config_dict=None, a
     results, failures = run_rows(rows, list(range(2023, 2023 + seeds)), _runner(show_epochs), cache, dataset,
                                  config_files, config_dict, pool=pool)
     base_s, biao = rows[0].label, rows[3].label
-    table = comparison_table(results, base_s, biao, compared)
+    table = mark_collapsed(comparison_table(results, base_s, biao, compared), results)
     data_name = dataset_label(dataset, config_files)
     name = f"{model}-{data_name}{overrides_label(config_dict)}"
     title = f"{model} on {data_name if data_name != 'default' else 'the default dataset'}: target test AUC, " \
             f"mean of {seeds} seeds"
-    notes = failure_notes(failures)
+    notes = failure_notes(failures) + training_notes(results)
     if CONTROL in results:  # what the learned weights add over the same run with the perceptron frozen
         notes.append(control_note(results, biao, CONTROL))
     return write_table(table, os.path.join(out_dir, name), title, notes)
@@ -109,11 +109,11 @@ def sweep(model, text, seeds=1, dataset=None, config_files=None, config_dict=Non
     cache = RunCache(os.path.join(out_dir, "cache"))
     results, failures = run_rows(rows, list(range(2023, 2023 + seeds)), _runner(show_epochs), cache, dataset,
                                  config_files, config_dict, pool=pool)
-    table = comparison_table(results, rows[0].label)
+    table = mark_collapsed(comparison_table(results, rows[0].label), results)
     name = f"{model}-{dataset_label(dataset, config_files)}{overrides_label(config_dict)}-sweep-{key}"
     markdown = write_table(table, os.path.join(out_dir, name),
                            f"{model} + BIAO, {key} sweep: target test AUC, mean of {seeds} seed(s)",
-                           failure_notes(failures))
+                           failure_notes(failures) + training_notes(results))
     aucs = [auc for _, auc, _, _, _ in table]
     line_chart([str(v) for v in values], aucs[1:], os.path.join(out_dir, name + ".png"),
                f"{model} + BIAO: impact of {key}", key, "target test AUC", label=f"{model} + BIAO", reference=aucs[0],

