@@ -105,3 +105,40 @@ def test_short_biao_runs_beat_chance(ml1m_path, tmp_path, model):
         **FAST, **SHORT, "data_path": ml1m_path[0], "checkpoint_dir": str(tmp_path), "interval": 50,
         "perceptron_history_length": 5, "upper_users": 32})
     assert result["test_result"]["auc"] > 0.6, result
+
+
+def test_a_domain_without_categories_starts_with_every_tower_unit_alive(ml1m_path, ml1m_loaded, tmp_path):
+    """Items that all share one category (data without metadata): the category embedding, the same input for every
+    behaviour, starts at zero; at Xavier's scale it switched half of CoNet's tower units off for every row."""
+    import shutil
+
+    from recbole_biao.data import BiaoDataset, build_cdr_data
+    from recbole_biao.quick_start import build_config
+    from recbole_biao.utils import init_seed
+
+    for domain in ("source", "target"):
+        name = f"ml-1m-genres-{domain}"
+        shutil.copytree(f"{ml1m_path[0]}/{name}", tmp_path / name)
+        item = tmp_path / name / f"{name}.item"
+        lines = item.read_text(encoding="utf-8").splitlines()
+        column = lines[0].split("\t").index("category:token")
+        rows = [line.split("\t") for line in lines[1:]]
+        item.write_text("\n".join([lines[0]] + ["\t".join(r[:column] + ["others"] + r[column + 1:]) for r in rows])
+                        + "\n", encoding="utf-8")
+    model_class, config = build_config("CoNet-S", "ml-1m-genres", None, {"data_path": str(tmp_path), "state": "ERROR"})
+    dataset = BiaoDataset(config)
+    assert dataset.num_categories == {"source": 2, "target": 2}
+    batch = next(iter(data_preparation(config, build_cdr_data(dataset))[1]))
+    for seed in range(2023, 2028):
+        init_seed(seed, True)
+        model = model_class(config, dataset)
+        outputs = []
+        hook = model.target_layers[-1].register_forward_hook(lambda module, args, out: outputs.append(out))
+        with torch.no_grad():
+            model.score(batch, "target")
+        hook.remove()
+        alive = int((outputs[0] > 0).any(0).sum())
+        assert alive >= 7, (seed, alive)  # of 8; with Xavier's category embedding 2-7 (movies-books, 20 seeds)
+        assert torch.count_nonzero(model.category_tables["target"].weight) == 0
+    _, informative, _ = build_model(ml1m_loaded, "CoNet-S")  # 18 genres: their embeddings keep Xavier's
+    assert torch.count_nonzero(informative.category_tables["target"].weight[1:]) > 0
