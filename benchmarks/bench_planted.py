@@ -1,6 +1,6 @@
 """Planted harm: does BIAO's perceptron down-weight source behaviours that are known to hurt the target?
 
-    python benchmarks/bench_planted.py [--model CoNet] [--seeds 3] [--set key=value ...]
+    python benchmarks/bench_planted.py [--model CoNet,MiNet,DASL] [--seeds 5] [--rows ...] [--set key=value ...]
     python benchmarks/bench_planted.py --data ml-1m-genres --corruption users [--categories Action,Comedy] ...
 
 Data (``--data``):
@@ -16,13 +16,17 @@ Data (``--data``):
   ``labels`` (a random rating 1-5), ``flip`` (rating r becomes 6 - r) or ``flood`` (kept, plus ``--copies``
   copies each with a random user and rating: spam).
 
-Runs per seed: Base on the clean data, Base on the corrupted data, Base+BIAO on the corrupted data with the
-default BIAO properties (plus ``--set``), and the control: the same BIAO run with ``upper_learning_rate: 0``.
-Printed per seed and on average: target test AUCs, the mean weight of corrupted / clean source behaviours at the
-end of training (normalised within random batches of ``train_batch_size``, times the batch size) and their
-ratio, the ESS of the weights, the upper steps, and the share of upper steps whose hypergradient pushed the
-corrupted behaviours' scores down relative to the clean ones ("sign"). It checks that the corruption hurts
-Base by at least 0.01 AUC; otherwise the setting tests nothing and it says so.
+Runs per backbone and seed (``--rows``): Base on the clean data, Base on the corrupted data, the oracle (Base on
+the corrupted data without its corrupted behaviours: the reachable ceiling), soft BIAO on the corrupted data with
+the default BIAO properties (plus ``--set``), its control (the same run with ``upper_learning_rate: 0``),
+learn-then-select (trainer ``BIAO-select``) and its control (the same number of source behaviours dropped at
+random). Printed per seed and on average: target test AUCs, each row's share of the reachable gap,
+(row - Base corrupted) / (oracle - Base corrupted), paired t-tests (the oracle, soft BIAO and selection against
+Base corrupted, soft BIAO against its control, selection against random dropping); for soft BIAO the mean weight
+of corrupted / clean source behaviours at the end of training (normalised within random batches of
+``train_batch_size``, times the batch size), their ratio and ESS; for selection its choice and, for its cutoff
+candidate, the recall and precision of the corrupted behaviours among the dropped ones. It checks that the
+corruption hurts Base by at least 0.01 AUC; otherwise the setting tests nothing and it says so.
 """
 
 import argparse
@@ -96,7 +100,8 @@ def make_ml1m_data(source_dir, target_dir, out, categories, corruption, target_k
         hit = np.concatenate([hit, np.ones(len(spam), dtype=bool)])
 
     yamls = {}
-    for name, source in (("clean", src), ("corrupt", bad)):
+    oracle = bad[~hit] if corruption != "flood" else src  # the corrupted data without its corrupted behaviours
+    for name, source in (("clean", src), ("corrupt", bad), ("oracle", oracle)):
         names = {d: f"planted-{name}-{d}" for d in ("source", "target")}
         write_atomic(source, src_header, os.path.join(out, names["source"], names["source"] + ".inter"))
         write_atomic(src_items, item_header, os.path.join(out, names["source"], names["source"] + ".item"))
@@ -158,6 +163,8 @@ def run(model, yaml, values, trainer=None, corrupted_categories=(), start_percep
     start = time.time()
     result = run_recbole_biao(model, None, [yaml], values, trainer, trainer_hook=hook)
     out = {"auc": result["test_result"]["auc"], "seconds": time.time() - start}
+    if "selection" in result:
+        out.update(selection_stats(result["selection"], yaml, corrupted_categories))
     if "signs" in kept:
         trainer_obj, data = kept["trainer"], kept["data"]
         rows = np.random.default_rng(0).permutation(len(data.splits["train_source"]))
@@ -175,6 +182,32 @@ def run(model, yaml, values, trainer=None, corrupted_categories=(), start_percep
     return out
 
 
+def selection_stats(info, yaml_path, corrupted_categories):
+    """What a learn-then-select run dropped: its choice, the rows dropped and, for the cutoff candidate (chosen or
+    not), the recall and precision of the corrupted behaviours among the dropped ones and its test AUC."""
+    import yaml as pyyaml
+
+    with open(yaml_path, encoding="utf-8") as f:
+        config = pyyaml.safe_load(f)
+    name = config["source_domain"]["dataset"]
+    items, _ = read_atomic(os.path.join(config["data_path"], name, f"{name}.item"))
+    corrupted = set(items["item_id"][items["category"].isin(list(corrupted_categories))])
+    out = {"chosen": info["chosen"], "dropped": info["candidates"][info["chosen"]]["dropped"]}
+    cutoffs = [n for n in info["keep_files"] if n != "random"]
+    if cutoffs:
+        keep = pd.read_csv(info["keep_files"][cutoffs[0]], dtype={"user": str, "item": str}, keep_default_na=False)
+        bad, dropped = keep["item"].isin(corrupted).to_numpy(), keep["keep"].to_numpy() == 0
+        out.update(cutoff_auc=info["candidates"][cutoffs[0]]["test_auc"], cutoff_dropped=int(dropped.sum()),
+                   recall=float((bad & dropped).sum() / max(bad.sum(), 1)),
+                   precision=float((bad & dropped).sum() / max(dropped.sum(), 1)))
+    return out
+
+
+def share(row, base, oracle):
+    """The share of the reachable gap a row closes: (row - Base corrupted) / (oracle - Base corrupted)."""
+    return (row - base) / (oracle - base) if oracle != base else float("nan")
+
+
 def parse_set(items):
     """``key=value`` items to properties, the values parsed as literals (never evaluated as code)."""
     values = {}
@@ -188,8 +221,8 @@ def parse_set(items):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="CoNet")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--model", default="CoNet,MiNet,DASL", help="backbones, comma-separated")
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--data", choices=("generated", "ml-1m-genres"), default="generated")
     parser.add_argument("--corruption", default=None, help="generated: random (default) or flip; ml-1m-genres: "
                         "users (default), swap, labels, flip or flood")
@@ -206,10 +239,12 @@ def main():
     parser.add_argument("--set", nargs="*", help="BIAO properties for the BIAO and control runs, key=value")
     parser.add_argument("--trainer", default="BIAO", help="trainer of the BIAO and control runs (e.g. BIAO-paper)")
     parser.add_argument("--all", nargs="*", help="properties for every run, key=value (e.g. learning_rate=0.005)")
-    parser.add_argument("--rows", default="base_clean,base,oracle,biao,control",
+    parser.add_argument("--rows", default="base_clean,base,oracle,biao,control,select,random",
                         help="which runs, comma-separated, of: single (Base-S, clean), base_clean, base, oracle "
-                             "(generated data: Base without the planted behaviours), biao, control, retrain "
-                             "(a fresh model on the perceptron the biao run learned, frozen; after biao)")
+                             "(Base without the planted behaviours), biao, control, select (learn, then select: "
+                             "trainer BIAO-select), random (the same number of source behaviours dropped at "
+                             "random), retrain (a fresh model on the perceptron the biao run learned, frozen; "
+                             "after biao)")
     args = parser.parse_args()
 
     if args.data == "generated":
@@ -248,50 +283,80 @@ def main():
     biao = parse_set(args.set)
     specs = {"base_clean": ("Base clean", yamls["clean"], {}, None),
              "base": ("Base corrupted", yamls["corrupt"], {}, None),
+             "oracle": ("Base oracle", yamls["oracle"], {}, None),
              "biao": ("+BIAO corrupted", yamls["corrupt"], biao, args.trainer),
              "control": ("control (upper lr 0)", yamls["corrupt"], {**biao, "upper_learning_rate": 0.0}, args.trainer),
+             "select": ("learn, then select", yamls["corrupt"], biao, "BIAO-select"),
+             "random": ("random drop (same size)", yamls["corrupt"], {**biao, "select_random": True}, "BIAO-select"),
              "single": ("Base-S", yamls["clean"], {}, None),
              "retrain": ("retrained on learned", yamls["corrupt"], {**biao, "upper_learning_rate": 0.0}, args.trainer)}
-    if "oracle" in yamls:  # Base without the planted behaviours: what perfect weights could reach
-        specs["oracle"] = ("Base oracle", yamls["oracle"], {}, None)
     wanted = [r for r in args.rows.split(",") if r]
-    results = {r: [] for r in wanted}
+    unknown = [r for r in wanted if r not in specs]
+    if unknown:
+        sys.exit(f"--rows: unknown row {unknown[0]!r}; expected some of {', '.join(specs)}")
     started = time.time()
-    for seed in range(2023, 2023 + args.seeds):
-        line = [f"seed {seed}:"]
-        for r in wanted:
-            label, yaml, values, trainer = specs[r]
-            model = args.model + "-S" if r == "single" else args.model
-            start = results["biao"][-1]["perceptron"] if r == "retrain" else None  # needs "biao" before it
-            out = run(model, yaml, {**common, **values, "seed": seed}, trainer, categories, start)
-            results[r].append(out)
-            text = f"{label} {out['auc']:.4f}"
-            if "ratio" in out:
-                text += (f" [w corrupt {out['corrupt']:.3f} / clean {out['clean']:.3f} = {out['ratio']:.3f} "
-                         f"(at the evaluated epoch {out['ratio_best']:.3f}), ESS {out['ess']:.3f}, "
-                         f"{out['steps']} upper steps, sign {out['sign']:.2f}]")
-            line.append(text + f" ({out['seconds']:.0f}s)")
-        print("  ".join(line), flush=True)
+    for model_name in [m.strip() for m in args.model.split(",") if m.strip()]:
+        results = {r: [] for r in wanted}
+        for seed in range(2023, 2023 + args.seeds):
+            line = [f"{model_name} seed {seed}:"]
+            for r in wanted:
+                label, yaml, values, trainer = specs[r]
+                model = model_name + "-S" if r == "single" else model_name
+                start = results["biao"][-1]["perceptron"] if r == "retrain" else None  # needs "biao" before it
+                out = run(model, yaml, {**common, **values, "seed": seed}, trainer, categories, start)
+                results[r].append(out)
+                line.append(f"{label} {out['auc']:.4f}{details(out)} ({out['seconds']:.0f}s)")
+            print("  ".join(line), flush=True)
+        summarise(model_name, results, specs, wanted, args.seeds, time.time() - started)
 
-    print(f"\nmean over {args.seeds} seeds ({time.time() - started:.0f}s in all):")
-    mean = {r: np.mean([o["auc"] for o in results[r]]) for r in wanted}
+
+def details(out):
+    """A run's weight or selection statistics, for its line."""
+    if "ratio" in out:
+        return (f" [w corrupt {out['corrupt']:.3f} / clean {out['clean']:.3f} = {out['ratio']:.3f} (at the evaluated "
+                f"epoch {out['ratio_best']:.3f}), ESS {out['ess']:.3f}, {out['steps']} upper steps, "
+                f"sign {out['sign']:.2f}]")
+    if "chosen" in out:
+        text = f" [chose '{out['chosen']}', dropped {out['dropped']}"
+        if "recall" in out:
+            text += (f"; cutoff: {out['cutoff_dropped']} dropped, recall {out['recall']:.3f}, precision "
+                     f"{out['precision']:.3f}, test AUC {out['cutoff_auc']:.4f}")
+        return text + "]"
+    return ""
+
+
+def summarise(model, results, specs, wanted, seeds, seconds):
+    """Means, shares of the reachable gap and paired t-tests of one backbone's rows."""
+    print(f"\n{model}: mean over {seeds} seeds ({seconds:.0f}s since the start):")
+    auc = {r: np.array([o["auc"] for o in results[r]]) for r in wanted}
+    base, oracle = auc.get("base"), auc.get("oracle")
     for r in wanted:
-        text = f"  {specs[r][0]:<22} AUC {mean[r]:.4f}"
-        if "ratio" in results[r][0]:
+        text = f"  {specs[r][0]:<24} AUC {auc[r].mean():.4f}"
+        if base is not None and oracle is not None and r not in ("base_clean", "single"):
+            text += f"  share of the reachable gap {share(auc[r].mean(), base.mean(), oracle.mean()):+.2f}"
+        first = results[r][0]
+        if "ratio" in first:
             text += (f"  weight corrupt/clean {np.mean([o['ratio'] for o in results[r]]):.3f} "
                      f"(evaluated epoch {np.mean([o['ratio_best'] for o in results[r]]):.3f})  "
-                     f"ESS {np.mean([o['ess'] for o in results[r]]):.3f}  "
-                     f"sign {np.nanmean([o['sign'] for o in results[r]]):.2f}")
+                     f"ESS {np.mean([o['ess'] for o in results[r]]):.3f}")
+        if "chosen" in first:
+            chosen = [o["chosen"] for o in results[r]]
+            text += f"  chose {', '.join(f'{c} x{chosen.count(c)}' for c in dict.fromkeys(chosen))}"
+            if "recall" in first:
+                text += (f"; cutoff recall {np.mean([o['recall'] for o in results[r]]):.3f}, precision "
+                         f"{np.mean([o['precision'] for o in results[r]]):.3f}, test AUC "
+                         f"{np.mean([o['cutoff_auc'] for o in results[r]]):.4f}")
         print(text)
-    if "base_clean" in mean and "base" in mean:
-        harm = mean["base_clean"] - mean["base"]
+    if "base_clean" in auc and base is not None:
+        harm = auc["base_clean"].mean() - base.mean()
         print(f"  harm of the corruption to Base: {harm:+.4f} AUC"
               + ("" if harm >= 0.01 else "  (< 0.01: the corruption barely hurts Base; this setting tests nothing)"))
-    for a, b in (("biao", "base"), ("biao", "control")):
-        if a in results and b in results and args.seeds >= 2:
-            x, y = [o["auc"] for o in results[a]], [o["auc"] for o in results[b]]
-            p = stats.ttest_rel(x, y).pvalue
-            print(f"  {specs[a][0]} - {specs[b][0]}: {np.mean(x) - np.mean(y):+.4f} AUC (paired t-test p = {p:.3g})")
+    pairs = [("oracle", "base"), ("biao", "base"), ("biao", "control"), ("select", "base"), ("select", "random"),
+             ("random", "base")]
+    for a, b in pairs:
+        if a in auc and b in auc and seeds >= 2:
+            p = stats.ttest_rel(auc[a], auc[b]).pvalue
+            print(f"  {specs[a][0]} - {specs[b][0]}: {np.mean(auc[a] - auc[b]):+.4f} AUC (paired t-test p = {p:.3g})")
 
 
 if __name__ == "__main__":

@@ -128,6 +128,10 @@ def main(argv=None):
     test = result["test_result"]
     if test is None:  # not rank 0 of a torchrun training
         return 0
+    if "selection" in result:
+        from recbole_biao.biao.selection import selection_summary
+
+        print("\n".join(selection_summary(result)))
     print(f"{args.model}{' + ' + args.trainer if args.trainer else ''} on {result['device']}: "
           f"target test AUC {test['auc']:.4f}  LogLoss {test['logloss']:.4f}")
     return 0

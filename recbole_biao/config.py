@@ -59,6 +59,16 @@ KEY_TYPES = {
     "clip_grad_norm": (dict, type(None)),
     "pairing": str,
     "pairing_ratio": int,
+    "source_keep_file": (str, type(None)),
+    "save_predictions": bool,
+    # learn, then select (properties/trainer/BIAO-select.yaml)
+    "selection": bool,
+    "select_epochs": int,
+    "select_batchings": int,
+    "select_cutoffs": list,
+    "select_level": _NUMBER,
+    "select_bootstrap": int,
+    "select_random": bool,
     # BIAO (properties/trainer/BIAO.yaml)
     "interval": int,
     "upper_learner": str,
@@ -121,13 +131,16 @@ RANGES = {
     **dict.fromkeys(("interval", "train_batch_size", "eval_batch_size", "history_length", "implicit_negatives",
                      "embedding_size", "pairing_ratio", "upper_users", "upper_source_per_user", "upper_dev_per_user",
                      "upper_batches", "upper_probe_size", "dev_batch_size", "perceptron_history_length",
-                     "perceptron_heads"),
+                     "perceptron_heads", "select_epochs", "select_batchings", "select_bootstrap"),
                     _AT_LEAST_1),
     **dict.fromkeys(("learning_rate", "weight_decay", "upper_learning_rate", "upper_weight_decay",
                      "aux_head_learning_rate", "neumann_iterations", "upper_warmup_steps", "aux_head_steps",
                      "stopping_step", "loss_gamma", "orthogonal_weight"), _NOT_NEGATIVE),
     **dict.fromkeys(("score_bound", "neumann_alpha", "hypergrad_clip"), _POSITIVE),
     "dev_split_ratio": ("in (0, 1)", lambda v: 0 < v < 1),
+    "select_level": ("in (0, 1)", lambda v: 0 < v < 1),
+    "select_cutoffs": ("a list of numbers > 0", lambda v: all(isinstance(c, (int, float)) and not isinstance(c, bool)
+                                                               and c > 0 for c in v)),
 }
 
 

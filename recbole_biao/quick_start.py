@@ -10,11 +10,12 @@ from recbole.utils import init_logger, set_color
 
 from recbole_biao import distributed
 from recbole_biao.config import PROPERTIES_DIR, BiaoConfig
-from recbole_biao.data import BiaoDataset, build_cdr_data, data_preparation
+from recbole_biao.data import data_preparation, load_data
 from recbole_biao.errors import ConfigError
 from recbole_biao.utils import dataset_names, get_model, get_trainer, init_seed, model_variant
 
-__all__ = ["DEFAULT_DATASET", "build_config", "prepare_run", "run_recbole_biao"]
+__all__ = ["DEFAULT_DATASET", "build_config", "prepare_run", "run_recbole_biao", "predictions_file",
+           "save_predictions"]
 
 DEFAULT_DATASET = "ml-1m-genres"
 
@@ -51,9 +52,8 @@ def prepare_run(model_class, config):
         from dataset_converters import get_converter
 
         get_converter(config["dataset_converter"]).prepare(config, logger)
-    dataset = BiaoDataset(config)
+    dataset, data = load_data(config)
     logger.info(dataset)
-    data = build_cdr_data(dataset)
     loaders = data_preparation(config, data)
     init_seed(config["seed"], config["reproducibility"])
     model = model_class(config, dataset).to(config["device"])
@@ -62,6 +62,28 @@ def prepare_run(model_class, config):
     if distributed.world_size() > 1:  # the same model everywhere; from here each rank draws its own numbers
         torch.manual_seed(distributed.rank_seed(config["seed"]))
     return data, loaders, trainer
+
+
+def predictions_file(model_file: str) -> str:
+    """Where ``save_predictions`` writes the predictions of the run whose best-valid checkpoint is ``model_file``."""
+    return model_file[: -len(".pth")] + "-predictions.npz"
+
+
+def save_predictions(trainer, loaders: dict) -> str:
+    """The evaluated (best-valid) model's click probabilities, labels and users on each split of ``loaders``,
+    as ``<split>_scores`` / ``<split>_labels`` / ``<split>_users`` arrays in one ``.npz`` (atomic)."""
+    import numpy as np
+
+    from recbole_biao.utils import atomic_path
+
+    arrays = {}
+    for split, loader in loaders.items():
+        for name, values in zip(("scores", "labels", "users"), trainer.predictions(loader)):
+            arrays[f"{split}_{name}"] = values
+    path = predictions_file(trainer.saved_model_file)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    return path
 
 
 def run_recbole_biao(model="CoNet", dataset=None, config_file_list=None, config_dict=None, trainer=None,
@@ -83,6 +105,10 @@ def run_recbole_biao(model="CoNet", dataset=None, config_file_list=None, config_
     """
     # configurations initialization
     model_class, config = build_config(model, dataset, config_file_list, config_dict, trainer)
+    if config["selection"]:  # learn, then select: a pipeline of runs (trainer BIAO-select)
+        from recbole_biao.biao.selection import run_selection
+
+        return run_selection(model, dataset, config_file_list, {**(config_dict or {}), "trainer": config["trainer"]})
     if distributed.launched():  # one of several processes started by torchrun
         device = distributed.init(config["use_gpu"])
         if device is not None:
@@ -109,6 +135,8 @@ def run_recbole_biao(model="CoNet", dataset=None, config_file_list=None, config_
     test_result = None  # (rank 0 evaluates)
     if distributed.is_main():
         test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+        if saved and config["save_predictions"]:
+            save_predictions(trainer, {"valid": valid_data, "test": test_data})
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
     return {

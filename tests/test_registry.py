@@ -40,11 +40,15 @@ def test_trainer_profiles_load_on_top_of_the_trainer_properties(ml1m_path):
     assert paper["hypergrad_method"] == "neumann" and paper["score_bound"] is None
     assert paper["perceptron_history_length"] == 50  # from CoNet.yaml: neither the profile nor BIAO.yaml sets it
     _, reference = config_for(ml1m_path[0], trainer="BIAO-reference")
-    assert reference["upper_weight_decay"] == 2.0 and reference["train_batch_size"] == 64
-    assert reference["pairing"] == "same_user" and reference["aux_head"] is True
-    # the profile as a config file gives the same configuration as the flag
+    assert reference["upper_weight_decay"] == 2.0 and reference["aux_head"] is True
+    # the dataset's lower level (ml-1m-genres.yaml's section of CoNet) applies under every trainer, profiles too
+    plain = config_for(ml1m_path[0])[1]
+    for key in ("train_batch_size", "learning_rate", "pairing", "pairing_ratio", "train_epochs"):
+        assert reference[key] == plain[key], key
+    # the profile as a config file sets its lower level too (the reference code's), and the same upper level
     by_file = config_for(ml1m_path[0], config_file=f"{PROPERTIES_DIR}/trainer/BIAO-reference.yaml")[1]
-    for key in ("interval", "upper_weight_decay", "train_batch_size", "aux_head_steps", "upper_users", "score_bound"):
+    assert (by_file["train_batch_size"], by_file["pairing"], by_file["learning_rate"]) == (64, "same_user", 0.01)
+    for key in ("interval", "upper_weight_decay", "aux_head_steps", "upper_users", "score_bound", "dev_order"):
         assert by_file[key] == reference[key], key
 
 

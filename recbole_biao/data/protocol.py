@@ -22,7 +22,7 @@ from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.errors import DataError
 
 __all__ = ["Behaviours", "HistoryIndex", "CDRData", "duplicate_rows", "leave_one_out", "sample_negatives",
-           "build_cdr_data"]
+           "selected_rows", "build_cdr_data"]
 
 
 @dataclass
@@ -208,13 +208,45 @@ def _domain_behaviours(dataset, domain):
                       df[ds.time_field].to_numpy(np.float64))
 
 
-def build_cdr_data(dataset):
-    """Apply the protocol to a :class:`BiaoDataset` and precompute history bounds for every row."""
+KEEP_COLUMNS = ("user", "item", "timestamp", "keep")
+
+
+def selected_rows(path, rows, user_ids, item_ids):
+    """``[n]`` bool: which of the source behaviours ``rows`` a keep file (CSV with the columns ``user``, ``item``
+    and ``timestamp`` of the original files and ``keep`` 0 or 1) keeps; a behaviour the file does not list is
+    kept. ``user_ids`` / ``item_ids`` map the original tokens to the IDs of ``rows``."""
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path, dtype={"user": str, "item": str}, keep_default_na=False)
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"source_keep_file '{path}': not a readable CSV ({str(e).splitlines()[0]})") from None
+    missing = [c for c in KEEP_COLUMNS if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}:1: missing column(s) {missing}; expected {list(KEEP_COLUMNS)}")
+    flags = pd.to_numeric(table["keep"], errors="coerce")
+    bad = ~flags.isin([0, 1])
+    if bad.any():
+        line = int(np.flatnonzero(bad.to_numpy())[0]) + 2
+        raise DataError(f"{path}:{line}: 'keep' must be 0 or 1, got {table['keep'].iloc[line - 2]!r}")
+    users = table["user"].map(lambda t: user_ids.get(t, -1)).to_numpy(np.int64)
+    items = table["item"].map(lambda t: item_ids.get(t, -1)).to_numpy(np.int64)
+    times = pd.to_numeric(table["timestamp"], errors="coerce").to_numpy(np.float64)
+    dropped = flags.to_numpy() == 0
+    if not dropped.any():
+        return np.ones(len(rows), dtype=bool)
+    drop = pd.MultiIndex.from_arrays([users[dropped], items[dropped], times[dropped]])
+    return ~pd.MultiIndex.from_arrays([rows.user, rows.item, rows.time]).isin(drop)
+
+
+def build_cdr_data(dataset, config=None):
+    """Apply the protocol to a :class:`BiaoDataset` and precompute history bounds for every row; the protocol's
+    keys (seed, negatives, ``source_keep_file``) come from ``config`` (default: the dataset's own)."""
     logger = getLogger()
     shared = dataset.num_overlap_user  # users 1 .. shared-1 are in both domains
     if shared <= 1:
         raise DataError("the two domains share no user; cross-domain training needs users present in both")
-    config = dataset.config
+    config = config or dataset.config
     per_positive, pool, seed = config["implicit_negatives"] or 1, config["negative_pool"] or "train", config["seed"] or 0
     domains, implicit, stats = {}, {}, {}
     for domain in DOMAINS:
@@ -252,6 +284,16 @@ def build_cdr_data(dataset):
                         "transfer (no trainer could learn anything from the source)")
     stats["source_rows_at_or_after_cutoff"] = int((~before).sum())
     source = source.take(before)
+    if config["source_keep_file"]:  # a selection of the source training behaviours (learn, then select)
+        ds = dataset.domain_dataset("source")
+        kept = selected_rows(config["source_keep_file"], source, ds.field2token_id[ds.uid_field],
+                             ds.field2token_id[ds.iid_field])
+        stats["source_rows_dropped_by_selection"] = int((~kept).sum())
+        logger.info(f"source_keep_file: {int((~kept).sum())} of {len(source)} source training behaviours dropped")
+        source = source.take(kept)
+        if len(source) == 0:
+            raise DataError(f"source_keep_file '{config['source_keep_file']}' drops every source training "
+                            f"behaviour; train the -0 variant instead")
     if implicit["source"]:
         source, _ = _with_negatives(source, np.zeros(len(source), dtype=np.int8), per_positive, pool, seed + 2,
                                     seen=domains["source"])

@@ -333,14 +333,20 @@ class CDRTrainer(CrossDomainTrainer):
         elif load_best_model:
             self.model.load_state_dict(load_checkpoint(checkpoint_file, map_location=self.device)["state_dict"])
             self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+        scores, labels, _ = self.predictions(eval_data, show_progress)
+        self._constant = bool(len(scores)) and float(scores.max() - scores.min()) < COLLAPSE_SPREAD
+        return ctr_metrics(labels, scores, self.config["metric_decimal_place"] or 4)
+
+    @torch.no_grad()
+    def predictions(self, eval_data, show_progress: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(click probabilities, labels, users)`` of the rows of an evaluation loader, by the current model."""
         self.model.eval()
         batches = tqdm(eval_data, total=len(eval_data), ncols=100, desc=set_color("Evaluate   ", "pink")) \
             if show_progress else eval_data
-        scores, labels = [], []
+        scores, labels, users = [], [], []
         for interaction in batches:
             interaction = interaction.to(self.device)
             scores.append(self.model.predict(interaction).float().cpu())
             labels.append(interaction[batch_field("target", "label")].cpu())
-        scores = torch.cat(scores)
-        self._constant = bool(len(scores)) and float(scores.max() - scores.min()) < COLLAPSE_SPREAD
-        return ctr_metrics(torch.cat(labels).numpy(), scores.numpy(), self.config["metric_decimal_place"] or 4)
+            users.append(interaction[batch_field("target", "user_id")].cpu())
+        return tuple(torch.cat(part).numpy() for part in (scores, labels, users))

@@ -1,0 +1,239 @@
+"""Learn, then select: BIAO's perceptron chooses which source behaviours a model trains on (a mode beyond the
+paper; trainer profile ``BIAO-select``, ``properties/trainer/BIAO-select.yaml``).
+
+Soft down-weighting of harmful source behaviours buys little AUC, even with perfect weights; dropping them and
+retraining buys a lot where they do harm. So:
+
+1. **learn**: a BIAO run of ``select_epochs`` epochs (the profile's upper level: a wide ``score_bound``);
+2. **score**: each source training interaction's *stable weight*: its normalised weight times the batch size,
+   averaged over ``select_batchings`` random batchings of all source training rows (a weight depends on the
+   batch it is normalised in; one batching ranks noisily). Written as ``<stem>-scores.csv`` with the rows'
+   original user, item and timestamp;
+3. **retrain** the model from scratch (plain Base, the dataset's lower level) once per candidate: keep all
+   (Base), drop the interactions whose stable weight is below each of ``select_cutoffs`` (a keep file, see
+   ``source_keep_file``), drop all (the source loss off: the -0 variant, Base-0);
+4. **choose on the valid set**: a candidate replaces "keep all" only if a paired bootstrap over the valid
+   users (``select_bootstrap`` resamples) gives it a higher valid AUC with one-sided p < ``select_level``;
+   among several such candidates the highest valid AUC wins. Otherwise the answer is "keep all".
+
+Only interactions are candidates: sampled negatives (implicit data) are drawn for the kept positives. Every
+stage is cached: stage 1 by its scores file, the retrains in the run cache of ``--compare``, so that an
+interrupted pipeline resumes where it stopped; the retrains run in parallel on a Ray pool when one is given.
+``select_random`` (a control for benchmarks): instead of the chosen candidate, train Base with the same number
+of source interactions dropped at random.
+"""
+
+from __future__ import annotations
+
+import os
+from logging import getLogger
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from recbole_biao.errors import ConfigError
+
+__all__ = ["stable_weights", "interaction_rows", "paired_bootstrap", "choose", "write_keep_file", "run_selection"]
+
+KEEP_ALL, DROP_ALL = "keep all", "drop all"
+
+
+def interaction_rows(data) -> np.ndarray:
+    """Indices of the source training rows that are interactions (sampled negatives, stored after them, are not)."""
+    rows = len(data.splits["train_source"])
+    return np.arange(rows - int(data.stats.get("source_sampled_negatives", 0)))
+
+
+def stable_weights(upper, data, batch_size: int, batchings: int, seed: int) -> np.ndarray:
+    """``[rows]``: each source training row's normalised weight x ``batch_size``, averaged over ``batchings``
+    random batchings of all source training rows (as training batches them)."""
+    from recbole_biao.trainer.weight_log import weights_of_rows
+
+    n = len(data.splits["train_source"])
+    total = np.zeros(n)
+    rng = np.random.default_rng(seed)
+    for _ in range(batchings):
+        order = rng.permutation(n)
+        total[order] += weights_of_rows(upper, data, order, batch_size)
+    return total / batchings
+
+
+def write_keep_file(path: str, data, weights: np.ndarray, keep: np.ndarray) -> str:
+    """A keep file (``source_keep_file``) of the source training interactions: original user, item, timestamp,
+    their stable weight and ``keep`` (1 or 0); atomic."""
+    import csv
+
+    from recbole_biao.utils import atomic_path
+
+    index = interaction_rows(data)
+    rows = data.splits["train_source"]
+    users, items = data.tokens["user"][rows.user[index]], data.tokens["source_item"][rows.item[index]]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["user", "item", "timestamp", "weight", "keep"])
+        for u, i, t, w, k in zip(users, items, rows.time[index], weights[index], keep):
+            writer.writerow([u, i, repr(float(t)), f"{w:.6g}", int(k)])
+    return path
+
+
+def paired_bootstrap(candidate: np.ndarray, reference: np.ndarray, labels: np.ndarray, users: np.ndarray,
+                     rounds: int = 1000, seed: int = 0) -> float:
+    """One-sided p of "``candidate`` has a higher AUC than ``reference``" on the same rows: the share of
+    ``rounds`` bootstrap resamples of the users (each user's rows together, drawn with replacement) in which
+    the candidate's AUC is not above the reference's."""
+    _, owner = np.unique(users, return_inverse=True)
+    rng = np.random.default_rng(seed)
+    worse = 0
+    for _ in range(rounds):
+        weight = np.bincount(rng.integers(owner.max() + 1, size=owner.max() + 1), minlength=owner.max() + 1)[owner]
+        if len(np.unique(labels[weight > 0])) < 2:
+            continue
+        a = roc_auc_score(labels, candidate, sample_weight=weight)
+        b = roc_auc_score(labels, reference, sample_weight=weight)
+        worse += a <= b
+    return (worse + 1) / (rounds + 1)
+
+
+def choose(predictions: Dict[str, dict], level: float, rounds: int, seed: int) -> Tuple[str, Dict[str, float]]:
+    """The chosen candidate and each candidate's bootstrap p against "keep all": ``predictions`` maps a candidate
+    to its valid ``scores``, ``labels`` and ``users`` (the same rows for all)."""
+    reference = predictions[KEEP_ALL]
+    p_values, aucs = {}, {}
+    for name, pred in predictions.items():
+        aucs[name] = roc_auc_score(pred["labels"], pred["scores"])
+        if name != KEEP_ALL:
+            p_values[name] = paired_bootstrap(pred["scores"], reference["scores"], reference["labels"],
+                                              reference["users"], rounds, seed)
+    better = [n for n, p in p_values.items() if p < level and aucs[n] > aucs[KEEP_ALL]]
+    return (max(better, key=aucs.get) if better else KEEP_ALL), p_values
+
+
+def _load_predictions(model_file: Optional[str]) -> Optional[dict]:
+    from recbole_biao.quick_start import predictions_file
+
+    if not model_file or not os.path.isfile(predictions_file(model_file)):
+        return None
+    with np.load(predictions_file(model_file)) as f:
+        return {k: f[f"valid_{k}"] for k in ("scores", "labels", "users")}
+
+
+def run_selection(model: str, dataset=None, config_file_list=None, config_dict=None, pool=None) -> dict:
+    """The learn-then-select pipeline for ``model`` (a Base model name); returns ``run_recbole_biao``'s dict of the
+    chosen candidate (or of the random-drop control), plus ``selection``: the candidates' valid and test AUCs,
+    rows dropped and bootstrap p, and the chosen one."""
+    from recbole_biao.experiments.commands import OUT_DIR, _runner
+    from recbole_biao.experiments.compare import Row, RunCache, run_rows, settings_fingerprint
+    from recbole_biao.quick_start import build_config, run_recbole_biao
+    from recbole_biao.utils import model_variant
+
+    logger = getLogger()
+    if model_variant(model):
+        raise ConfigError(f"trainer BIAO-select selects source behaviours for the Base model; got '{model}' "
+                          f"(use the name without -S / -0)")
+    values = {**(config_dict or {}), "trainer": "BIAO-select"}
+    _, config = build_config(model, dataset, config_file_list, values)
+    seed, stem = config["seed"], None
+    # stage 1, cached by its scores file (named after everything that determines it)
+    stage1 = {**values, "selection": False, "train_epochs": [f"BOTH:{config['select_epochs']}"],
+              "save_predictions": False}
+    stage1.pop("trainer")
+    stage1.pop("select_random", None)
+    key = settings_fingerprint(model, "BIAO-select", dataset, config_file_list, stage1)
+    folder = os.path.join(config["checkpoint_dir"], "selection")
+    stem = os.path.join(folder, f"{model}-seed{seed}-{key}")
+    scores_file = stem + "-scores.csv"
+    kept = {}
+
+    def hook(trainer, data):
+        kept["trainer"], kept["data"] = trainer, data
+
+    if not os.path.isfile(scores_file):
+        logger.info(f"learn-then-select, stage 1: BIAO for {config['select_epochs']} epochs")
+        run_recbole_biao(model, dataset, config_file_list, stage1, "BIAO-select", trainer_hook=hook)
+        trainer, data = kept["trainer"], kept["data"]
+        weights = stable_weights(trainer.upper, data, config["train_batch_size"], config["select_batchings"], seed)
+        os.makedirs(folder, exist_ok=True)
+        write_keep_file(scores_file, data, weights, np.ones(len(interaction_rows(data)), dtype=bool))
+    import pandas as pd
+
+    scored = pd.read_csv(scores_file, dtype={"user": str, "item": str}, keep_default_na=False)
+    # stage 2: the candidates, retrained as cached runs
+    base = {k: v for k, v in values.items() if k not in ("trainer", "select_random")}
+    base.update(selection=False, save_predictions=True)
+    rows = [Row(KEEP_ALL, model, None, base), Row(DROP_ALL, f"{model}-0", None, base)]
+    dropped, keep_files = {KEEP_ALL: 0, DROP_ALL: len(scored)}, {}
+    for cutoff in config["select_cutoffs"]:
+        name = f"weight < {cutoff:g}"
+        keep = (scored["weight"] >= cutoff).to_numpy()
+        if keep.all() or not keep.any():  # the same run as keeping or dropping all: not trained twice
+            logger.info(f"learn-then-select: cutoff {cutoff:g} {'keeps' if keep.all() else 'drops'} every "
+                        f"interaction; no candidate of its own")
+            continue
+        keep_files[name] = _keep_file(scored, keep, f"{stem}-keep-{cutoff:g}.csv")
+        rows.insert(-1, Row(name, model, None, {**base, "source_keep_file": keep_files[name]}))
+        dropped[name] = int((~keep).sum())
+    cache = RunCache(os.path.join(OUT_DIR, "cache"))
+    results, failures = run_rows(rows, [seed], _runner(False), cache, dataset, config_file_list, None,
+                                 progress=False, pool=pool, need_valid=True)
+    if failures:
+        raise ConfigError(f"learn-then-select: the retrain '{failures[0][0]}' failed: {failures[0][2]}")
+    entries = {row.label: cache.entry(row.spec(seed, dataset, _hashes(config_file_list), None, config_file_list))
+               for row in rows}
+    predictions = {name: _load_predictions(entry.get("run")) for name, entry in entries.items()}
+    if any(p is None for p in predictions.values()):
+        raise ConfigError("learn-then-select: a retrain's valid predictions are missing (its checkpoint folder "
+                          "was cleaned?); delete its run cache entries or the scores file to rerun")
+    chosen, p_values = choose(predictions, config["select_level"], config["select_bootstrap"], seed)
+    info = {"chosen": chosen, "scores_file": scores_file, "keep_files": keep_files, "candidates": {
+        name: {"valid_auc": entries[name]["valid"]["auc"], "test_auc": results[name][0]["auc"],
+               "dropped": dropped[name], "p": p_values.get(name)} for name in entries}}
+    logger.info(f"learn-then-select: chose '{chosen}' " + "; ".join(
+        f"{n}: valid {c['valid_auc']:.4f}, dropped {c['dropped']}" + (f", p {c['p']:.3g}" if c["p"] else "")
+        for n, c in info["candidates"].items()))
+    label = chosen
+    if config["select_random"]:  # the control: as many interactions dropped, at random
+        rng = np.random.default_rng(seed + 7)
+        keep = np.ones(len(scored), dtype=bool)
+        keep[rng.permutation(len(scored))[: dropped[chosen]]] = False
+        path = keep_files["random"] = _keep_file(scored, keep, f"{stem}-random-{dropped[chosen]}.csv")
+        label = f"random drop of {dropped[chosen]}"
+        control = Row(label, f"{model}-0" if chosen == DROP_ALL else model, None,
+                      {**base, **({"source_keep_file": path} if 0 < dropped[chosen] < len(scored) else {})})
+        results.update(run_rows([control], [seed], _runner(False), cache, dataset, config_file_list, None,
+                                progress=False, pool=pool, need_valid=True)[0])
+        entries[label] = cache.entry(control.spec(seed, dataset, _hashes(config_file_list), None, config_file_list))
+    entry = entries[label]
+    result = dict(results[label][0])
+    training = {k: result.pop(k) for k in ("best_epoch", "last_epoch", "still_improving", "collapsed") if k in result}
+    return {"best_valid_score": entry["valid"]["auc"], "valid_score_bigger": True, "best_valid_result": entry["valid"],
+            "test_result": result, "model_file": entry.get("run"), "device": str(config["device"]),
+            "training": training, "selection": info}
+
+
+def _hashes(config_file_list):
+    from recbole_biao.experiments.compare import file_hashes
+
+    return file_hashes(config_file_list)
+
+
+def _keep_file(scored, keep: np.ndarray, path: str) -> str:
+    """Write the keep file of ``keep`` over the scored interactions (atomic; an existing one is reused)."""
+    from recbole_biao.utils import atomic_path
+
+    if not os.path.isfile(path):
+        table = scored.assign(keep=keep.astype(int))
+        with atomic_path(path) as tmp:
+            table.to_csv(tmp, index=False)
+    return path
+
+
+def selection_summary(result: dict) -> List[str]:
+    """Lines describing a selection result for the command line."""
+    info = result["selection"]
+    lines = [f"learn-then-select chose: {info['chosen']} (scores: {info['scores_file']})"]
+    for name, c in info["candidates"].items():
+        p = "" if c["p"] is None else f", p {c['p']:.3g}"
+        lines.append(f"  {name:<14} dropped {c['dropped']:>8}  valid AUC {c['valid_auc']:.4f}  "
+                     f"test AUC {c['test_auc']:.4f}{p}")
+    return lines
