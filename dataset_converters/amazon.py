@@ -38,7 +38,8 @@ from typing import Callable, Dict, Optional
 import numpy as np
 
 from recbole_biao.errors import DataError
-from recbole_biao.utils import MIN_STEPS_PER_EPOCH, atomic_path, suggested_batch_size
+from recbole_biao.defaults import suggested_settings
+from recbole_biao.utils import atomic_path
 
 __all__ = ["find_files", "read_reviews", "read_meta", "convert", "main"]
 
@@ -352,7 +353,7 @@ def _write_domain(folder, name, rows, users, items, meta, with_rating):
 def convert(source: str, target: str, raw_dir: Optional[str] = None, out_dir: str = "dataset",
             name: Optional[str] = None, strict: bool = False, category_level: int = 2,
             source_file: Optional[str] = None, target_file: Optional[str] = None,
-            properties_dir: Optional[str] = None, log: Callable[[str], None] = print) -> dict:
+            properties_dir: Optional[str] = None, log: Callable[[str], None] = print, made_by: str = "") -> dict:
     """Convert two domains; returns the report (per file and the Table 4 summary)."""
     name = name or f"{source}-{target}".lower()
     same_file = source_file and target_file and os.path.realpath(source_file) == os.path.realpath(target_file)
@@ -407,28 +408,48 @@ def convert(source: str, target: str, raw_dir: Optional[str] = None, out_dir: st
         train_rows = summary["target"]["behaviours"] - 2 * summary["users"]
         train_rows *= 2 if domains["target"]["implicit"] else 1
         write_properties(properties_dir, name, out_dir, {d: v["implicit"] for d, v in domains.items()},
-                         suggested_batch_size(max(train_rows, 1)))
+                         max(train_rows, 1), summary["target"]["items"], log, made_by)
     report = {"files": [f.as_dict() for f in files], "summary": summary}
     log(format_report(report))
     return report
 
 
-def write_properties(properties_dir: str, name: str, out_dir: str, implicit: Dict[str, bool],
-                     batch_size: Optional[int] = None) -> None:
-    """A ``properties/dataset/<name>.yaml`` for the converted pair; ``batch_size``: its ``train_batch_size``."""
-    lines = [f"# {name}: written by dataset_converters/amazon.py",
+def write_properties(properties_dir: str, name: str, out_dir: str, implicit: Dict[str, bool], train_rows: int,
+                     target_items: int, log: Callable[[str], None] = print, made_by: str = "") -> str:
+    """A ``properties/dataset/<name>.yaml`` for the converted pair, with the lower level of data nobody has tuned
+    yet (:func:`recbole_biao.defaults.suggested_settings`: keys for every model, and ``per_model`` sections).
+    An existing file's ``per_model`` sections (a search's results, or hand-written) are kept as they are; the
+    rule's section of a model is written only where the file has none; ``made_by``: the command that made the
+    atomic files, as a comment. Returns the path."""
+    from recbole_biao.experiments.per_model import read_sections, section_lines, write_section
+
+    top, sections = suggested_settings(train_rows, target_items)
+    path = os.path.join(properties_dir, f"{name}.yaml")
+    kept = section_lines(path) if os.path.isfile(path) else []
+    tuned = read_sections(path)[1] if kept else {}
+    lines = [f"# {name}: written by dataset_converters (recbole_biao/defaults.py: the lower level of untuned data, "
+             f"{train_rows} target training rows over {target_items} items; tune with --tune_lower)",
              f"data_path: {json.dumps(out_dir.rstrip('/') + '/')}"]  # quoted: a path may hold '#' or ': '
-    if batch_size:
-        lines.append(f"train_batch_size: {batch_size}         # at least {MIN_STEPS_PER_EPOCH} steps per epoch "
-                     "(recbole_biao.utils.suggested_batch_size)")
+    if made_by:
+        lines.insert(1, f"# the atomic files: {made_by}")
+    lines += [f"{key}: {json.dumps(value)}" for key, value in top.items()]
     for domain in ("source", "target"):
         columns = "[user_id, item_id, timestamp]" if implicit[domain] else "[user_id, item_id, rating, timestamp]"
         lines += [f"{domain}_domain:", f"  dataset: {name}-{domain}", f"  load_col: {{inter: {columns}}}",
                   '  user_inter_num_interval: "[0,inf)"', '  item_inter_num_interval: "[0,inf)"', "  val_interval: ~"]
         if implicit[domain]:
             lines.append("  threshold: ~                  # implicit feedback: every row is a positive")
-    with atomic_path(os.path.join(properties_dir, f"{name}.yaml")) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    if kept:
+        lines += [""] + kept
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
+    for model, values in sections.items():
+        if model in tuned:
+            log(f"{path}: kept the existing per_model section of {model}")
+        else:
+            write_section(path, model, values, [f"{model}: recbole_biao/defaults.py (sparse target: "
+                                                f"{train_rows / max(target_items, 1):.1f} training rows per item)"])
+    return path
 
 
 def file_line(f):

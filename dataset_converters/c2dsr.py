@@ -98,8 +98,10 @@ def convert(raw_dir: str, source: str, target: str, name: str, out_dir: str = "d
             writer = csv.writer(f)
             writer.writerow(["user", "item", "timestamp"])
             writer.writerows(sorted(part))
+    made_by = (f"python -m dataset_converters.c2dsr --raw-dir <C2DSR>/data/raw/{os.path.basename(raw_dir.rstrip('/'))}"
+               f" --source {source} --target {target} --name {name}" + (" --swap" if swap else ""))
     return amazon.convert(source, target, out_dir=out_dir, name=name, source_file=paths["source"],
-                          target_file=paths["target"], properties_dir=properties_dir, log=log)
+                          target_file=paths["target"], properties_dir=properties_dir, log=log, made_by=made_by)
 
 
 def main(argv=None):

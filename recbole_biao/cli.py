@@ -53,7 +53,7 @@ def run_experiment(args, extra, command=""):
         ratios = [float(r) for r in args.split_ratios.split(",")] if args.split_ratios else None
         baselines = [name for name in (args.baselines or "").split(",") if name]
         print(commands.compare(args.model, args.seeds or 5, ablations=args.ablations, split_ratios=ratios,
-                               baselines=baselines, **common))
+                               baselines=baselines, selection=args.selection, **common))
     else:
         print(commands.sweep(args.model, args.sweep, args.seeds or 1, **common))
     return 0
@@ -68,11 +68,14 @@ def build_parser():
     parser.add_argument("--dataset", "-d", default=None, help="a properties/dataset/<name>.yaml (default ml-1m-genres)")
     parser.add_argument("--config_files", default=None, help="space-separated properties files")
     parser.add_argument("--resume", default=None, help="a *-last.pth checkpoint to continue")
-    parser.add_argument("--compare", action="store_true", help="Base-S, Base-0, Base and Base+BIAO over --seeds")
+    parser.add_argument("--compare", action="store_true",
+                        help="Base-S, Base-0, Base, Base+BIAO and its control over --seeds")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per row of --compare (5) or --sweep (1)")
     parser.add_argument("--baselines", default=None,
                         help="with --compare: RecBole models trained on the target domain, e.g. DeepFM,DIN,WideDeep")
     parser.add_argument("--ablations", action="store_true", help="with --compare: the rows w/o global, w/o user")
+    parser.add_argument("--selection", action="store_true",
+                        help="with --compare: learn-then-select (BIAO-select) and its random-drop control")
     parser.add_argument("--split_ratios", default=None, help="with --compare: rows of dev_strategy split, e.g. 0.01,0.05,0.1")
     parser.add_argument("--sweep", default=None, help="BIAO for each value of one key, e.g. interval=20,100,500")
     parser.add_argument("--hyper_config", default=None,

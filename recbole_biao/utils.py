@@ -11,12 +11,11 @@ from recbole.utils import init_seed as recbole_init_seed
 from recbole_biao.errors import ConfigError
 
 __all__ = ["VARIANTS", "get_model", "model_variant", "get_trainer", "model_names", "trainer_names", "dataset_names",
-           "init_seed", "atomic_path", "suggested_batch_size", "MIN_STEPS_PER_EPOCH"]
+           "init_seed", "atomic_path"]
 
 # suffix of a model name -> the variant it selects (see recbole_biao/model/abstract.py)
 VARIANTS = {"-S": "S", "-0": "0"}
 MODELS = ("CoNet", "MiNet", "DASL")
-MIN_STEPS_PER_EPOCH = 100  # on 12k target rows, 24 steps of 512 per epoch left CoNet at valid AUC 0.51 after 2 epochs
 TRAINERS = {"CrossDomain": "CDRTrainer", "BIAO": "BIAOTrainer"}
 
 
@@ -90,15 +89,6 @@ def init_seed(seed, reproducibility):
     recbole_init_seed(seed, reproducibility)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by deterministic cuBLAS
     torch.use_deterministic_algorithms(bool(reproducibility), warn_only=True)
-
-
-def suggested_batch_size(train_rows, largest=512, smallest=64):
-    """The largest power of two in [smallest, largest] that gives an epoch of ``train_rows`` target training
-    rows at least :data:`MIN_STEPS_PER_EPOCH` steps: small data needs more, smaller steps to train at all."""
-    size = largest
-    while size > smallest and train_rows / size < MIN_STEPS_PER_EPOCH:
-        size //= 2
-    return size
 
 
 @contextlib.contextmanager

@@ -65,21 +65,21 @@ def test_run_cache_reuses_finished_runs(tmp_path):
     cache = RunCache(str(tmp_path / "cache"))
     rows = baseline_rows("CoNet")
     first, _ = run_rows(rows, [1, 2], runner, cache, config_dict={"learning_rate": 0.01}, progress=False)
-    assert len(calls) == 8
+    assert len(calls) == 10
     entries = sorted((tmp_path / "cache").glob("*.json"))
     runs = {json.loads(p.read_text())["run"] for p in entries}
-    assert runs == {f"run{i}" for i in range(1, 9)}  # each entry names the run it came from
+    assert runs == {f"run{i}" for i in range(1, 11)}  # each entry names the run it came from
     entries[0].write_text('{"spec": {}, "res')  # a truncated entry (a killed write of an older version)
     with pytest.warns(UserWarning, match="discarding unreadable entry"):
         run_rows(rows, [1, 2], runner, cache, config_dict={"learning_rate": 0.01}, progress=False)
-    assert len(calls) == 9  # recomputed, once
+    assert len(calls) == 11  # recomputed, once
     calls.pop()
     again, _ = run_rows(rows, [1, 2], runner, cache, config_dict={"learning_rate": 0.01}, progress=False)
-    assert len(calls) == 8 and again == first
+    assert len(calls) == 10 and again == first
     run_rows(rows, [1, 2, 3], runner, cache, config_dict={"learning_rate": 0.01}, progress=False)
-    assert len(calls) == 12  # only the new seed
+    assert len(calls) == 15  # only the new seed
     run_rows([Row("CoNet", "CoNet")], [1], runner, cache, config_dict={"learning_rate": 0.02}, progress=False)
-    assert len(calls) == 13  # a changed configuration reruns
+    assert len(calls) == 16  # a changed configuration reruns
 
 
 def test_parse_sweep():
@@ -127,8 +127,9 @@ def test_weight_analysis_says_whether_the_weights_left_their_initialisation():
 def test_ablation_rows_hold_the_attribution_controls_and_profiles():
     from recbole_biao.experiments.compare import ablation_rows
 
-    rows = {row.label: row for row in ablation_rows("CoNet")}
-    assert rows["BIAO upper lr 0 (control)"].values == {"upper_learning_rate": 0.0}
+    rows = {row.label: row for row in ablation_rows("CoNet") + baseline_rows("CoNet")}
+    assert rows["BIAO upper lr 0 (control)"].values == {"upper_learning_rate": 0.0}  # in every comparison
+    assert rows["BIAO upper lr 0 (control)"].trainer == rows["CoNet+BIAO"].trainer == "BIAO"
     assert rows["BIAO gamma only"].values == {"perceptron_mode": "gamma_only"}
     assert rows["BIAO-paper"].trainer == "BIAO-paper" and rows["BIAO-reference"].trainer == "BIAO-reference"
 

@@ -53,7 +53,7 @@ def test_resume_continues_like_an_uninterrupted_run(ml1m_loaded, tmp_path, learn
 
 @pytest.mark.parametrize("rows", [1, 5_000, 12_000, 30_000, 51_200, 71_830, 10**7])
 def test_suggested_batch_size_gives_enough_steps(rows):
-    from recbole_biao.utils import MIN_STEPS_PER_EPOCH, suggested_batch_size
+    from recbole_biao.defaults import MIN_STEPS_PER_EPOCH, suggested_batch_size
 
     batch = suggested_batch_size(rows)
     assert batch in (64, 128, 256, 512)

@@ -18,6 +18,7 @@ STAGES = (("lr x batch", {"learning_rate": (0.01, 0.001), "train_batch_size": (5
 def dataset_yaml(tmp_path, ml1m_path):
     """A copy of the ml-1m-genres properties file pointing at the converted data, with a hand-written key."""
     text = open(os.path.join(PROPERTIES_DIR, "dataset", "ml-1m-genres.yaml"), encoding="utf-8").read()
+    text = text.split("\nper_model:")[0].rstrip("\n") + "\n"  # without the shipped sections
     path = tmp_path / "data.yaml"
     path.write_text(text + f"data_path: {ml1m_path[0]}/\ntrain_batch_size: 256   # hand-written\n", encoding="utf-8")
     return str(path)
@@ -173,3 +174,22 @@ def test_the_budget_stops_the_search_and_a_short_budget_still_decides(dataset_ya
 def test_bad_search_requests_are_refused(args, message, dataset_yaml):
     with pytest.raises(ConfigError, match=message):
         tuning.tune_lower(config_files=[dataset_yaml], runner=fake_runner([]), **args)
+
+
+def test_the_converter_writes_the_untuned_rule_and_keeps_a_searched_section(tmp_path):
+    from dataset_converters.amazon import write_properties
+    from recbole_biao.defaults import suggested_settings
+
+    implicit = {"source": True, "target": True}
+    path = write_properties(str(tmp_path), "pair", "dataset/", implicit, 80_000, 40_000, log=lambda _: 0)
+    top, sections = per_model.read_sections(path)
+    assert (top["train_batch_size"], top["learning_rate"], top["train_epochs"]) == (128, 0.001, ["BOTH:20"])
+    assert sections == {"MiNet": {"learning_rate": 0.01}, "DASL": {"learning_rate": 0.01}}  # 2 rows per item
+    per_model.write_section(path, "MiNet", {"learning_rate": 0.003, "train_batch_size": 64}, ["searched"])
+    notes = []
+    write_properties(str(tmp_path), "pair", "dataset/", implicit, 80_000, 40_000, log=notes.append)
+    assert per_model.read_sections(path)[1]["MiNet"] == {"learning_rate": 0.003, "train_batch_size": 64}
+    assert any("kept the existing per_model section of MiNet" in n for n in notes)
+    dense_top, dense = suggested_settings(72_000, 271)  # ML-1M's genre split: 265 rows per target item
+    assert dense == {} and dense_top["train_batch_size"] == 128
+    assert suggested_settings(3_000, 100)[0]["train_batch_size"] == 64  # small data: smaller batches

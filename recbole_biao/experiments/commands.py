@@ -8,9 +8,10 @@ import yaml
 
 from recbole_biao.compat import literal_config_values
 from recbole_biao.errors import ConfigError
-from recbole_biao.experiments.compare import (CONTROL, RunCache, ablation_rows, baseline_rows, comparison_table,
-                                             control_note, failure_notes, mark_collapsed, recbole_rows, run_rows,
-                                             split_rows, sweep_rows, training_notes, write_table)
+from recbole_biao.experiments.compare import (CONTROL, RANDOM_DROP, SELECT, RunCache, ablation_rows, baseline_rows,
+                                             bound_note, comparison_table, failure_notes, mark_collapsed, pair_note,
+                                             recbole_rows, run_rows, selection_rows, split_rows, sweep_rows,
+                                             training_notes, write_table)
 from recbole_biao.experiments.plots import line_chart
 from recbole_biao.utils import get_model
 
@@ -58,7 +59,7 @@ def overrides_label(config_dict):
 
 
 def compare(model, seeds=5, dataset=None, config_files=None, config_dict=None, ablations=False, split_ratios=None,
-            show_epochs=False, out_dir=None, baselines=(), pool=None):
+            show_epochs=False, out_dir=None, baselines=(), pool=None, selection=False):
     """Run the comparison and write ``log/compare/<model>-<dataset>.csv|.md``; returns the Markdown table.
 
     ``baselines``: names of RecBole models (``DeepFM``, ``DIN``, ...) trained on the target domain; their rows
@@ -69,6 +70,8 @@ def compare(model, seeds=5, dataset=None, config_files=None, config_dict=None, a
     recbole = recbole_rows(baselines)
     rows = baseline_rows(model) + recbole
     compared = [r.label for r in rows[:3] + recbole]
+    if selection:
+        rows += selection_rows(model)
     if ablations:
         rows += ablation_rows(model)
     if split_ratios:
@@ -84,8 +87,12 @@ def compare(model, seeds=5, dataset=None, config_files=None, config_dict=None, a
     title = f"{model} on {data_name if data_name != 'default' else 'the default dataset'}: target test AUC, " \
             f"mean of {seeds} seeds"
     notes = failure_notes(failures) + training_notes(results)
-    if CONTROL in results:  # what the learned weights add over the same run with the perceptron frozen
-        notes.append(control_note(results, biao, CONTROL))
+    notes.append(bound_note(results, *(r.label for r in rows[:3])))
+    # what the learned weights add over the same run with the perceptron frozen; selection against Base and
+    # against dropping as many rows at random
+    notes.append(pair_note(results, biao, CONTROL))
+    if selection:
+        notes += [pair_note(results, SELECT, rows[2].label), pair_note(results, SELECT, RANDOM_DROP)]
     return write_table(table, os.path.join(out_dir, name), title, notes)
 
 

@@ -23,7 +23,8 @@ from tqdm import tqdm
 from recbole_biao.evaluation import rela_impr
 from recbole_biao.utils import atomic_path
 
-__all__ = ["Row", "CONTROL", "control_note", "baseline_rows", "ablation_rows", "recbole_rows", "split_rows",
+__all__ = ["Row", "CONTROL", "SELECT", "RANDOM_DROP", "pair_note", "bound_note", "baseline_rows", "selection_rows",
+           "ablation_rows", "recbole_rows", "split_rows",
            "sweep_rows", "RunCache", "file_hashes", "run_one", "record", "run_rows", "failure_notes", "aucs",
            "training_notes", "mark_collapsed", "settings_fingerprint", "code_hash",
            "paired_p_value", "comparison_table", "to_markdown", "write_table"]
@@ -85,21 +86,27 @@ class Row:
                 "settings": settings_fingerprint(self.model, self.trainer, dataset, config_files, config)}
 
 
-def baseline_rows(model):
-    return [Row(f"{model}-S", f"{model}-S"), Row(f"{model}-0", f"{model}-0"), Row(model, model),
-            Row(f"{model}+BIAO", model, "BIAO")]
-
-
 CONTROL = "BIAO upper lr 0 (control)"
+SELECT, RANDOM_DROP = "learn, then select", "random drop (same size)"
+
+
+def baseline_rows(model):
+    """Base-S, Base-0, Base, Base+BIAO and the control that BIAO's learned weights are judged against (upper
+    learning rate 0: the same run with the perceptron frozen at its start)."""
+    return [Row(f"{model}-S", f"{model}-S"), Row(f"{model}-0", f"{model}-0"), Row(model, model),
+            Row(f"{model}+BIAO", model, "BIAO"), Row(CONTROL, model, "BIAO", {"upper_learning_rate": 0.0})]
+
+
+def selection_rows(model):
+    """Learn, then select (trainer BIAO-select) and its control: as many source interactions dropped at random."""
+    return [Row(SELECT, model, "BIAO-select"), Row(RANDOM_DROP, model, "BIAO-select", {"select_random": True})]
 
 
 def ablation_rows(model):
-    """Paper Table 2 (w/o global, w/o user), the attribution controls (upper learning rate 0: the same run with
-    the perceptron frozen at its start; gamma only: uniform weights, only their scale learned) and the two
-    reference profiles (the paper's settings, the authors' code's settings)."""
+    """Paper Table 2 (w/o global, w/o user), a further attribution control (gamma only: uniform weights, only
+    their scale learned) and the two reference profiles (the paper's settings, the authors' code's settings)."""
     return [Row("w/o global", model, "BIAO", {"use_global": False}),
             Row("w/o user", model, "BIAO", {"use_user": False}),
-            Row(CONTROL, model, "BIAO", {"upper_learning_rate": 0.0}),
             Row("BIAO gamma only", model, "BIAO", {"perceptron_mode": "gamma_only"}),
             Row("BIAO-paper", model, "BIAO-paper"),
             Row("BIAO-reference", model, "BIAO-reference")]
@@ -151,9 +158,9 @@ class RunCache:
             os.remove(path)
             return None
 
-    def put(self, spec, result, run=None, valid=None):
+    def put(self, spec, result, run=None, valid=None, seconds=None):
         with atomic_path(self._path(spec)) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"spec": spec, "run": run, "result": result, "valid": valid}, f, default=str)
+            json.dump({"spec": spec, "run": run, "result": result, "valid": valid, "seconds": seconds}, f, default=str)
 
 
 def file_hashes(config_files):
@@ -188,7 +195,7 @@ def record(cache, spec, out):
         return out
     valid = {k: float(v) for k, v in (out.get("best_valid_result") or {}).items()} or None
     result = {**out["test_result"], **(out.get("training") or {})}  # the metrics, then how training went
-    cache.put(spec, result, out.get("model_file"), valid)
+    cache.put(spec, result, out.get("model_file"), valid, out.get("seconds"))
     return {"result": result, "valid": valid}
 
 
@@ -301,12 +308,21 @@ def mark_collapsed(table, results):
     return marked
 
 
-def control_note(results, tested, control):
-    """One line: the tested row against the control row (mean AUC difference, paired t-test)."""
-    a, b = (np.array(aucs(results[label])) for label in (tested, control))
-    p = paired_p_value(a, b)
-    both = ~(np.isnan(a) | np.isnan(b))
-    return (f"{tested} - {control}: {np.mean(a[both] - b[both]) if both.any() else float('nan'):+.4f} AUC "
+def bound_note(results, base_s, base_0, base):
+    """One line: what weighting or selecting the source *loss* can reach, max(Base, Base-0), beside Base-S (where
+    the harm enters through the source inputs, only the target-only model avoids it)."""
+    mean = {label: float(np.nanmean(aucs(results[label]))) for label in (base_s, base_0, base)}
+    bound = max(mean[base], mean[base_0])
+    return (f"bound of any weighting or selection of the source loss: max({base}, {base_0}) = {bound:.4f}; "
+            f"{base_s} (no source at all) {mean[base_s]:.4f}")
+
+
+def pair_note(results, a, b):
+    """One line: row ``a`` against row ``b`` (mean AUC difference over the seeds both finished, paired t-test)."""
+    x, y = np.array(aucs(results[a])), np.array(aucs(results[b]))
+    p = paired_p_value(x, y)
+    both = ~(np.isnan(x) | np.isnan(y))
+    return (f"{a} - {b}: {np.mean(x[both] - y[both]) if both.any() else float('nan'):+.4f} AUC "
             f"(paired t-test p = {'n/a' if math.isnan(p) else f'{p:.3g}'})")
 
 

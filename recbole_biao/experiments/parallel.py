@@ -18,15 +18,16 @@ __all__ = ["run_safely", "RayPool", "make_pool"]
 
 
 def run_safely(runner: Callable, spec: dict) -> dict:
-    """``runner(spec)``'s test and valid results and checkpoint, or ``{"error": one line}``: a failed run is
-    reported in the table and the others go on."""
+    """``runner(spec)``'s test and valid results, checkpoint, training flags and wall time, or ``{"error": one
+    line}``: a failed run is reported in the table and the others go on."""
+    started = time.time()
     try:
         out = runner(spec)
     except Exception as e:  # noqa: BLE001  (any failure of one run; the comparison goes on)
         text = str(e).splitlines()[0] if str(e) else ""
         return {"error": f"{type(e).__name__}: {text}"}
     return {"test_result": out["test_result"], "best_valid_result": out.get("best_valid_result"),
-            "model_file": out.get("model_file"), "training": out.get("training")}
+            "model_file": out.get("model_file"), "training": out.get("training"), "seconds": time.time() - started}
 
 
 def _in_worker(spec: dict, cwd: str, threads: int, show_epochs: bool) -> dict:

@@ -24,7 +24,7 @@ from recbole_biao.config import PER_MODEL
 from recbole_biao.errors import ConfigError
 from recbole_biao.utils import atomic_path
 
-__all__ = ["read_sections", "write_section", "overridden_keys"]
+__all__ = ["read_sections", "write_section", "overridden_keys", "section_lines"]
 
 _TOP_KEY = re.compile(r"^[^\s#][^:]*:")
 
@@ -60,6 +60,12 @@ def _split(lines: List[str]) -> Tuple[List[str], List[str], List[str]]:
     return lines[:start], body, lines[start + 1 + len(body):]
 
 
+def section_lines(path: str) -> List[str]:
+    """The lines of the file's ``per_model:`` block (its key included), as written; none if it has none."""
+    _, body, _ = _split(_lines(path))
+    return [f"{PER_MODEL}:"] + body if body else []
+
+
 def _chunks(body: List[str]) -> List[Tuple[str, List[str]]]:
     """The block's sections as ``(model name, lines)``, each with the comment lines right above its name."""
     chunks, pending = [], []
@@ -93,6 +99,8 @@ def write_section(path: str, model: str, values: Dict[str, object], comment: Lis
     while before and not before[-1].strip():
         before.pop()
     text = before + ["", f"{PER_MODEL}:"] + [line for _, chunk in chunks for line in chunk]
+    while after and not after[0].strip():
+        after = after[1:]
     if after:
         text += [""] + after
     content = "\n".join(text) + "\n"

@@ -21,7 +21,7 @@ from recbole_biao.data.dataloader import DataNeeds, batch_field
 from recbole_biao.errors import ConfigError, DataError
 from recbole_biao.evaluation import ctr_metrics
 from recbole_biao.trainer.lazy_adam import LazyAdam, sparse_tables
-from recbole_biao.utils import MIN_STEPS_PER_EPOCH, suggested_batch_size
+from recbole_biao.defaults import MIN_STEPS_PER_EPOCH, suggested_batch_size
 
 __all__ = ["CDRTrainer", "rng_state", "set_rng_state", "COLLAPSE_SPREAD"]
 
