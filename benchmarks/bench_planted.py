@@ -238,6 +238,7 @@ def main():
     parser.add_argument("--out", default="dataset/planted", help="where the planted data are written")
     parser.add_argument("--set", nargs="*", help="BIAO properties for the BIAO and control runs, key=value")
     parser.add_argument("--trainer", default="BIAO", help="trainer of the BIAO and control runs (e.g. BIAO-paper)")
+    parser.add_argument("--page", default=None, help="also write the output to docs/results/<page>.md")
     parser.add_argument("--all", nargs="*", help="properties for every run, key=value (e.g. learning_rate=0.005)")
     parser.add_argument("--rows", default="base_clean,base,oracle,biao,control,select,random",
                         help="which runs, comma-separated, of: single (Base-S, clean), base_clean, base, oracle "
@@ -257,9 +258,9 @@ def main():
                  for name, c, drop in (("clean", "none", False), ("corrupt", corruption, False),
                                        ("oracle", corruption, True))}
         categories = [planted.PLANTED]
-        print(f"planted harm (generated data, {args.users} users): source labels of the category "
-              f"'{planted.PLANTED}' ({100 * args.planted_share:.0f}% of the source items) {corruption}; "
-              f"model {args.model}", flush=True)
+        description = (f"generated, {args.users} users; source labels of the category '{planted.PLANTED}' "
+                       f"({100 * args.planted_share:.0f}% of the source items) {corruption}")
+        print(f"planted harm ({description}); models {args.model}", flush=True)
     else:
         from dataset_converters import ml1m_genres
         from recbole_biao.quick_start import build_config
@@ -273,10 +274,10 @@ def main():
         categories = [c.strip() for c in args.categories.split(",") if c.strip()]
         yamls, corrupted, source_rows, target_rows = make_ml1m_data(
             folders["source"], folders["target"], args.out, categories, corruption, args.target_keep, args.copies)
-        print(f"planted harm: {corruption} on every source behaviour of {', '.join(categories)} "
-              f"({corrupted:,} of {source_rows:,} source rows, {100 * corrupted / source_rows:.1f}%); target rows "
-              f"kept {target_rows:,} (fraction {args.target_keep} of the earlier behaviours); model {args.model}",
-              flush=True)
+        description = (f"ML-1M genre split; {corruption} on every source behaviour of {', '.join(categories)} "
+                       f"({corrupted:,} of {source_rows:,} source rows, {100 * corrupted / source_rows:.1f}%); "
+                       f"target rows kept {target_rows:,} (fraction {args.target_keep} of the earlier behaviours)")
+        print(f"planted harm: {description}; models {args.model}", flush=True)
 
     common = {"show_progress": False, "state": "ERROR", "checkpoint_dir": os.path.join(args.out, "saved"),
               **({"train_epochs": [f"BOTH:{args.epochs}"]} if args.epochs else {}), **parse_set(args.all)}
@@ -295,6 +296,13 @@ def main():
     if unknown:
         sys.exit(f"--rows: unknown row {unknown[0]!r}; expected some of {', '.join(specs)}")
     started = time.time()
+    rows_text = "; ".join(f"{r}: {specs[r][0]}" for r in wanted)
+    page = [f"Data: {description}.", "", f"Rows (`--rows {args.rows}`): {rows_text}.", "", "```"]
+
+    def emit(line):
+        print(line, flush=True)
+        page.append(line)
+
     for model_name in [m.strip() for m in args.model.split(",") if m.strip()]:
         results = {r: [] for r in wanted}
         for seed in range(2023, 2023 + args.seeds):
@@ -306,8 +314,13 @@ def main():
                 out = run(model, yaml, {**common, **values, "seed": seed}, trainer, categories, start)
                 results[r].append(out)
                 line.append(f"{label} {out['auc']:.4f}{details(out)} ({out['seconds']:.0f}s)")
-            print("  ".join(line), flush=True)
-        summarise(model_name, results, specs, wanted, args.seeds, time.time() - started)
+            emit("  ".join(line))
+        summarise(model_name, results, specs, wanted, args.seeds, time.time() - started, emit)
+    if args.page:
+        from benchmarks.results_page import write_page
+
+        print("written:", write_page(args.page, "Planted harm: soft BIAO, learn-then-select and the reachable "
+                                     "ceiling", page + ["```"], time.time() - started))
 
 
 def details(out):
@@ -325,9 +338,9 @@ def details(out):
     return ""
 
 
-def summarise(model, results, specs, wanted, seeds, seconds):
-    """Means, shares of the reachable gap and paired t-tests of one backbone's rows."""
-    print(f"\n{model}: mean over {seeds} seeds ({seconds:.0f}s since the start):")
+def summarise(model, results, specs, wanted, seeds, seconds, out=print):
+    """Means, shares of the reachable gap and paired t-tests of one backbone's rows, one line at a time to ``out``."""
+    out(f"\n{model}: mean over {seeds} seeds ({seconds:.0f}s since the start):")
     auc = {r: np.array([o["auc"] for o in results[r]]) for r in wanted}
     base, oracle = auc.get("base"), auc.get("oracle")
     for r in wanted:
@@ -346,17 +359,17 @@ def summarise(model, results, specs, wanted, seeds, seconds):
                 text += (f"; cutoff recall {np.mean([o['recall'] for o in results[r]]):.3f}, precision "
                          f"{np.mean([o['precision'] for o in results[r]]):.3f}, test AUC "
                          f"{np.mean([o['cutoff_auc'] for o in results[r]]):.4f}")
-        print(text)
+        out(text)
     if "base_clean" in auc and base is not None:
         harm = auc["base_clean"].mean() - base.mean()
-        print(f"  harm of the corruption to Base: {harm:+.4f} AUC"
+        out(f"  harm of the corruption to Base: {harm:+.4f} AUC"
               + ("" if harm >= 0.01 else "  (< 0.01: the corruption barely hurts Base; this setting tests nothing)"))
     pairs = [("oracle", "base"), ("biao", "base"), ("biao", "control"), ("select", "base"), ("select", "random"),
              ("random", "base")]
     for a, b in pairs:
         if a in auc and b in auc and seeds >= 2:
             p = stats.ttest_rel(auc[a], auc[b]).pvalue
-            print(f"  {specs[a][0]} - {specs[b][0]}: {np.mean(auc[a] - auc[b]):+.4f} AUC (paired t-test p = {p:.3g})")
+            out(f"  {specs[a][0]} - {specs[b][0]}: {np.mean(auc[a] - auc[b]):+.4f} AUC (paired t-test p = {p:.3g})")
 
 
 if __name__ == "__main__":
