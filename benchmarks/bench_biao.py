@@ -1,6 +1,7 @@
 """Seconds per epoch and peak memory of backbones with the base trainer and with BIAO, on the same data.
 
     python benchmarks/bench_biao.py [--models CoNet MiNet DASL] [--intervals 5 100] [--epochs 2] [--repeats 3]
+                                    [--selection]
 
 Each configuration runs in its own process (so that peak memory is its own), ``--repeats`` times, interleaved with
 the other configurations of the model, keeping its fastest process; on the embedded ml-1m-genres data, with each
@@ -10,7 +11,8 @@ with the base trainer, the paper's cost model 1 + (K + 2) / interval (K = 0 for 
 seconds go (building batches, gathering histories, the perceptron's lower-step pass, the model's own step, the
 upper steps; timed from outside the trainer), the peak resident memory during training and its growth over the
 loaded data, and on a GPU the peak CUDA memory. Then ``perceptron_pass.py``: the perceptron's lower-step pass
-against the formulation it replaced.
+against the formulation it replaced. ``--selection``: the wall time of whole runs, Base against the learn-then-select
+pipeline (``--trainer=BIAO-select``: stage 1 and every retrained candidate), each in a fresh process.
 """
 
 import argparse
@@ -71,7 +73,20 @@ class TimedLoader:
             yield batch
 
 
+def whole_run(spec):
+    """One whole run (data loading, training, evaluation) in this process, from an empty run cache: prints its
+    wall time. For the learn-then-select pipeline, every stage and candidate is included."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from recbole_biao.quick_start import run_recbole_biao
+
+    start = time.perf_counter()
+    result = run_recbole_biao(spec["model"], None, None, spec["config"], spec.get("trainer"))
+    print(json.dumps({"seconds": time.perf_counter() - start, "auc": result["test_result"]["auc"]}))
+
+
 def child(spec):
+    if spec.get("whole"):
+        return whole_run(spec)
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import torch
 
@@ -132,6 +147,8 @@ def main():
                         help="default: each model's own (CoNet 50, MiNet and DASL 20)")
     parser.add_argument("--no_pass", action="store_true", help="skip the perceptron pass comparison")
     parser.add_argument("--set", nargs="*", help="BIAO properties of the BIAO runs, key=value")
+    parser.add_argument("--selection", action="store_true",
+                        help="also time whole runs: Base against the learn-then-select pipeline (BIAO-select)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -173,10 +190,37 @@ def main():
     print(f"device: {r['device']}; parts: loading = building batches except history gathering, perceptron = its "
           f"lower-step pass, model = the model's forward, backward and step (the rest of the epoch), upper = the "
           f"upper steps except their history gathering")
+    if args.selection:
+        time_pipelines(args.models, base_config, args.repeats)
     if not args.no_pass:
         here = os.path.dirname(os.path.abspath(__file__))
         subprocess.run([sys.executable, os.path.join(here, "perceptron_pass.py"), "--data_path", args.data_path],
                        check=True)
+
+
+def time_pipelines(models, base_config, repeats):
+    """Wall time of whole runs, each in a fresh process with an empty run cache (a temporary working folder):
+    Base (data loading, training with early stopping, evaluation) against learn-then-select (stage 1, the
+    stable weights and every retrained candidate); the fastest of ``repeats`` interleaved processes each."""
+    import tempfile
+
+    print("\nwhole runs (fresh process, empty run cache), fastest of the processes:")
+    print(f"{'model':<8}{'Base s':>9}{'select s':>10}{'ratio':>7}")
+    config = {**base_config, "data_path": os.path.abspath(base_config["data_path"])}
+    for model in models:
+        seconds = {None: [], "BIAO-select": []}
+        for _ in range(repeats):
+            for trainer in seconds:
+                with tempfile.TemporaryDirectory() as folder:
+                    spec = {"whole": True, "model": model, "trainer": trainer,
+                            "config": {**config, "checkpoint_dir": os.path.join(folder, "saved")}}
+                    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)],
+                                         capture_output=True, text=True, cwd=folder)
+                    if out.returncode:
+                        sys.exit(f"{model} {trainer or 'Base'} failed:\n{out.stderr[-2000:]}")
+                    seconds[trainer].append(json.loads(out.stdout.strip().splitlines()[-1])["seconds"])
+        base, select = min(seconds[None]), min(seconds["BIAO-select"])
+        print(f"{model:<8}{base:>9.1f}{select:>10.1f}{select / base:>7.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ KEY_TYPES = {
     "clip_grad_norm": (dict, type(None)),
     "pairing": str,
     "pairing_ratio": int,
-    "source_keep_file": (str, type(None)),
+    "keep_file": (str, type(None)),
     "save_predictions": bool,
     # learn, then select (properties/trainer/BIAO-select.yaml)
     "selection": bool,

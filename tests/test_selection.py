@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from recbole_biao.biao.selection import DROP_ALL, KEEP_ALL, choose, paired_bootstrap
-from recbole_biao.data.protocol import Behaviours, build_cdr_data, selected_rows
+from recbole_biao.data.protocol import Behaviours, selected_rows
 from recbole_biao.errors import DataError
 
 
@@ -63,7 +63,10 @@ def test_a_keep_file_drops_the_listed_rows_and_keeps_the_unlisted(tmp_path):
         selected_rows(str(path), rows, users, items)
 
 
-def test_the_protocol_trains_on_the_kept_source_interactions_only(ml1m_loaded, tmp_path):
+def test_the_protocol_trains_on_the_kept_source_interactions_only(ml1m_loaded, ml1m_path, tmp_path):
+    from recbole_biao.data import load_data
+    from tests.helpers import config_for
+
     config, dataset, data = ml1m_loaded
     source = data.splits["train_source"]
     drop = np.zeros(len(source), dtype=bool)
@@ -75,11 +78,7 @@ def test_the_protocol_trains_on_the_kept_source_interactions_only(ml1m_loaded, t
         for i in range(len(source)):
             writer.writerow([data.tokens["user"][source.user[i]], data.tokens["source_item"][source.item[i]],
                              repr(source.time[i]), 0 if drop[i] else 1])
-    dataset.config["source_keep_file"] = str(path)
-    try:
-        selected = build_cdr_data(dataset)
-    finally:
-        dataset.config["source_keep_file"] = None
+    selected = load_data(config_for(ml1m_path[0], keep_file=str(path))[1])[1]  # the key as a user gives it
     kept = selected.splits["train_source"]
     assert len(kept) == len(source) - drop.sum() == len(source) - selected.stats["source_rows_dropped_by_selection"]
     assert np.array_equal(kept.time, source.time[~drop]) and np.array_equal(kept.item, source.item[~drop])

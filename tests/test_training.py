@@ -174,7 +174,7 @@ def test_adam_is_torchs_fused_kernel_with_the_same_steps_as_the_plain_one(ml1m_l
 def test_a_collapsed_run_is_named_stopped_and_flagged(ml1m_loaded, tmp_path, caplog):
     import logging
 
-    config, model, data = build(ml1m_loaded, "CoNet-S", tmp=tmp_path, train_epochs=["BOTH:6"], stopping_step=1)
+    config, model, data = build(ml1m_loaded, "CoNet-S", tmp=tmp_path, train_epochs=["BOTH:6"], stopping_step=0)
     with torch.no_grad():  # every unit of the last hidden layer dead: the model predicts its head's bias alone
         model.target_layers[-1].bias.fill_(-1e3)
     trainer = get_trainer(None)(config, model)
@@ -182,7 +182,7 @@ def test_a_collapsed_run_is_named_stopped_and_flagged(ml1m_loaded, tmp_path, cap
     with caplog.at_level(logging.WARNING):
         trainer.fit(train, valid, saved=False)
     assert trainer.collapsed and trainer.best_valid_result["auc"] == 0.5
-    assert trainer.last_epoch == 1  # stopped after stopping_step + 1 constant evaluations, not after 6 epochs
+    assert trainer.last_epoch == 0  # stopped after stopping_step + 1 constant evaluations, not after 6 epochs
     assert "collapsed run" in caplog.text and "predicts the same click probability" in caplog.text
 
 

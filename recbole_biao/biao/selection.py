@@ -11,7 +11,7 @@ retraining buys a lot where they do harm. So:
    original user, item and timestamp;
 3. **retrain** the model from scratch (plain Base, the dataset's lower level) once per candidate: keep all
    (Base), drop the interactions whose stable weight is below each of ``select_cutoffs`` (a keep file, see
-   ``source_keep_file``), drop all (the source loss off: the -0 variant, Base-0);
+   ``keep_file``), drop all (the source loss off: the -0 variant, Base-0);
 4. **choose on the valid set**: a candidate replaces "keep all" only if a paired bootstrap over the valid
    users (``select_bootstrap`` resamples) gives it a higher valid AUC with one-sided p < ``select_level``;
    among several such candidates the highest valid AUC wins. Otherwise the answer is "keep all".
@@ -60,7 +60,7 @@ def stable_weights(upper, data, batch_size: int, batchings: int, seed: int) -> n
 
 
 def write_keep_file(path: str, data, weights: np.ndarray, keep: np.ndarray) -> str:
-    """A keep file (``source_keep_file``) of the source training interactions: original user, item, timestamp,
+    """A keep file (``keep_file``) of the source training interactions: original user, item, timestamp,
     their stable weight and ``keep`` (1 or 0); atomic."""
     import csv
 
@@ -171,7 +171,7 @@ def run_selection(model: str, dataset=None, config_file_list=None, config_dict=N
                         f"interaction; no candidate of its own")
             continue
         keep_files[name] = _keep_file(scored, keep, f"{stem}-keep-{cutoff:g}.csv")
-        rows.insert(-1, Row(name, model, None, {**base, "source_keep_file": keep_files[name]}))
+        rows.insert(-1, Row(name, model, None, {**base, "keep_file": keep_files[name]}))
         dropped[name] = int((~keep).sum())
     cache = RunCache(os.path.join(OUT_DIR, "cache"))
     results, failures = run_rows(rows, [seed], _runner(False), cache, dataset, config_file_list, None,
@@ -199,7 +199,7 @@ def run_selection(model: str, dataset=None, config_file_list=None, config_dict=N
         path = keep_files["random"] = _keep_file(scored, keep, f"{stem}-random-{dropped[chosen]}.csv")
         label = f"random drop of {dropped[chosen]}"
         control = Row(label, f"{model}-0" if chosen == DROP_ALL else model, None,
-                      {**base, **({"source_keep_file": path} if 0 < dropped[chosen] < len(scored) else {})})
+                      {**base, **({"keep_file": path} if 0 < dropped[chosen] < len(scored) else {})})
         results.update(run_rows([control], [seed], _runner(False), cache, dataset, config_file_list, None,
                                 progress=False, pool=pool, need_valid=True)[0])
         entries[label] = cache.entry(control.spec(seed, dataset, _hashes(config_file_list), None, config_file_list))

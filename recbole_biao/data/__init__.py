@@ -14,7 +14,7 @@ from recbole_biao.data.protocol import CDRData, build_cdr_data
 
 __all__ = ["BiaoDataset", "DataNeeds", "build_cdr_data", "data_preparation", "load_data"]
 
-PROTOCOL_KEYS = ("seed", "implicit_negatives", "negative_pool", "source_keep_file")
+PROTOCOL_KEYS = ("seed", "implicit_negatives", "negative_pool", "keep_file")
 _DATASETS: "OrderedDict[str, BiaoDataset]" = OrderedDict()
 _PROTOCOLS: "OrderedDict[str, CDRData]" = OrderedDict()
 
@@ -36,7 +36,7 @@ def load_data(config, cache_size: int = 2) -> Tuple[BiaoDataset, CDRData]:
     dataset = _DATASETS.pop(key, None) or BiaoDataset(config)
     _DATASETS[key] = dataset
     protocol = {k: config[k] for k in PROTOCOL_KEYS}
-    data_key = json.dumps([key, protocol, _files_state([config["source_keep_file"] or ""])], sort_keys=True,
+    data_key = json.dumps([key, protocol, _files_state([config["keep_file"] or ""])], sort_keys=True,
                           default=str)
     data = _PROTOCOLS.pop(data_key, None) or build_cdr_data(dataset, config)
     _PROTOCOLS[data_key] = data

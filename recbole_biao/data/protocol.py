@@ -220,7 +220,7 @@ def selected_rows(path, rows, user_ids, item_ids):
     try:
         table = pd.read_csv(path, dtype={"user": str, "item": str}, keep_default_na=False)
     except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise DataError(f"source_keep_file '{path}': not a readable CSV ({str(e).splitlines()[0]})") from None
+        raise DataError(f"keep_file '{path}': not a readable CSV ({str(e).splitlines()[0]})") from None
     missing = [c for c in KEEP_COLUMNS if c not in table.columns]
     if missing:
         raise DataError(f"{path}:1: missing column(s) {missing}; expected {list(KEEP_COLUMNS)}")
@@ -241,7 +241,7 @@ def selected_rows(path, rows, user_ids, item_ids):
 
 def build_cdr_data(dataset, config=None):
     """Apply the protocol to a :class:`BiaoDataset` and precompute history bounds for every row; the protocol's
-    keys (seed, negatives, ``source_keep_file``) come from ``config`` (default: the dataset's own)."""
+    keys (seed, negatives, ``keep_file``) come from ``config`` (default: the dataset's own)."""
     logger = getLogger()
     shared = dataset.num_overlap_user  # users 1 .. shared-1 are in both domains
     if shared <= 1:
@@ -284,15 +284,15 @@ def build_cdr_data(dataset, config=None):
                         "transfer (no trainer could learn anything from the source)")
     stats["source_rows_at_or_after_cutoff"] = int((~before).sum())
     source = source.take(before)
-    if config["source_keep_file"]:  # a selection of the source training behaviours (learn, then select)
+    if config["keep_file"]:  # a selection of the source training behaviours (learn, then select)
         ds = dataset.domain_dataset("source")
-        kept = selected_rows(config["source_keep_file"], source, ds.field2token_id[ds.uid_field],
+        kept = selected_rows(config["keep_file"], source, ds.field2token_id[ds.uid_field],
                              ds.field2token_id[ds.iid_field])
         stats["source_rows_dropped_by_selection"] = int((~kept).sum())
-        logger.info(f"source_keep_file: {int((~kept).sum())} of {len(source)} source training behaviours dropped")
+        logger.info(f"keep_file: {int((~kept).sum())} of {len(source)} source training behaviours dropped")
         source = source.take(kept)
         if len(source) == 0:
-            raise DataError(f"source_keep_file '{config['source_keep_file']}' drops every source training "
+            raise DataError(f"keep_file '{config['keep_file']}' drops every source training "
                             f"behaviour; train the -0 variant instead")
     if implicit["source"]:
         source, _ = _with_negatives(source, np.zeros(len(source), dtype=np.int8), per_positive, pool, seed + 2,

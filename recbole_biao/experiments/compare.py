@@ -37,14 +37,15 @@ VOLATILE_KEYS = ("seed", "checkpoint_dir", "show_progress", "state", "device", "
 
 @functools.lru_cache(maxsize=1)
 def code_hash():
-    """sha1 of the package's and the converters' Python sources: cached results of other code are not reused."""
+    """sha1 of the sources that decide what a run computes (the package without its command line and
+    experiments, which only schedule runs): cached results of other training code are not reused."""
     digest = hashlib.sha1()
-    for package in ("recbole_biao", "dataset_converters"):
-        root = os.path.dirname(importlib.import_module(package).__file__)
-        for folder, _, names in sorted(os.walk(root)):
-            for name in sorted(n for n in names if n.endswith((".py", ".cpp"))):
-                with open(os.path.join(folder, name), "rb") as f:
-                    digest.update(name.encode() + f.read())
+    root = os.path.dirname(importlib.import_module("recbole_biao").__file__)
+    for folder, folders, names in os.walk(root):
+        folders[:] = sorted(f for f in folders if f not in ("experiments", "__pycache__"))
+        for name in sorted(n for n in names if n.endswith((".py", ".cpp")) and n != "cli.py"):
+            with open(os.path.join(folder, name), "rb") as f:
+                digest.update(os.path.relpath(os.path.join(folder, name), root).encode() + f.read())
     return digest.hexdigest()[:16]
 
 

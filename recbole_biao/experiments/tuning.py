@@ -264,7 +264,8 @@ def _conclude(search: Search, winner: dict, seeds, model, dataset, target, minut
     over = f"mean of seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0]}"
     before, after = search.mean_valid(search.previous, seeds), search.mean_valid(winner, seeds)
     lines = [f"# --tune_lower: {model} on {dataset}", "",
-             f"{len(search.trials)} trials in {minutes:.1f} min" + (f" ({search.stopped})" if search.stopped else ""),
+             f"`{command or '--tune_lower'}` on {datetime.date.today().isoformat()}: {len(search.trials)} trials in "
+             f"{minutes:.1f} min" + (f" ({search.stopped})" if search.stopped else ""),
              "", "| seed | settings | valid AUC | test AUC | best epoch | note |", "|---|---|---|---|---|---|"]
     for trial in sorted(search.trials.values(), key=lambda t: (t.seed, -t.score)):
         notes = ["previous settings"] if _key(trial.values) == _key(search.previous) else []
