@@ -60,7 +60,6 @@ KEY_TYPES = {
     "pairing": str,
     "pairing_ratio": int,
     "keep_file": (str, type(None)),
-    "save_predictions": bool,
     # learn, then select (properties/trainer/BIAO-select.yaml)
     "selection": bool,
     "select_epochs": int,

@@ -65,7 +65,7 @@ def prepare_run(model_class, config):
 
 
 def predictions_file(model_file: str) -> str:
-    """Where ``save_predictions`` writes the predictions of the run whose best-valid checkpoint is ``model_file``."""
+    """Where a run whose best-valid checkpoint is ``model_file`` wrote its predictions (:func:`save_predictions`)."""
     return model_file[: -len(".pth")] + "-predictions.npz"
 
 
@@ -135,7 +135,7 @@ def run_recbole_biao(model="CoNet", dataset=None, config_file_list=None, config_
     test_result = None  # (rank 0 evaluates)
     if distributed.is_main():
         test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
-        if saved and config["save_predictions"]:
+        if saved:  # beside the checkpoint: what learn-then-select compares its candidates by, and a user may read
             save_predictions(trainer, {"valid": valid_data, "test": test_data})
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")

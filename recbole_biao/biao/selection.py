@@ -135,8 +135,7 @@ def run_selection(model: str, dataset=None, config_file_list=None, config_dict=N
     _, config = build_config(model, dataset, config_file_list, values)
     seed, stem = config["seed"], None
     # stage 1, cached by its scores file (named after everything that determines it)
-    stage1 = {**values, "selection": False, "train_epochs": [f"BOTH:{config['select_epochs']}"],
-              "save_predictions": False}
+    stage1 = {**values, "selection": False, "train_epochs": [f"BOTH:{config['select_epochs']}"]}
     stage1.pop("trainer")
     stage1.pop("select_random", None)
     key = settings_fingerprint(model, "BIAO-select", dataset, config_file_list, stage1)
@@ -159,8 +158,11 @@ def run_selection(model: str, dataset=None, config_file_list=None, config_dict=N
 
     scored = pd.read_csv(scores_file, dtype={"user": str, "item": str}, keep_default_na=False)
     # stage 2: the candidates, retrained as cached runs
+    # the candidates are plain runs with the user's settings: keep all and drop all are then the very Base and
+    # Base-0 runs of a comparison (one run each, from the cache)
     base = {k: v for k, v in values.items() if k not in ("trainer", "select_random")}
-    base.update(selection=False, save_predictions=True)
+    if build_config(model, dataset, config_file_list, base)[1]["selection"]:  # the user's own files switch it on
+        base["selection"] = False
     rows = [Row(KEEP_ALL, model, None, base), Row(DROP_ALL, f"{model}-0", None, base)]
     dropped, keep_files = {KEEP_ALL: 0, DROP_ALL: len(scored)}, {}
     for cutoff in config["select_cutoffs"]:
