@@ -1,6 +1,7 @@
 """Learn, then select: the keep file the data layer reads, the bootstrap rule that chooses a candidate."""
 
 import csv
+import os
 
 import numpy as np
 import pytest
@@ -83,3 +84,43 @@ def test_the_protocol_trains_on_the_kept_source_interactions_only(ml1m_loaded, m
     assert len(kept) == len(source) - drop.sum() == len(source) - selected.stats["source_rows_dropped_by_selection"]
     assert np.array_equal(kept.time, source.time[~drop]) and np.array_equal(kept.item, source.item[~drop])
     assert len(selected.splits["test"]) == len(data.splits["test"])  # the target splits are untouched
+
+
+def test_the_pipeline_resumes_from_its_files_and_shares_a_comparisons_base_runs(tmp_path, monkeypatch):
+    from dataset_converters import planted
+    from recbole_biao.experiments.commands import _runner
+    from recbole_biao.experiments.compare import Row, RunCache, run_rows
+    from recbole_biao.quick_start import run_recbole_biao
+
+    monkeypatch.chdir(tmp_path)  # (the run cache of --compare lives under the working folder)
+    data = planted.write(str(tmp_path / "data"), "planted", users=300, target_per_user=6, planted_share=0.5,
+                         corruption="random", seed=3)
+    values = {"state": "ERROR", "show_progress": False, "checkpoint_dir": str(tmp_path / "saved"),
+              "train_epochs": ["BOTH:2"], "select_epochs": 1, "select_cutoffs": [1.0], "select_bootstrap": 50}
+    first = run_recbole_biao("CoNet", None, [data], values, "BIAO-select")
+    info = first["selection"]
+    assert set(info["candidates"]) == {"keep all", "weight < 1", "drop all"} and info["chosen"] in info["candidates"]
+    weight_cut = info["candidates"]["weight < 1"]
+    scores = np.loadtxt(info["scores_file"], delimiter=",", skiprows=1, usecols=3)
+    assert weight_cut["dropped"] == int((scores < 1.0).sum()) > 0
+    keep = np.loadtxt(info["keep_files"]["weight < 1"], delimiter=",", skiprows=1, usecols=(3, 4))
+    assert np.array_equal(keep[:, 1] == 0, keep[:, 0] < 1.0)  # the keep file drops exactly the rows below the cutoff
+    # keep all and drop all are the plain Base and Base-0 runs: a comparison with the same settings reruns nothing
+    calls = []
+
+    def runner(spec):
+        calls.append(spec["model"])
+        return _runner(False)(spec)
+
+    # (--compare --selection gives every row the same settings, as here)
+    results, _ = run_rows([Row("CoNet", "CoNet"), Row("CoNet-0", "CoNet-0")], [2023], runner,
+                          RunCache(str(tmp_path / "log" / "compare" / "cache")), None, [data], values, progress=False)
+    assert calls == [] and results["CoNet"][0]["auc"] == info["candidates"]["keep all"]["test_auc"]
+    stamp = os.path.getmtime(info["scores_file"])
+    again = run_recbole_biao("CoNet", None, [data], {**values, "select_random": True}, "BIAO-select")
+    assert os.path.getmtime(info["scores_file"]) == stamp  # stage 1 was not run again
+    assert again["selection"]["chosen"] == info["chosen"]  # the same decision, from the cached candidates
+    random = np.loadtxt(again["selection"]["keep_files"]["random"], delimiter=",", skiprows=1, usecols=4) \
+        if info["chosen"] not in ("keep all", "drop all") else None
+    if random is not None:
+        assert int((random == 0).sum()) == info["candidates"][info["chosen"]]["dropped"]
