@@ -209,7 +209,7 @@ def test_converted_implicit_dataset_trains_with_sampled_negatives(ml1m_path, tmp
     """Implicit feedback: header CSVs without ratings (the ML-1M genre split, ratings dropped, 800 users)."""
     from recbole_biao.data import BiaoDataset, build_cdr_data
     from recbole_biao.quick_start import build_config, run_recbole_biao
-    from tests.helpers import FAST
+    from tests.helpers import QUIET
 
     files = {}
     for domain in ("source", "target"):
@@ -227,7 +227,7 @@ def test_converted_implicit_dataset_trains_with_sampled_negatives(ml1m_path, tmp
                             log=lambda *_: None)
     assert report["summary"]["source"]["implicit"] and report["summary"]["users"] > 700
     yaml_path = str(tmp_path / "props" / "implicit.yaml")
-    values = {**FAST, "checkpoint_dir": str(tmp_path / "saved"), "implicit_negatives": 2}
+    values = {**QUIET, "checkpoint_dir": str(tmp_path / "saved"), "implicit_negatives": 2}  # the yaml's lower level
 
     _, config = build_config("CoNet", None, [yaml_path], values)
     data = build_cdr_data(BiaoDataset(config))

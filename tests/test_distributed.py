@@ -138,7 +138,7 @@ def test_compare_on_two_ray_workers_gives_the_serial_table(ml1m_path, tmp_path):
         ray.shutdown()
     assert fanned == serial
     names = [sorted(p.name for p in (tmp_path / d / "cache").glob("*.json")) for d in ("serial", "ray")]
-    assert names[0] == names[1] and len(names[0]) == 4
+    assert names[0] == names[1] and len(names[0]) == 5  # Base-S, Base-0, Base, BIAO, control
 
 
 def test_a_failed_run_is_reported_and_the_others_go_on(tmp_path):

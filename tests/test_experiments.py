@@ -153,3 +153,21 @@ def test_comparisons_of_different_settings_write_different_tables():
     assert a == "-learning_rate=0.002" and a != b and overrides_label({}) == ""
     long = overrides_label({"train_epochs": ["BOTH:5"], "checkpoint_dir": "/a/very/long/folder/name/" * 3})
     assert 1 < len(long) <= 11 and "/" not in long
+
+
+def test_collapsed_runs_are_left_out_of_the_means_and_marked_and_the_notes_say_so():
+    from recbole_biao.experiments.compare import bound_note, mark_collapsed, pair_note, training_notes
+
+    res = {"M-S": [{"auc": 0.60}, {"auc": 0.62}, {"auc": 0.5, "collapsed": True}],
+           "M-0": [{"auc": 0.58}, {"auc": 0.60}, {"auc": 0.59}],
+           "M": [{"auc": 0.61, "still_improving": True}, {"auc": 0.63}, {"auc": 0.62}]}
+    table = mark_collapsed(comparison_table(res, "M-S"), res)
+    assert table[0][0] == "M-S (1 of 3 collapsed, left out)" and table[0][1] == pytest.approx(0.61)  # not 0.573
+    assert table[2][0] == "M" and table[2][1] == pytest.approx(0.62)
+    assert training_notes(res) == [
+        "collapsed: M-S, 1 of 3 runs (one constant prediction; left out)",
+        "still improving: M, 1 of 3 runs had their best valid AUC at the last epoch (raise train_epochs)"]
+    assert bound_note(res, "M-S", "M-0", "M") == ("bound of any weighting or selection of the source loss: "
+                                                  "max(M, M-0) = 0.6200; M-S (no source at all) 0.6100")
+    # the pair with a collapsed run is left out of the paired test: 2 pairs, differences 0.01 and 0.01
+    assert pair_note(res, "M", "M-S") == "M - M-S: +0.0100 AUC (paired t-test p = n/a)"

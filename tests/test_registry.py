@@ -39,10 +39,10 @@ def test_trainer_profiles_load_on_top_of_the_trainer_properties(ml1m_path):
     assert paper["interval"] == 100 and paper["upper_learner"] == "sgd" and paper["upper_batching"] == "random"
     assert paper["hypergrad_method"] == "neumann" and paper["score_bound"] is None
     assert paper["perceptron_history_length"] == 50  # from CoNet.yaml: neither the profile nor BIAO.yaml sets it
-    _, reference = config_for(ml1m_path[0], trainer="BIAO-reference")
+    _, reference = config_for(ml1m_path[0], trainer="BIAO-reference", tuned=True)
     assert reference["upper_weight_decay"] == 2.0 and reference["aux_head"] is True
     # the dataset's lower level (ml-1m-genres.yaml's section of CoNet) applies under every trainer, profiles too
-    plain = config_for(ml1m_path[0])[1]
+    plain = config_for(ml1m_path[0], tuned=True)[1]
     for key in ("train_batch_size", "learning_rate", "pairing", "pairing_ratio", "train_epochs"):
         assert reference[key] == plain[key], key
     # the profile as a config file sets its lower level too (the reference code's), and the same upper level
