@@ -4,7 +4,7 @@ shipped settings (the dataset's properties file as it is: its ``per_model`` sect
 wrote them), per backbone and dataset, over seeds, with paired t-tests against "before".
 
     python benchmarks/bench_lower.py [--datasets ml-1m-genres,movies-books,food-kitchen] [--models CoNet,MiNet,DASL]
-                                     [--seeds 5] [--workers 2] [--page lower-level]
+                                     [--seeds 5] [--rows before,rule,shipped] [--workers 2] [--page lower-level]
 
 Every run is cached like the runs of ``--compare`` (a repeated command trains only what is missing). The table
 goes to ``docs/results/<page>.md`` with the command, date and commit.
@@ -41,11 +41,22 @@ def rule(model, dataset):
     return {**top, **sections.get(model, {})}
 
 
+def shipped(model, dataset):
+    """The lower level the dataset's properties file gives ``model``, as explicit values: a run of the search with
+    the same values is then the same cached run."""
+    from recbole_biao.quick_start import build_config
+
+    _, config = build_config(model, dataset, None, {"state": "ERROR"})
+    return {key: config[key] for key in BEFORE}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", default="ml-1m-genres,movies-books,food-kitchen")
     parser.add_argument("--models", default="CoNet,MiNet,DASL")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--rows", default="before,rule,shipped",
+                        help="which settings to train (before is always trained: the others are compared with it)")
     parser.add_argument("--workers", type=int, default=None, help="runs in parallel on a local Ray")
     parser.add_argument("--page", default="lower-level", help="docs/results/<page>.md")
     args = parser.parse_args()
@@ -53,6 +64,10 @@ def main():
     pool = make_pool(args.workers, None)
     cache = RunCache(os.path.join(OUT_DIR, "cache"))
     seeds = list(range(2023, 2023 + args.seeds))
+    wanted = {"before", *(r for r in args.rows.split(",") if r)}
+    unknown = wanted - {"before", "rule", "shipped"}
+    if unknown:
+        parser.error(f"--rows: expected a subset of before,rule,shipped, got {sorted(unknown)}")
     body = ["Target test AUC, mean of the seeds (sd); p: paired t-test against \"before\" (batch 512, learning rate "
             "0.001, 8 epochs, stream pairing: the global default until the search existed). \"rule\": "
             "`recbole_biao/defaults.py`, what a converted pair gets before anyone tunes it. \"shipped\": the "
@@ -63,13 +78,17 @@ def main():
                  "| minutes per run (before / rule / shipped) | collapsed |", "|---|---|---|---|---|---|---|---|"]
         for model in [m for m in args.models.split(",") if m]:
             rows = [Row("before", model, None, BEFORE), Row("rule", model, None, rule(model, dataset)),
-                    Row("shipped", model)]
+                    Row("shipped", model, None, shipped(model, dataset))]
+            rows = [r for r in rows if r.label in wanted]
             t0 = time.time()
             results, failures = run_rows(rows, seeds, _runner(False), cache, dataset, pool=pool, need_valid=True)
             auc = {label: np.array(aucs(runs)) for label, runs in results.items()}
             minutes = {label: _minutes(cache, row, seeds, dataset) for label, row in zip(results, rows)}
-            cells = [f"{np.nanmean(auc[k]):.4f} ({np.nanstd(auc[k], ddof=1):.4f})" for k in ("before", "rule", "shipped")]
-            diffs = [f"{np.nanmean(auc[k] - auc['before']):+.4f} ({_p(auc[k], auc['before'])})"
+            for label in {"rule", "shipped"} - wanted:
+                auc[label], minutes[label] = np.full(len(seeds), np.nan), "-"
+            cells = [f"{np.nanmean(auc[k]):.4f} ({np.nanstd(auc[k], ddof=1):.4f})" if k in wanted else "-"
+                     for k in ("before", "rule", "shipped")]
+            diffs = [f"{np.nanmean(auc[k] - auc['before']):+.4f} ({_p(auc[k], auc['before'])})" if k in wanted else "-"
                      for k in ("rule", "shipped")]
             collapsed = sum(1 for runs in results.values() for r in runs if r is not None and r.get("collapsed"))
             body.append(f"| {model} | {' | '.join(cells)} | {' | '.join(diffs)} | "
