@@ -124,3 +124,27 @@ def test_the_pipeline_resumes_from_its_files_and_shares_a_comparisons_base_runs(
         if info["chosen"] not in ("keep all", "drop all") else None
     if random is not None:
         assert int((random == 0).sum()) == info["candidates"][info["chosen"]]["dropped"]
+
+
+def test_the_gap_cutoff_is_the_split_of_least_spread_within_the_two_groups():
+    from recbole_biao.biao.selection import gap_cutoff
+
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        weights = np.exp(rng.normal(size=int(rng.integers(3, 40))) * rng.uniform(0.1, 3))
+        if trial % 4 == 0:
+            weights = np.concatenate([weights, weights[:3]])  # ties
+        cutoff = gap_cutoff(weights)
+        low = np.log(weights[weights < cutoff])
+        # brute force: every split of the distinct values by the sum of squares within the two groups
+        logs = np.log(weights)
+        values = np.unique(logs)
+        spread = [((logs[logs <= v] - logs[logs <= v].mean()) ** 2).sum() + ((logs[logs > v] - logs[logs > v].mean())
+                                                                             ** 2).sum() for v in values[:-1]]
+        best = values[int(np.argmin(spread))]
+        assert low.max() == pytest.approx(best) and (np.log(weights) < np.log(cutoff)).sum() == (logs <= best).sum()
+    # planted rows near 0.1, clean ones near 2: every planted row below the cutoff, every clean one above
+    planted, clean = np.exp(rng.normal(np.log(0.1), 0.2, 300)), np.exp(rng.normal(np.log(2), 0.4, 150))
+    cutoff = gap_cutoff(np.concatenate([clean, planted]))
+    assert planted.max() < cutoff < clean.min()
+    assert gap_cutoff(np.ones(5)) == 1.0  # one value: nothing below the cutoff
