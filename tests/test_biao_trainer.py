@@ -264,6 +264,11 @@ def test_weight_log(ml1m_loaded, tmp_path):
     categories = set(data.tokens["source_category"][1:])
     assert {r["category"] for r in rows} <= categories
     assert all(r["user"].startswith("1m_") for r in rows)
+    # user, item and timestamp name a source training row, each a different one
+    train = data.splits["train_source"]
+    known = set(zip(data.tokens["user"][train.user], data.tokens["source_item"][train.item], train.time.astype(float)))
+    logged = {(r["user"], r["item"], float(r["timestamp"])) for r in rows}
+    assert len(logged) == 1000 and logged <= known
 
 
 def _defaults(trainer):

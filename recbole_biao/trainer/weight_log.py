@@ -1,7 +1,8 @@
 """The learned weights of a BIAO run's source training behaviours, as a CSV for analyses
 (:mod:`recbole_biao.experiments.weights`).
 
-Columns: ``user``, ``item``, ``category``, ``source_history_length`` / ``target_history_length`` (the user's
+Columns: ``user``, ``item``, ``timestamp`` (the three identify the row in the original files, as in the keep files
+of learn-then-select: (user, item) alone repeats on real data), ``category``, ``source_history_length`` / ``target_history_length`` (the user's
 earlier positives at that time), ``user_source_behaviours`` / ``user_target_behaviours`` (training behaviours
 per domain), ``score`` (g1 * g2, batch-independent), ``initial_score`` (the untrained perceptron's score on the
 same inputs: their correlation tells learning from initialisation), ``weight`` (the normalised weight times
@@ -24,7 +25,7 @@ from recbole_biao.utils import atomic_path
 
 __all__ = ["COLUMNS", "weights_of_rows", "write_weight_log"]
 
-COLUMNS = ["user", "item", "category", "source_history_length", "target_history_length", "user_source_behaviours",
+COLUMNS = ["user", "item", "timestamp", "category", "source_history_length", "target_history_length", "user_source_behaviours",
            "user_target_behaviours", "score", "initial_score", "weight", "recent_source_items", "recent_target_items"]
 
 
@@ -69,7 +70,7 @@ def write_weight_log(upper, data, path, batch_size, sample=None, seed=0):
                 ids, _ = data.history[d].gather(bounds[d][0][part], bounds[d][1][part], 5)
                 recent[d] = ["|".join(data.tokens[f"{d}_item"][x] for x in row if x) for row in ids]
             for k, i in enumerate(part):
-                writer.writerow([data.tokens["user"][users[k]], data.tokens["source_item"][items[k]],
+                writer.writerow([data.tokens["user"][users[k]], data.tokens["source_item"][items[k]], repr(float(rows.time[i])),
                                  data.tokens["source_category"][data.item_category["source"][items[k]]],
                                  bounds["source"][1][i] - bounds["source"][0][i],
                                  bounds["target"][1][i] - bounds["target"][0][i], counts["source"][users[k]],
