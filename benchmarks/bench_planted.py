@@ -355,10 +355,12 @@ def summarise(model, results, specs, wanted, seeds, seconds, out=print):
         if "chosen" in first:
             chosen = [o["chosen"] for o in results[r]]
             text += f"  chose {', '.join(f'{c} x{chosen.count(c)}' for c in dict.fromkeys(chosen))}"
-            if "recall" in first:
-                text += (f"; cutoff recall {np.mean([o['recall'] for o in results[r]]):.3f}, precision "
-                         f"{np.mean([o['precision'] for o in results[r]]):.3f}, test AUC "
-                         f"{np.mean([o['cutoff_auc'] for o in results[r]]):.4f}")
+            cut = [o for o in results[r] if "recall" in o]  # a cutoff that drops nothing is no candidate
+            if cut:
+                text += (f"; cutoff in {len(cut)} of {len(results[r])} seeds: recall "
+                         f"{np.mean([o['recall'] for o in cut]):.3f}, precision "
+                         f"{np.mean([o['precision'] for o in cut]):.3f}, test AUC "
+                         f"{np.mean([o['cutoff_auc'] for o in cut]):.4f}")
         out(text)
     if "base_clean" in auc and base is not None:
         harm = auc["base_clean"].mean() - base.mean()
