@@ -1,0 +1,69 @@
+"""The real-data comparisons behind ``docs/results/<page>.md``: for each dataset and backbone, what
+``run_recbole_biao.py --model=<M> --dataset=<D> --compare [--selection]`` prints (Base-S, Base-0, Base, soft
+BIAO, its control, and with ``--selection`` learn-then-select beside its random-drop control; paired t-tests),
+each with its command and the wall time of its runs, at the datasets' shipped (tuned) lower level.
+
+    python benchmarks/bench_real.py [--datasets ml-1m-genres,movies-books] [--models CoNet,MiNet,DASL] [--seeds 5]
+                                    [--selection] [--workers 2] [--page real-data]
+
+The runs are the cached runs of ``--compare``: a comparison already run from the command line is read, not
+trained again (the same settings and code).
+"""
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.results_page import write_page  # noqa: E402  (after the path insertion)
+from recbole_biao.experiments import commands  # noqa: E402
+from recbole_biao.experiments.compare import RunCache, baseline_rows, file_hashes, selection_rows  # noqa: E402
+from recbole_biao.experiments.parallel import make_pool  # noqa: E402
+
+
+def run_minutes(model, dataset, seeds, selection):
+    """The summed wall time of a comparison's runs, from their cache entries (``None`` if any lacks it)."""
+    cache = RunCache(os.path.join(commands.OUT_DIR, "cache"))
+    rows = baseline_rows(model) + (selection_rows(model) if selection else [])
+    total = 0.0
+    for row in rows:
+        for seed in range(2023, 2023 + seeds):
+            entry = cache.entry(row.spec(seed, dataset, file_hashes(None), None))
+            if entry is None or not isinstance(entry.get("seconds"), (int, float)):
+                return None
+            total += entry["seconds"]
+    return total / 60
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", default="ml-1m-genres,movies-books")
+    parser.add_argument("--models", default="CoNet,MiNet,DASL")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--selection", action="store_true", help="the learn-then-select rows too")
+    parser.add_argument("--workers", type=int, default=None, help="runs in parallel on a local Ray")
+    parser.add_argument("--page", default="real-data", help="docs/results/<page>.md")
+    args = parser.parse_args()
+    started = time.time()
+    pool = make_pool(args.workers, None)
+    body = ["Target test AUC at each dataset's shipped lower level (its properties file, `per_model` sections "
+            "included), mean of the seeds; every row of a table trains with the same lower level. The bound line: "
+            "weighting or selecting the source loss cannot beat max(Base, Base-0) where the harm enters through "
+            "the source inputs; Base-S uses no source at all.", ""]
+    for dataset in [d for d in args.datasets.split(",") if d]:
+        for model in [m for m in args.models.split(",") if m]:
+            t0 = time.time()
+            table = commands.compare(model, args.seeds, dataset, pool=pool, selection=args.selection)
+            minutes = run_minutes(model, dataset, args.seeds, args.selection)
+            command = (f"python run_recbole_biao.py --model={model} --dataset={dataset} --compare"
+                       + (f" --seeds={args.seeds}" if args.seeds != 5 else "") + (" --selection" * args.selection))
+            body += [f"## {model} on {dataset}", "", f"`{command}`: the runs took "
+                     + (f"{minutes:.0f} min" if minutes is not None else "an unknown time (older cache entries)")
+                     + f" of one process each (this command: {(time.time() - t0) / 60:.0f} min).", "", table, ""]
+            print(f"{dataset} {model}: done ({time.time() - t0:.0f}s)", flush=True)
+    print("written:", write_page(args.page, "BIAO and learn-then-select on real data", body, time.time() - started))
+
+
+if __name__ == "__main__":
+    main()
