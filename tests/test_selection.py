@@ -112,9 +112,11 @@ def test_the_pipeline_resumes_from_its_files_and_shares_a_comparisons_base_runs(
         calls.append(spec["model"])
         return _runner(False)(spec)
 
-    # (--compare --selection gives every row the same settings, as here)
+    # (--compare --selection gives every row the same settings; the pipeline's own runs also carry how they
+    # report, which the comparison's rows do not)
+    quiet = {k: v for k, v in values.items() if k not in ("state", "show_progress")}
     results, _ = run_rows([Row("CoNet", "CoNet"), Row("CoNet-0", "CoNet-0")], [2023], runner,
-                          RunCache(str(tmp_path / "log" / "compare" / "cache")), None, [data], values, progress=False)
+                          RunCache(str(tmp_path / "log" / "compare" / "cache")), None, [data], quiet, progress=False)
     assert calls == [] and results["CoNet"][0]["auc"] == info["candidates"]["keep all"]["test_auc"]
     stamp = os.path.getmtime(info["scores_file"])
     again = run_recbole_biao("CoNet", None, [data], {**values, "select_random": True}, "BIAO-select")

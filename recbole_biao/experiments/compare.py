@@ -136,8 +136,13 @@ class RunCache:
         self.folder = folder
         os.makedirs(folder, exist_ok=True)
 
+    # keys that change how a run reports, never what it computes (the seed is the spec's own): a run started
+    # by the learn-then-select pipeline carries them, the same run started by --compare does not
+    REPORTING = ("seed", "show_progress", "state")
+
     def _path(self, spec):
-        key = hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
+        config = {k: v for k, v in (spec.get("config") or {}).items() if k not in self.REPORTING}
+        key = hashlib.sha1(json.dumps({**spec, "config": config}, sort_keys=True, default=str).encode()).hexdigest()[:20]
         return os.path.join(self.folder, f"{key}.json")
 
     def entry(self, spec):
