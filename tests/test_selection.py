@@ -17,6 +17,7 @@ def test_the_bootstrap_weights_equal_resampling_the_users_rows():
     users = np.repeat(np.arange(40), 3)
     labels = rng.integers(0, 2, size=len(users)).astype(float)
     a, b = rng.random(len(users)), rng.random(len(users)) + 0.3 * labels
+    a, b = np.round(a, 1), np.round(b, 1)  # ties: they count half, as in sklearn's AUC
     p = paired_bootstrap(b, a, labels, users, rounds=200, seed=5)
     # the same draws, as explicit copies of each drawn user's rows
     draws, worse = np.random.default_rng(5), 0
