@@ -22,18 +22,17 @@ from recbole_biao.experiments.compare import RunCache, baseline_rows, file_hashe
 from recbole_biao.experiments.parallel import make_pool  # noqa: E402
 
 
-def run_minutes(model, dataset, seeds, selection):
-    """The summed wall time of a comparison's runs, from their cache entries (``None`` if any lacks it)."""
+def run_seconds(model, dataset, seeds, selection):
+    """``{row label: mean seconds of its runs}`` from the runs' cache entries (rows without them left out)."""
     cache = RunCache(os.path.join(commands.OUT_DIR, "cache"))
-    rows = baseline_rows(model) + (selection_rows(model) if selection else [])
-    total = 0.0
-    for row in rows:
-        for seed in range(2023, 2023 + seeds):
-            entry = cache.entry(row.spec(seed, dataset, file_hashes(None), None))
-            if entry is None or not isinstance(entry.get("seconds"), (int, float)):
-                return None
-            total += entry["seconds"]
-    return total / 60
+    out = {}
+    for row in baseline_rows(model) + (selection_rows(model) if selection else []):
+        times = [e.get("seconds") for e in (cache.entry(row.spec(s, dataset, file_hashes(None), None))
+                                            for s in range(2023, 2023 + seeds)) if e is not None]
+        times = [t for t in times if isinstance(t, (int, float))]
+        if len(times) == seeds:
+            out[row.label] = sum(times) / seeds
+    return out
 
 
 def main():
@@ -55,12 +54,15 @@ def main():
         for model in [m for m in args.models.split(",") if m]:
             t0 = time.time()
             table = commands.compare(model, args.seeds, dataset, pool=pool, selection=args.selection)
-            minutes = run_minutes(model, dataset, args.seeds, args.selection)
+            seconds = run_seconds(model, dataset, args.seeds, args.selection)
             command = (f"python run_recbole_biao.py --model={model} --dataset={dataset} --compare"
                        + (f" --seeds={args.seeds}" if args.seeds != 5 else "") + (" --selection" * args.selection))
-            body += [f"## {model} on {dataset}", "", f"`{command}`: the runs took "
-                     + (f"{minutes:.0f} min" if minutes is not None else "an unknown time (older cache entries)")
-                     + f" of one process each (this command: {(time.time() - t0) / 60:.0f} min).", "", table, ""]
+            base = seconds.get(model)
+            timing = ", ".join(f"{label} {t:.0f} s" + (f" ({t / base:.1f}x)" if base else "")
+                               for label, t in seconds.items())
+            body += [f"## {model} on {dataset}", "", f"`{command}`", "",
+                     f"Mean wall time of one run (one process; Base = 1x): {timing or 'not recorded'}. "
+                     f"All runs: {sum(seconds.values()) * args.seeds / 60:.0f} min.", "", table, ""]
             print(f"{dataset} {model}: done ({time.time() - t0:.0f}s)", flush=True)
     print("written:", write_page(args.page, "BIAO and learn-then-select on real data", body, time.time() - started))
 
