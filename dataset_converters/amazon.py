@@ -447,8 +447,9 @@ def write_properties(properties_dir: str, name: str, out_dir: str, implicit: Dic
         if model in tuned:
             log(f"{path}: kept the existing per_model section of {model}")
         else:
-            write_section(path, model, values, [f"{model}: recbole_biao/defaults.py (sparse target: "
-                                                f"{train_rows / max(target_items, 1):.1f} training rows per item)"])
+            write_section(path, model, values, [f"{model}: recbole_biao/defaults.py (attention backbone; "
+                                                f"{train_rows / max(target_items, 1):.1f} target training rows per "
+                                                f"item)"])
     return path
 
 

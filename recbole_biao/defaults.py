@@ -4,8 +4,10 @@ new dataset's properties file, from what ``--tune_lower`` found on the datasets 
 
 - epochs: up to 20 with early stopping after 2 evaluations without a better valid AUC (every search winner
   peaked by its seventh epoch; a fixed 8 left runs "still improving");
-- batch size: the largest power of two up to 128 that gives an epoch at least :data:`MIN_STEPS_PER_EPOCH`
-  steps (the winners used 64-128 on ML-1M and on Amazon data, where 512 was as good only for CoNet);
+- batch size: the largest power of two that gives an epoch at least :data:`MIN_STEPS_PER_EPOCH` steps, up to
+  512 for every model and up to 128 for the attention backbones (MiNet, DASL): their search winners used
+  64-128 on ML-1M and on Amazon data, while CoNet's used 512 on Movies -> Books, and 128 cost CoNet 0.0145
+  test AUC on Food -> Kitchen (5 seeds, p 0.008; ``docs/results/lower-level-food-kitchen.md``);
 - learning rate: 0.001, except for the attention backbones (MiNet, DASL) on a sparse target (fewer than
   :data:`SPARSE_ROWS_PER_ITEM` training rows per target item): 0.01. Adam moves an item's embedding by about
   the learning rate each time the item occurs; an item seen once or twice needs the larger step (MiNet on
@@ -18,14 +20,16 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
-__all__ = ["MIN_STEPS_PER_EPOCH", "SPARSE_ROWS_PER_ITEM", "UNTUNED", "SPARSE_LEARNING_RATE", "suggested_batch_size",
-           "suggested_settings"]
+__all__ = ["MIN_STEPS_PER_EPOCH", "SPARSE_ROWS_PER_ITEM", "UNTUNED", "ATTENTION", "ATTENTION_LARGEST_BATCH",
+           "SPARSE_LEARNING_RATE", "suggested_batch_size", "suggested_settings"]
 
 MIN_STEPS_PER_EPOCH = 100  # on 12k target rows, 24 steps of 512 per epoch left CoNet at valid AUC 0.51 after 2 epochs
 SPARSE_ROWS_PER_ITEM = 20  # ML-1M genres: 265 training rows per target item; Amazon pairs: 2-4
 UNTUNED = {"learning_rate": 0.001, "train_epochs": ["BOTH:20"], "stopping_step": 2, "pairing": "stream",
            "pairing_ratio": 1}
-SPARSE_LEARNING_RATE = {"MiNet": 0.01, "DASL": 0.01}
+ATTENTION = ("MiNet", "DASL")  # smaller batches, and the larger learning rate on a sparse target
+ATTENTION_LARGEST_BATCH = 128
+SPARSE_LEARNING_RATE = 0.01
 
 
 def suggested_batch_size(train_rows: int, largest: int = 512, smallest: int = 64) -> int:
@@ -40,7 +44,9 @@ def suggested_batch_size(train_rows: int, largest: int = 512, smallest: int = 64
 def suggested_settings(train_rows: int, target_items: int) -> Tuple[Dict[str, object], Dict[str, dict]]:
     """``(keys for every model, per_model sections)`` of the rule above, for a target of ``train_rows`` training
     rows (sampled negatives included) over ``target_items`` items."""
-    top = {"train_batch_size": suggested_batch_size(train_rows, largest=128), **UNTUNED}
-    sparse = train_rows / max(target_items, 1) < SPARSE_ROWS_PER_ITEM
-    sections = {model: {"learning_rate": lr} for model, lr in SPARSE_LEARNING_RATE.items()} if sparse else {}
-    return top, sections
+    top = {"train_batch_size": suggested_batch_size(train_rows), **UNTUNED}
+    attention = {"train_batch_size": suggested_batch_size(train_rows, largest=ATTENTION_LARGEST_BATCH)}
+    if train_rows / max(target_items, 1) < SPARSE_ROWS_PER_ITEM:
+        attention["learning_rate"] = SPARSE_LEARNING_RATE
+    attention = {k: v for k, v in attention.items() if v != top.get(k)}  # only what differs from the file's keys
+    return top, ({model: dict(attention) for model in ATTENTION} if attention else {})
