@@ -138,7 +138,7 @@ RANGES = {
     **dict.fromkeys(("score_bound", "neumann_alpha", "hypergrad_clip"), _POSITIVE),
     "dev_split_ratio": ("in (0, 1)", lambda v: 0 < v < 1),
     "select_level": ("in (0, 1)", lambda v: 0 < v < 1),
-    "select_cutoffs": ("a list of numbers > 0 or 'gap'", lambda v: all(
+    "select_cutoffs": ("> 0 or 'gap' for each cutoff", lambda v: all(
         c == "gap" or (isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0) for c in v)),
 }
 

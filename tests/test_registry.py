@@ -74,6 +74,9 @@ def test_unknown_dataset(ml1m_path):
     ("dev_split_ratio", 1.0, r"'dev_split_ratio': expected a value in \(0, 1\), got 1.0"),
     ("dev_split_ratio", 0, r"'dev_split_ratio': expected a value in \(0, 1\), got 0"),
     ("score_bound", 0, r"'score_bound': expected a value > 0, got 0"),
+    ("select_cutoffs", [0.8, "gaps"],
+     r"'select_cutoffs': expected a value > 0 or 'gap' for each cutoff, got \[0.8, 'gaps'\]"),
+    ("select_cutoffs", [0], r"'select_cutoffs': expected a value > 0 or 'gap' for each cutoff, got \[0\]"),
 ])
 def test_wrong_property_types(ml1m_path, key, value, message):
     with pytest.raises(ConfigError, match=message):

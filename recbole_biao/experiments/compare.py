@@ -142,7 +142,8 @@ class RunCache:
 
     def _path(self, spec):
         config = {k: v for k, v in (spec.get("config") or {}).items() if k not in self.REPORTING}
-        key = hashlib.sha1(json.dumps({**spec, "config": config}, sort_keys=True, default=str).encode()).hexdigest()[:20]
+        text = json.dumps({**spec, "config": config}, sort_keys=True, default=str)
+        key = hashlib.sha1(text.encode()).hexdigest()[:20]
         return os.path.join(self.folder, f"{key}.json")
 
     def entry(self, spec):

@@ -1,13 +1,13 @@
 """The learned weights of a BIAO run's source training behaviours, as a CSV for analyses
 (:mod:`recbole_biao.experiments.weights`).
 
-Columns: ``user``, ``item``, ``timestamp`` (the three identify the row in the original files, as in the keep files
-of learn-then-select: (user, item) alone repeats on real data), ``category``, ``source_history_length`` / ``target_history_length`` (the user's
-earlier positives at that time), ``user_source_behaviours`` / ``user_target_behaviours`` (training behaviours
-per domain), ``score`` (g1 * g2, batch-independent), ``initial_score`` (the untrained perceptron's score on the
-same inputs: their correlation tells learning from initialisation), ``weight`` (the normalised weight times
-the batch size: 1 is the Base model's uniform weight when gamma = 1), and the users' five most recent items
-of each domain.
+Columns: ``user``, ``item``, ``timestamp`` (the three identify the row in the original files, as in the keep
+files of learn-then-select: (user, item) alone repeats on real data), ``category``, ``source_history_length`` /
+``target_history_length`` (the user's earlier positives at that time), ``user_source_behaviours`` /
+``user_target_behaviours`` (training behaviours per domain), ``score`` (g1 * g2, batch-independent),
+``initial_score`` (the untrained perceptron's score on the same inputs: their correlation tells learning from
+initialisation), ``weight`` (the normalised weight times the batch size: 1 is the Base model's uniform weight
+when gamma = 1), and the users' five most recent items of each domain.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from recbole_biao.utils import atomic_path
 
 __all__ = ["COLUMNS", "weights_of_rows", "write_weight_log"]
 
-COLUMNS = ["user", "item", "timestamp", "category", "source_history_length", "target_history_length", "user_source_behaviours",
-           "user_target_behaviours", "score", "initial_score", "weight", "recent_source_items", "recent_target_items"]
+COLUMNS = ["user", "item", "timestamp", "category", "source_history_length", "target_history_length",
+           "user_source_behaviours", "user_target_behaviours", "score", "initial_score", "weight",
+           "recent_source_items", "recent_target_items"]
 
 
 @torch.no_grad()
@@ -70,7 +71,8 @@ def write_weight_log(upper, data, path, batch_size, sample=None, seed=0):
                 ids, _ = data.history[d].gather(bounds[d][0][part], bounds[d][1][part], 5)
                 recent[d] = ["|".join(data.tokens[f"{d}_item"][x] for x in row if x) for row in ids]
             for k, i in enumerate(part):
-                writer.writerow([data.tokens["user"][users[k]], data.tokens["source_item"][items[k]], repr(float(rows.time[i])),
+                writer.writerow([data.tokens["user"][users[k]], data.tokens["source_item"][items[k]],
+                                 repr(float(rows.time[i])),
                                  data.tokens["source_category"][data.item_category["source"][items[k]]],
                                  bounds["source"][1][i] - bounds["source"][0][i],
                                  bounds["target"][1][i] - bounds["target"][0][i], counts["source"][users[k]],
