@@ -447,7 +447,7 @@ def write_properties(properties_dir: str, name: str, out_dir: str, implicit: Dic
         if model in tuned:
             log(f"{path}: kept the existing per_model section of {model}")
         else:
-            write_section(path, model, values, [f"{model}: recbole_biao/defaults.py (attention backbone; "
+            write_section(path, model, values, [f"{model}: recbole_biao/defaults.py ("
                                                 f"{train_rows / max(target_items, 1):.1f} target training rows per "
                                                 f"item)"])
     return path

@@ -183,15 +183,15 @@ def test_the_converter_writes_the_untuned_rule_and_keeps_a_searched_section(tmp_
     implicit = {"source": True, "target": True}
     path = write_properties(str(tmp_path), "pair", "dataset/", implicit, 80_000, 40_000, log=lambda _: 0)
     top, sections = per_model.read_sections(path)
-    # 80,000 rows: 156 steps of 512 for every model; the attention backbones at most 128, and 0.01 (2 rows per item)
+    # 80,000 rows: 156 steps of 512 for every model; MiNet at most 128, and 0.01 (2 rows per item)
     assert (top["train_batch_size"], top["learning_rate"], top["train_epochs"]) == (512, 0.001, ["BOTH:20"])
-    assert sections == {m: {"train_batch_size": 128, "learning_rate": 0.01} for m in ("MiNet", "DASL")}
+    assert sections == {"MiNet": {"train_batch_size": 128, "learning_rate": 0.01}}
     per_model.write_section(path, "MiNet", {"learning_rate": 0.003, "train_batch_size": 64}, ["searched"])
     notes = []
     write_properties(str(tmp_path), "pair", "dataset/", implicit, 80_000, 40_000, log=notes.append)
     assert per_model.read_sections(path)[1]["MiNet"] == {"learning_rate": 0.003, "train_batch_size": 64}
     assert any("kept the existing per_model section of MiNet" in n for n in notes)
     dense_top, dense = suggested_settings(72_000, 271)  # ML-1M's genre split: 265 rows per target item
-    assert dense_top["train_batch_size"] == 512 and dense == {m: {"train_batch_size": 128} for m in ("MiNet", "DASL")}
+    assert dense_top["train_batch_size"] == 512 and dense == {"MiNet": {"train_batch_size": 128}}
     small_top, small = suggested_settings(3_000, 100)  # small data: smaller batches, the same for every model
     assert small_top["train_batch_size"] == 64 and small == {}
