@@ -3,7 +3,7 @@ RecBole's ``run_recbole.py``.
 
     python run_recbole_biao.py --model=MiNet [--trainer=BIAO] [--dataset=NAME] [--config_files="a.yaml b.yaml"]
                                [--resume=PATH] [--any_properties_key=value ...]
-    python run_recbole_biao.py --model=MiNet --compare [--seeds=5] [--baselines=DeepFM,DIN] [--ablations]
+    python run_recbole_biao.py --model=MiNet --compare [--seeds=5] [--baselines=cdr,DeepFM] [--ablations]
                                [--split_ratios=0.01,0.05,0.1]
     python run_recbole_biao.py --model=MiNet --sweep=interval=20,100,200,500 [--seeds=1]
     python run_recbole_biao.py --model=MiNet --trainer=BIAO --hyper_config=FILE [--max_evals=10] [--algo=auto]
@@ -72,7 +72,8 @@ def build_parser():
                         help="Base-S, Base-0, Base, Base+BIAO and its control over --seeds")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per row of --compare (5) or --sweep (1)")
     parser.add_argument("--baselines", default=None,
-                        help="with --compare: RecBole models trained on the target domain, e.g. DeepFM,DIN,WideDeep")
+                        help="with --compare: further models, each with its own properties: the CDR zoo (CMF, ...; "
+                             "cdr: all of it) or RecBole models trained on the target domain (DeepFM,DIN,...)")
     parser.add_argument("--ablations", action="store_true", help="with --compare: the rows w/o global, w/o user")
     parser.add_argument("--selection", action="store_true",
                         help="with --compare: learn-then-select (BIAO-select) and its random-drop control")

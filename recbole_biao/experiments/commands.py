@@ -10,10 +10,10 @@ from recbole_biao.compat import literal_config_values
 from recbole_biao.errors import ConfigError
 from recbole_biao.experiments.compare import (CONTROL, RANDOM_DROP, SELECT, RunCache, ablation_rows, baseline_rows,
                                              bound_note, comparison_table, failure_notes, mark_collapsed, pair_note,
-                                             recbole_rows, run_rows, selection_rows, split_rows, sweep_rows,
+                                             model_rows, run_rows, selection_rows, split_rows, sweep_rows,
                                              training_notes, write_table)
 from recbole_biao.experiments.plots import line_chart
-from recbole_biao.utils import get_model
+from recbole_biao.utils import expand_baselines, get_model
 
 __all__ = ["compare", "sweep", "parse_sweep", "dataset_label", "overrides_label"]
 
@@ -62,14 +62,16 @@ def compare(model, seeds=5, dataset=None, config_files=None, config_dict=None, a
             show_epochs=False, out_dir=None, baselines=(), pool=None, selection=False):
     """Run the comparison and write ``log/compare/<model>-<dataset>.csv|.md``; returns the Markdown table.
 
-    ``baselines``: names of RecBole models (``DeepFM``, ``DIN``, ...) trained on the target domain; their rows
-    count as baselines for the paired t-test of Base+BIAO, as Base-S, Base-0 and Base do. ``pool``: a
+    ``baselines``: names of models trained with their own properties: the CDR zoo (``CMF``, ...; ``cdr``: all
+    of it) or RecBole models (``DeepFM``, ``DIN``, ...) trained on the target domain; their rows count as
+    baselines for the paired t-test of Base+BIAO, as Base-S, Base-0 and Base do. ``pool``: a
     :class:`~recbole_biao.experiments.parallel.RayPool` that runs the missing runs in parallel."""
+    baselines = expand_baselines(baselines)
     for name in baselines:
         get_model(name)  # a misspelled name fails before anything trains
-    recbole = recbole_rows(baselines)
-    rows = baseline_rows(model) + recbole
-    compared = [r.label for r in rows[:3] + recbole]
+    extra = model_rows(baselines)
+    rows = baseline_rows(model) + extra
+    compared = [r.label for r in rows[:3] + extra]
     if selection:
         rows += selection_rows(model)
     if ablations:

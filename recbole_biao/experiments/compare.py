@@ -24,7 +24,7 @@ from recbole_biao.evaluation import rela_impr
 from recbole_biao.utils import atomic_path
 
 __all__ = ["Row", "CONTROL", "SELECT", "RANDOM_DROP", "pair_note", "bound_note", "baseline_rows", "selection_rows",
-           "ablation_rows", "recbole_rows", "split_rows",
+           "ablation_rows", "model_rows", "split_rows",
            "sweep_rows", "RunCache", "file_hashes", "run_one", "record", "run_rows", "failure_notes", "aucs",
            "training_notes", "mark_collapsed", "settings_fingerprint", "code_hash",
            "paired_p_value", "comparison_table", "to_markdown", "write_table"]
@@ -113,9 +113,12 @@ def ablation_rows(model):
             Row("BIAO-reference", model, "BIAO-reference")]
 
 
-def recbole_rows(names):
-    """One row per RecBole model name (e.g. ``DeepFM``): the model trained unchanged on the target domain."""
-    return [Row(f"{name} (RecBole)", name) for name in names]
+def model_rows(names):
+    """One row per model name given as a baseline, trained with its own properties: a zoo model (``CMF``) or a
+    RecBole model (``DeepFM``, trained unchanged on the target domain); the label says which kind it is."""
+    from recbole_biao.utils import model_kind
+
+    return [Row(f"{name} ({model_kind(name)})", name) for name in names]
 
 
 def split_rows(model, ratios=(0.01, 0.05, 0.1)):

@@ -1,11 +1,11 @@
-"""Layers shared by recbole-biao's models: masked attention pooling and history encoding."""
+"""Layers shared by recbole-biao's models: masked attention pooling, history encoding, a logit bias."""
 
 from typing import Tuple
 
 import torch
 import torch.nn as nn
 
-__all__ = ["masked_softmax", "history_mask", "on_gpu", "distinct_items", "AttentionPooling"]
+__all__ = ["masked_softmax", "history_mask", "on_gpu", "distinct_items", "AttentionPooling", "Bias"]
 
 
 def history_mask(items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -60,3 +60,15 @@ class AttentionPooling(nn.Module):
         q = query[:, None, :].expand_as(history)
         weights = masked_softmax(self.score(torch.cat([history, q, history * q], -1)).squeeze(-1), mask)
         return (weights[..., None] * history).sum(1), weights
+
+
+class Bias(nn.Module):
+    """``x + b`` with one learned scalar ``b`` (zero at the start): the global bias of a domain's logits, the
+    prediction head of the factorisation models (a dot product has no layer of its own to serve as one)."""
+
+    def __init__(self):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return x + self.bias

@@ -1,5 +1,9 @@
+from recbole_biao.model.cross_domain_recommender.clfm import CLFM
+from recbole_biao.model.cross_domain_recommender.cmf import CMF
 from recbole_biao.model.cross_domain_recommender.conet import CoNet
 from recbole_biao.model.cross_domain_recommender.dasl import DASL
+from recbole_biao.model.cross_domain_recommender.deepapf import DeepAPF
+from recbole_biao.model.cross_domain_recommender.dtcdr import DTCDR
 from recbole_biao.model.cross_domain_recommender.minet import MiNet
 
-__all__ = ["CoNet", "DASL", "MiNet"]
+__all__ = ["CLFM", "CMF", "CoNet", "DASL", "DeepAPF", "DTCDR", "MiNet"]

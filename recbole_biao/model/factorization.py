@@ -1,0 +1,60 @@
+"""The base of the factorisation models of the zoo (CMF, CLFM): a domain's logit is a dot product of a user
+and an item factor plus the domain's bias (its head), and each behaviour's loss carries the L2 penalty of its
+own factors, so that a per-behaviour weight (BIAO's) weights its penalty with it."""
+
+from typing import Tuple
+
+import torch
+import torch.nn as nn
+from recbole.data.interaction import Interaction
+
+from recbole_biao.model.abstract import CrossDomainCTRRecommender
+from recbole_biao.model.layers import Bias
+
+__all__ = ["FactorizationRecommender"]
+
+
+class FactorizationRecommender(CrossDomainCTRRecommender):
+    r"""``logit = project(u, domain) . v + b_domain``; loss per behaviour ``BCE + reg_weight * (|u|^2 + |v|^2)``.
+
+    Subclasses build their tables, call ``super().__init__`` first and ``self.init_weights()`` last, and give
+    :meth:`user_table` and :meth:`item_table`; :meth:`project` maps a user factor into the domain's item space
+    (the identity unless the model has such a map).
+    """
+
+    HEADS = ("source_head", "target_head")
+    TARGET_HEAD = "target_head"
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.reg_weight = float(config["reg_weight"])
+        self.source_head, self.target_head = Bias(), Bias()
+
+    def user_table(self, domain: str) -> nn.Embedding:
+        raise NotImplementedError
+
+    def item_table(self, domain: str) -> nn.Embedding:
+        raise NotImplementedError
+
+    def project(self, user: torch.Tensor, domain: str) -> torch.Tensor:
+        return user
+
+    def factors(self, interaction: Interaction, domain: str) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``([B, k] user factors, [B, d] item factors)`` of the ``domain`` rows (before :meth:`project`)."""
+        return (self.user_table(domain)(interaction[self.USER_ID[domain]]),
+                self.item_table(domain)(interaction[self.ITEM_ID[domain]]))
+
+    def score(self, interaction, domain):
+        user, item = self.factors(interaction, domain)
+        head = self.source_head if domain == "source" else self.target_head
+        return head((self.project(user, domain) * item).sum(-1))
+
+    def domain_losses(self, interaction, domain):
+        losses = super().domain_losses(interaction, domain)
+        if self.reg_weight:
+            user, item = self.factors(interaction, domain)
+            losses = losses + self.reg_weight * (user.pow(2).sum(-1) + item.pow(2).sum(-1))
+        return losses
+
+    def item_embedding(self, items: torch.Tensor, domain: str) -> torch.Tensor:
+        return self.item_table(domain)(items).detach()
