@@ -57,6 +57,7 @@ def prepare_run(model_class, config):
     loaders = data_preparation(config, data)
     init_seed(config["seed"], config["reproducibility"])
     model = model_class(config, dataset).to(config["device"])
+    model.use_training_data(data)
     logger.info(model)
     trainer = get_trainer(config["trainer"])(config, model)
     if distributed.world_size() > 1:  # the same model everywhere; from here each rank draws its own numbers

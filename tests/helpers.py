@@ -28,4 +28,6 @@ def build_model(ml1m_loaded, model="CoNet", tmp=None, **values):
     config0, dataset, data = ml1m_loaded
     model_class, config = config_for(config0["data_path"], model, tmp, **values)
     init_seed(config["seed"], config["reproducibility"])
-    return config, model_class(config, dataset), data
+    model = model_class(config, dataset)
+    model.use_training_data(data)
+    return config, model, data

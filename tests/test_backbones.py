@@ -66,9 +66,10 @@ def test_minet_interest_weights_are_exp_of_the_logits_and_never_overflow(ml1m_lo
     assert torch.allclose(weights, torch.full_like(weights, float(torch.exp(torch.tensor(20.0)))))
 
 
-@pytest.mark.parametrize("model_name", BACKBONES + ["CMF", "CLFM", "DTCDR", "DeepAPF"])
+@pytest.mark.parametrize("model_name", BACKBONES + ["CMF", "CLFM", "DTCDR", "DeepAPF", "BiTGCF"])
 def test_single_domain_variants_ignore_source(ml1m_loaded, model_name):
     model, batch = build(ml1m_loaded, f"{model_name}-S")
+    model.eval()  # the same predictions twice (no dropout)
     before = model.predict(batch)
     assert ((before > 0) & (before < 1)).all()
     for key in list(batch.interaction):

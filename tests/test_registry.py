@@ -23,7 +23,7 @@ def test_unknown_model_and_trainer_list_the_available_names():
     with pytest.raises(ConfigError, match=r"unknown model 'NoNet'; available: CoNet, CoNet-S, CoNet-0, MiNet, "
                                           r"MiNet-S, MiNet-0, DASL, DASL-S, DASL-0, CMF, CMF-S, CMF-0, CLFM, "
                                           r"CLFM-S, CLFM-0, DTCDR, DTCDR-S, DTCDR-0, DeepAPF, DeepAPF-S, "
-                                          r"DeepAPF-0, or a RecBole context-aware"):
+                                          r"DeepAPF-0, BiTGCF, BiTGCF-S, BiTGCF-0, or a RecBole context-aware"):
         utils.get_model("NoNet")
     with pytest.raises(ConfigError, match=r"unknown trainer 'Fancy'; available: CrossDomain, BIAO, BIAO-paper, "
                                           r"BIAO-reference"):
@@ -112,7 +112,7 @@ def test_cli_prints_one_line_errors():
     assert result.stderr.strip().splitlines() == [
         "error: unknown model 'NoNet'; available: CoNet, CoNet-S, CoNet-0, MiNet, MiNet-S, MiNet-0, DASL, DASL-S, "
         "DASL-0, CMF, CMF-S, CMF-0, CLFM, CLFM-S, CLFM-0, DTCDR, DTCDR-S, DTCDR-0, DeepAPF, DeepAPF-S, DeepAPF-0, "
-        "or a RecBole context-aware model (DeepFM, WideDeep, ...) or DIN as a target-domain baseline"]
+        "BiTGCF, BiTGCF-S, BiTGCF-0, or a RecBole context-aware model (DeepFM, WideDeep, ...) or DIN as a target-domain baseline"]
     result = subprocess.run([sys.executable, "run_recbole_biao.py", "--train_batch_size=lots"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr

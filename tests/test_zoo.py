@@ -1,4 +1,4 @@
-"""The CDR model zoo (CMF, CLFM, DTCDR, DeepAPF): scores against independent computations, the contract, variants, learning."""
+"""The CDR model zoo (CMF, CLFM, DTCDR, DeepAPF, BiTGCF): scores against independent computations, the contract, variants, learning."""
 
 import numpy as np
 import pytest
@@ -11,7 +11,8 @@ from recbole_biao.model.abstract import check_contract
 from recbole_biao.utils import get_trainer
 from tests.helpers import build_model
 
-ZOO = ["CMF", "CLFM", "DTCDR", "DeepAPF"]
+ZOO = ["CMF", "CLFM", "DTCDR", "DeepAPF", "BiTGCF"]
+SMALL = {"BiTGCF": {"embedding_size": 16, "n_layers": 1}}  # its whole-graph steps are the slowest
 
 
 def build(ml1m_loaded, model, **values):
@@ -126,20 +127,21 @@ def test_clfm_refuses_a_shared_size_outside_the_factor_size(ml1m_loaded, shared)
 
 @pytest.mark.parametrize("model_name", ZOO)
 def test_zoo_models_meet_the_contract_and_train_on_both_domains(ml1m_loaded, model_name):
-    _, model, batch, _ = build(ml1m_loaded, model_name)
+    _, model, batch, _ = build(ml1m_loaded, model_name, **SMALL.get(model_name, {}))
     check_contract(model, "the test")
     target, source = model.calculate_loss(batch)
     assert target.ndim == source.ndim == 0
     assert model.item_embedding(batch["source_item_id"], "source").shape == (len(batch["source_item_id"]),
                                                                            model.embedding_size)
-    _, single, batch, _ = build(ml1m_loaded, f"{model_name}-S")
+    _, single, batch, _ = build(ml1m_loaded, f"{model_name}-S", **SMALL.get(model_name, {}))
     assert not isinstance(single.calculate_loss(batch), tuple)  # the target loss alone
 
 
 @pytest.mark.parametrize("model_name", ZOO)
 def test_a_short_run_learns(ml1m_loaded, tmp_path, model_name):
     """Two epochs lift the test AUC well above the untrained model's on the same split."""
-    config, model, _, test = build(ml1m_loaded, model_name, tmp=tmp_path, train_epochs=["BOTH:2"])
+    config, model, _, test = build(ml1m_loaded, model_name, tmp=tmp_path, train_epochs=["BOTH:2"],
+                                   **SMALL.get(model_name, {}))
     trainer = get_trainer(None)(config, model)
     untrained = trainer.evaluate(test, load_best_model=False)["auc"]
     train, valid, _ = data_preparation(config, ml1m_loaded[2])
@@ -166,3 +168,74 @@ def test_compare_takes_the_zoo_by_its_shorthand_and_labels_each_row_by_its_kind(
     assert labels[5:] == [f"{m} (cross-domain)" for m in utils.ZOO] + [
         "MiNet (cross-domain)", "CLFM-S (target only)", "LR (RecBole, target only)"]  # CMF once
     assert {m for m, trainer in trained if trainer is None} >= {"CMF", "CLFM", "MiNet", "CLFM-S", "LR"}
+
+
+def test_bitgcf_adjacency_and_layer_match_dense_matrices_on_a_small_graph():
+    from recbole_biao.model.cross_domain_recommender.bitgcf import graph_layer, normalized_adjacency
+
+    users, items = np.array([1, 1, 2, 3, 1]), np.array([0, 2, 2, 1, 0])  # (1, 0) twice: one edge; user 0 alone
+    adjacency = normalized_adjacency(users, items, 4, 3)
+    a = np.zeros((7, 7))
+    for u, i in {(1, 0), (1, 2), (2, 2), (3, 1)}:
+        a[u, 4 + i] = a[4 + i, u] = 1
+    degree = a.sum(1)
+    scale = np.where(degree > 0, degree, 1) ** -0.5
+    expected = scale[:, None] * a * scale[None, :]
+    assert np.allclose(adjacency.to_dense().numpy(), expected)
+    e = np.random.default_rng(0).normal(size=(7, 5))
+    side = expected @ e
+    out = graph_layer(adjacency, torch.tensor(e, dtype=torch.float32)).numpy()
+    assert np.allclose(out, e + side + e * side, atol=1e-5)
+
+
+def test_bitgcf_propagation_matches_a_scipy_computation_on_the_training_graph_only(ml1m_loaded):
+    import scipy.sparse as sp
+
+    config, model, _, _ = build(ml1m_loaded, "BiTGCF", n_layers=2, embedding_size=8)
+    data = ml1m_loaded[2]
+    model.eval()  # no dropout
+    tables = {d: t.detach().numpy() for d, t in model.propagate().items()}
+    n_users, n_items = model.total_num_users, model.total_num_items
+    size = n_users + n_items
+    layers, degrees = {}, {}
+    for domain, split in (("source", "train_source"), ("target", "train_target")):
+        rows = data.splits[split]
+        pos = rows.label > 0
+        a = sp.coo_matrix((np.ones(pos.sum()), (rows.user[pos], n_users + rows.item[pos])), shape=(size, size))
+        a = ((a + a.T) > 0).astype(np.float64)  # one edge per pair, both ways
+        degree = np.asarray(a.sum(1)).ravel()
+        scale = sp.diags(np.where(degree > 0, degree, 1) ** -0.5)
+        layers[domain] = scale @ a @ scale
+        degrees[domain] = degree[:, None]
+        held_out = {(u, i) for s in ("valid", "test") for u, i in zip(data.splits[s].user, data.splits[s].item)}
+        trained = set(zip(rows.user[pos], rows.item[pos]))
+        edges = {(u, i - n_users) for u, i in zip(*a.nonzero()) if u < n_users}
+        assert edges == trained and not (edges & held_out - trained)
+    e = {d: np.concatenate([model.users[d].weight.detach().numpy(), model.items[d].weight.detach().numpy()])
+         for d in ("source", "target")}
+    outs = {d: [v] for d, v in e.items()}
+    shared = np.zeros((size, 1), dtype=bool)
+    shared[1:model.overlapped_num_users] = True
+    shared[n_users + 1:n_users + model.overlapped_num_items] = True
+    for _ in range(2):
+        e = {d: v + layers[d] @ v + v * (layers[d] @ v) for d, v in e.items()}
+        by_degree = (degrees["source"] * e["source"] + degrees["target"] * e["target"]) / np.maximum(
+            degrees["source"] + degrees["target"], 1e-7)
+        e = {"source": np.where(shared, (0.8 * e["source"] + 0.2 * e["target"] + by_degree) / 2, e["source"]),
+             "target": np.where(shared, (0.8 * e["target"] + 0.2 * e["source"] + by_degree) / 2, e["target"])}
+        for d, v in e.items():
+            outs[d].append(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12))
+    for d in ("source", "target"):
+        assert np.allclose(tables[d], np.concatenate(outs[d], 1), atol=1e-4)
+
+
+def test_bitgcf_evaluation_reuses_one_propagation_until_training_resumes(ml1m_loaded):
+    _, model, batch, _ = build(ml1m_loaded, "BiTGCF", embedding_size=8)
+    model.eval()
+    before = model.predict(batch)
+    assert model._tables() is model._tables()  # one propagation while evaluating
+    model.train()
+    with torch.no_grad():
+        model.users["target"].weight.mul_(2)
+    model.eval()
+    assert not torch.allclose(model.predict(batch), before)

