@@ -136,8 +136,10 @@ def main(argv=None):
         from recbole_biao.biao.selection import selection_summary
 
         print("\n".join(selection_summary(result)))
-    print(f"{args.model}{' + ' + args.trainer if args.trainer else ''} on {result['device']}: "
-          f"target test AUC {test['auc']:.4f}  LogLoss {test['logloss']:.4f}")
+    names = {"auc": "AUC", "logloss": "LogLoss", "recall": "Recall", "ndcg": "NDCG", "mrr": "MRR", "hit": "Hit"}
+    shown = "  ".join(f"{names.get(k.split('@')[0], k)}{'@' + k.split('@')[1] if '@' in k else ''} {v:.4f}"
+                      for k, v in test.items())
+    print(f"{args.model}{' + ' + args.trainer if args.trainer else ''} on {result['device']}: target test {shown}")
     return 0
 
 

@@ -193,6 +193,31 @@ def check_config(config):
     for mode in config["train_modes"]:
         if mode != "BOTH":
             raise ConfigError(f"properties key 'train_epochs': recbole-biao trains in BOTH mode only, got '{mode}'")
+    check_metrics(config)
+
+
+def check_metrics(config):
+    """The metrics must be those of the evaluation protocol that ``eval_args.mode`` chooses (CTR: AUC, LogLoss;
+    ranking: Recall, NDCG, MRR, Hit at each of ``topk``), and ``valid_metric`` one of them."""
+    from recbole_biao.evaluation import CTR_METRICS, RANKING_METRICS, ranking_mode
+
+    ranking = ranking_mode(config["eval_args"]) is not None
+    allowed = RANKING_METRICS if ranking else CTR_METRICS
+    protocol = "the ranking protocol (eval_args.mode full or uniN)" if ranking else "the CTR protocol"
+    metrics = [str(m).lower() for m in config["metrics"] or []]
+    wrong = [m for m in metrics if m not in allowed]
+    if not metrics or wrong:
+        raise ConfigError(f"properties key 'metrics': {protocol} computes {', '.join(allowed)}; got "
+                          f"{config['metrics']!r}")
+    names = list(metrics)
+    if ranking:
+        topk = config["topk"] if isinstance(config["topk"], list) else [config["topk"]]
+        if not topk or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in topk):
+            raise ConfigError(f"properties key 'topk': expected a list of ints > 0, got {config['topk']!r}")
+        names = [f"{m}@{k}" for m in metrics for k in topk]
+    if str(config["valid_metric"]).lower() not in names:
+        raise ConfigError(f"properties key 'valid_metric': expected one of {names} (the metrics computed), got "
+                          f"{config['valid_metric']!r}")
 
 
 @functools.lru_cache(maxsize=1)
@@ -291,7 +316,13 @@ class BiaoConfig(CDRConfig):
         # Command-line keys reach the config only through config_dict (the CLI parses them),
         # so that importing code under pytest or another program never picks up foreign argv.
         with isolated_argv():
-            super().__init__(model_class, config_file_list, config_dict)
+            try:
+                super().__init__(model_class, config_file_list, config_dict)
+            except NotImplementedError as e:  # RecBole's own check of metrics against eval_args.mode
+                raise ConfigError(f"properties keys 'metrics' / 'eval_args': {e} (ranking, eval_args.mode full or "
+                                  f"uniN: Recall, NDCG, MRR, Hit; CTR, labeled: AUC, LogLoss)") from None
+            except ValueError as e:  # RecBole's own checks of values (topk, ...)
+                raise ConfigError(f"properties: {e}") from None
         if self.final_config_dict.get("variant") == 0:  # RecBole's value parser turns "0" into 0
             self.final_config_dict["variant"] = "0"
         check_config(self)

@@ -1,11 +1,18 @@
-"""Target-domain CTR metrics of the paper: AUC, LogLoss, and RelaImpr."""
+"""Target-domain metrics: the paper's CTR metrics (AUC, LogLoss, RelaImpr) and RecBole's ranking metrics
+(Recall, NDCG, MRR, Hit at K) for the ranking protocol (``eval_args: {mode: full}`` or ``uniN``)."""
 
 from logging import getLogger
 
 import numpy as np
 from sklearn.metrics import log_loss, roc_auc_score
 
-__all__ = ["ctr_metrics", "rela_impr"]
+from recbole_biao.errors import ConfigError
+
+__all__ = ["ctr_metrics", "rela_impr", "RANKING_METRICS", "CTR_METRICS", "ranking_mode", "require_ctr",
+           "ranking_metrics"]
+
+CTR_METRICS = ("auc", "logloss")
+RANKING_METRICS = ("recall", "ndcg", "mrr", "hit")
 
 
 def ctr_metrics(labels, probabilities, decimals=4):
@@ -27,3 +34,40 @@ def ctr_metrics(labels, probabilities, decimals=4):
 def rela_impr(auc, base_auc):
     """RelaImpr of ``auc`` over ``base_auc`` in percent: ((AUC - 0.5) / (AUC_base - 0.5) - 1) * 100."""
     return ((auc - 0.5) / (base_auc - 0.5) - 1.0) * 100.0
+
+
+def ranking_mode(eval_args):
+    """``None`` for the CTR protocol (``mode: labeled``), ``0`` for a full sort over the target items (``full``),
+    ``N`` for ``uniN`` (the held-out item among N items drawn uniformly from those the user has not had)."""
+    mode = str((eval_args or {}).get("mode", "labeled"))
+    if mode == "labeled":
+        return None
+    if mode == "full":
+        return 0
+    if mode.startswith("uni") and mode[3:].isdigit() and int(mode[3:]) > 0:
+        return int(mode[3:])
+    raise ConfigError(f"properties key eval_args.mode: expected labeled (CTR: AUC, LogLoss), full or uniN (ranking), "
+                      f"got {mode!r}")
+
+
+def require_ctr(config, what: str) -> None:
+    """Raise :class:`ConfigError` when ``config`` evaluates by the ranking protocol: ``what`` (a comparison, a
+    search, a selection) decides by AUC."""
+    if ranking_mode(config["eval_args"]) is not None:
+        raise ConfigError(f"{what} decides by target AUC (the CTR protocol); eval_args.mode "
+                          f"{config['eval_args']['mode']!r} asks for ranking metrics: run single models for those")
+
+
+def ranking_metrics(ranks, metrics, topk, decimals=4):
+    """RecBole-style ``{'recall@10': .., 'ndcg@10': ..}`` from the 1-based rank of each query's held-out item
+    among its candidates (one relevant item per query, as leave-one-out gives): Recall@K = Hit@K = the share
+    ranked within K, NDCG@K = mean of ``1 / log2(rank + 1)`` within K, MRR@K = mean of ``1 / rank`` within K."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    out = {}
+    for metric in metrics:
+        for k in topk:
+            within = ranks <= k
+            value = {"recall": within, "hit": within, "ndcg": within / np.log2(ranks + 1),
+                     "mrr": within / ranks}[metric]
+            out[f"{metric}@{k}"] = round(float(value.mean()) if len(ranks) else float("nan"), decimals)
+    return out

@@ -34,6 +34,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from recbole_biao.errors import ConfigError
+from recbole_biao.evaluation import require_ctr
 
 __all__ = ["stable_weights", "interaction_rows", "gap_cutoff", "paired_bootstrap", "choose", "write_keep_file",
            "run_selection"]
@@ -171,6 +172,7 @@ def run_selection(model: str, dataset=None, config_file_list=None, config_dict=N
                           f"(use the name without -S / -0)")
     values = {**(config_dict or {}), "trainer": "BIAO-select"}
     _, config = build_config(model, dataset, config_file_list, values)
+    require_ctr(config, "learn-then-select")
     seed, stem = config["seed"], None
     # stage 1, cached by its scores file (named after everything that determines it)
     stage1 = {**values, "selection": False, "train_epochs": [f"BOTH:{config['select_epochs']}"]}

@@ -8,6 +8,7 @@ import yaml
 
 from recbole_biao.compat import literal_config_values
 from recbole_biao.errors import ConfigError
+from recbole_biao.evaluation import require_ctr
 from recbole_biao.experiments.compare import (CONTROL, RANDOM_DROP, SELECT, RunCache, ablation_rows, baseline_rows,
                                              bound_note, comparison_table, failure_notes, mark_collapsed, pair_note,
                                              model_rows, run_rows, selection_rows, split_rows, sweep_rows,
@@ -66,6 +67,9 @@ def compare(model, seeds=5, dataset=None, config_files=None, config_dict=None, a
     of it) or RecBole models (``DeepFM``, ``DIN``, ...) trained on the target domain; their rows count as
     baselines for the paired t-test of Base+BIAO, as Base-S, Base-0 and Base do. ``pool``: a
     :class:`~recbole_biao.experiments.parallel.RayPool` that runs the missing runs in parallel."""
+    from recbole_biao.quick_start import build_config
+
+    require_ctr(build_config(model, dataset, config_files, config_dict)[1], "--compare")
     baselines = expand_baselines(baselines)
     for name in baselines:
         get_model(name)  # a misspelled name fails before anything trains

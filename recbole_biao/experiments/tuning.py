@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from recbole_biao.config import PROPERTIES_DIR
 from recbole_biao.errors import ConfigError
+from recbole_biao.evaluation import require_ctr
 from recbole_biao.experiments.compare import Row, RunCache, run_rows
 from recbole_biao.experiments.per_model import overridden_keys, write_section
 from recbole_biao.utils import atomic_path
@@ -168,6 +169,7 @@ def previous_settings(model: str, dataset: Optional[str], config_files, config_d
     from recbole_biao.quick_start import build_config
 
     _, config = build_config(model, dataset, config_files, config_dict)
+    require_ctr(config, "--tune_lower")
     return {key: plain_data(config[key]) for key in [*_searched_keys(stages), *SCHEDULE]}
 
 

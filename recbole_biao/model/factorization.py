@@ -49,6 +49,11 @@ class FactorizationRecommender(CrossDomainCTRRecommender):
         head = self.source_head if domain == "source" else self.target_head
         return head((self.project(user, domain) * item).sum(-1))
 
+    def candidate_scores(self, interaction, items):
+        user = self.project(self.user_table("target")(interaction[self.USER_ID["target"]]), "target")
+        item = self.item_table("target")(items)
+        return self.target_head(user @ item.T if items.dim() == 1 else torch.einsum("bd,bcd->bc", user, item))
+
     def domain_losses(self, interaction, domain):
         losses = super().domain_losses(interaction, domain)
         if self.reg_weight:

@@ -19,8 +19,9 @@ from recbole_biao.compat import load_checkpoint, plain_data, save_checkpoint
 from recbole_biao.config import KEY_TYPES
 from recbole_biao.data.dataloader import DataNeeds, batch_field
 from recbole_biao.errors import ConfigError, DataError
-from recbole_biao.evaluation import ctr_metrics
+from recbole_biao.evaluation import ctr_metrics, ranking_metrics, ranking_mode
 from recbole_biao.trainer.lazy_adam import LazyAdam, sparse_tables
+from recbole_biao.trainer.ranking import rank_queries
 from recbole_biao.defaults import MIN_STEPS_PER_EPOCH, suggested_batch_size
 
 __all__ = ["CDRTrainer", "rng_state", "set_rng_state", "COLLAPSE_SPREAD"]
@@ -313,13 +314,20 @@ class CDRTrainer(CrossDomainTrainer):
         if self.world_size == 1:
             return super()._valid_epoch(valid_data, show_progress)
         # rank 0 evaluates (the models are identical); every rank needs the score for early stopping
-        result = {"auc": 0.0, "logloss": 0.0}
+        result = None
         if distributed.is_main():
             result = self.evaluate(valid_data, load_best_model=False, show_progress=show_progress)
-        auc, logloss, constant = distributed.broadcast_values([result["auc"], result["logloss"], float(self._constant)],
-                                                              self.device)
-        result, self._constant = {"auc": auc, "logloss": logloss}, bool(constant)  # every rank stops alike
+        names = self._metric_names()  # the same on every rank, from the config
+        values = distributed.broadcast_values([result[n] for n in names] + [float(self._constant)] if result else
+                                              [0.0] * (len(names) + 1), self.device)
+        result, self._constant = dict(zip(names, values[:-1])), bool(values[-1])  # every rank stops alike
         return calculate_valid_score(result, self.valid_metric), result
+
+    def _metric_names(self):
+        metrics = [m.lower() for m in self.config["metrics"]]
+        if ranking_mode(self.config["eval_args"]) is None:
+            return metrics
+        return [f"{m}@{k}" for m in metrics for k in self.config["topk"]]
 
     @torch.no_grad()
     def evaluate(self, eval_data, load_best_model: bool = True, model_file: Optional[str] = None,
@@ -333,9 +341,16 @@ class CDRTrainer(CrossDomainTrainer):
         elif load_best_model:
             self.model.load_state_dict(load_checkpoint(checkpoint_file, map_location=self.device)["state_dict"])
             self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+        decimals = self.config["metric_decimal_place"] or 4
+        negatives = ranking_mode(self.config["eval_args"])
+        if negatives is not None:  # the ranking protocol
+            self.model.eval()
+            ranks, spread = rank_queries(self.model, eval_data, negatives, self.device, self.config["seed"] or 0)
+            self._constant = bool(len(ranks)) and spread < COLLAPSE_SPREAD
+            return ranking_metrics(ranks, [m.lower() for m in self.config["metrics"]], self.config["topk"], decimals)
         scores, labels, _ = self.predictions(eval_data, show_progress)
         self._constant = bool(len(scores)) and float(scores.max() - scores.min()) < COLLAPSE_SPREAD
-        return ctr_metrics(labels, scores, self.config["metric_decimal_place"] or 4)
+        return ctr_metrics(labels, scores, decimals)
 
     @torch.no_grad()
     def predictions(self, eval_data, show_progress: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:

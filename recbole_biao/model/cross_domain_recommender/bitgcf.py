@@ -151,6 +151,12 @@ class BiTGCF(CrossDomainCTRRecommender):
     def score(self, interaction, domain):
         return self._score(self._tables(), interaction, domain)
 
+    def candidate_scores(self, interaction, items):
+        table = self._tables()["target"]
+        user = table[interaction[self.USER_ID["target"]]]
+        item = table[self.total_num_users + items]
+        return self.target_head(user @ item.T if items.dim() == 1 else torch.einsum("bd,bcd->bc", user, item))
+
     def _losses(self, tables, interaction, domain):
         losses = self.bce(self._score(tables, interaction, domain), interaction[self.LABEL[domain]])
         if self.reg_weight:
