@@ -144,15 +144,32 @@ def test_compare_on_two_ray_workers_gives_the_serial_table(ml1m_path, tmp_path):
 def test_a_failed_run_is_reported_and_the_others_go_on(tmp_path):
     from recbole_biao.experiments import commands
 
-    class Pool:  # what RayPool.map returns, without Ray: the BIAO run fails
-        def map(self, specs, label=str):
-            return [{"error": "RuntimeError: out of memory"} if s["trainer"] == "BIAO" else
-                    {"test_result": {"auc": 0.6 + s["seed"] % 7 / 100, "logloss": 0.5}} for s in specs]
+    class Pool:  # what RayPool.map reports, without Ray: the BIAO run fails
+        def map(self, specs, label=str, finished=None):
+            out = [{"error": "RuntimeError: out of memory"} if s["trainer"] == "BIAO" else
+                   {"test_result": {"auc": 0.6 + s["seed"] % 7 / 100, "logloss": 0.5}} for s in specs]
+            for i, result in enumerate(out):
+                finished(i, result)
+            return out
 
     table = commands.compare("CoNet", seeds=2, out_dir=str(tmp_path), pool=Pool())
     assert "failed: CoNet+BIAO, seed 2023: RuntimeError: out of memory" in table
     assert "failed: CoNet+BIAO, seed 2024: RuntimeError: out of memory" in table
     assert "| CoNet | 0.6" in table and "| CoNet+BIAO | nan |" in table
+
+
+def test_an_interrupted_fan_out_keeps_the_runs_that_ended(tmp_path):
+    from recbole_biao.experiments import commands
+
+    class Pool:  # two runs end, then the driver is interrupted
+        def map(self, specs, label=str, finished=None):
+            for i in range(2):
+                finished(i, {"test_result": {"auc": 0.6, "logloss": 0.5}})
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        commands.compare("CoNet", seeds=1, out_dir=str(tmp_path), pool=Pool())
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 2
 
 
 def test_workers_without_ray_is_one_line(monkeypatch):
@@ -198,9 +215,12 @@ def test_a_random_search_fans_out_and_then_reads_the_cache(monkeypatch, tmp_path
     class Pool:  # runs the specs in this process, as a Ray worker would
         batches = []
 
-        def map(self, specs, label=str):
+        def map(self, specs, label=str, finished=None):
             self.batches.append(len(specs))
-            return [run_safely(commands._runner(False), spec) for spec in specs]
+            out = [run_safely(commands._runner(False), spec) for spec in specs]
+            for i, result in enumerate(out):
+                finished(i, result)
+            return out
 
     monkeypatch.setattr(commands, "_runner", runner)
     space = tmp_path / "space.hyper"

@@ -217,7 +217,7 @@ def run_rows(rows, seeds, runner, cache, dataset=None, config_files=None, config
     ``runner(spec)`` trains one configuration and returns ``run_recbole_biao``'s dict (``test_result``,
     ``best_valid_result`` and ``model_file``, the run's checkpoint, which the cache entry records). With a
     ``pool`` (:class:`~recbole_biao.experiments.parallel.RayPool`) the runs missing from the cache are fanned out
-    first; the driver writes their cache entries, then every result is read as in a serial run.
+    first; the driver writes each one's cache entry as it ends, then every result is read as in a serial run.
     """
     jobs = [(row, seed) for row in rows for seed in seeds]
     hashes = file_hashes(config_files)
@@ -226,11 +226,12 @@ def run_rows(rows, seeds, runner, cache, dataset=None, config_files=None, config
     if pool is not None:
         entries = [cache.entry(spec) for spec in specs]
         missing = [i for i, entry in enumerate(entries) if entry is None or (need_valid and entry["valid"] is None)]
-        outs = pool.map([specs[i] for i in missing], lambda spec: f"{spec['model']} seed {spec['seed']}")
-        for i, out in zip(missing, outs):
-            entry = record(cache, specs[i], out)
+        def finished(k, out):  # recorded as it ends: an interrupted comparison keeps the finished runs
+            entry = record(cache, specs[missing[k]], out)
             if "error" in entry:
-                failed[i] = entry["error"]
+                failed[missing[k]] = entry["error"]
+
+        pool.map([specs[i] for i in missing], lambda spec: f"{spec['model']} seed {spec['seed']}", finished)
     results, failures = {row.label: [] for row in rows}, []
     bar = tqdm(total=len(jobs), desc="runs", ncols=100, disable=not progress or pool is not None)
     started = time.time()

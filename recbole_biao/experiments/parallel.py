@@ -68,8 +68,10 @@ class RayPool:
                 raise ConfigError(f"could not start or reach {where}: {str(e).splitlines()[0]}") from None
         self.task = ray.remote(num_cpus=1)(_in_worker)
 
-    def map(self, specs: List[dict], label: Callable[[dict], str] = str) -> List[dict]:
-        """:func:`run_safely`'s result for each spec, in order; one progress bar over all of them."""
+    def map(self, specs: List[dict], label: Callable[[dict], str] = str,
+            finished: Optional[Callable[[int, dict], None]] = None) -> List[dict]:
+        """:func:`run_safely`'s result for each spec, in order; one progress bar over all of them.
+        ``finished(i, result)`` is called as each run ends (so that an interrupted fan-out keeps what ended)."""
         refs = [self.task.remote(spec, os.getcwd(), self.threads, self.show_epochs) for spec in specs]
         index = {ref: i for i, ref in enumerate(refs)}
         out, pending, started = [None] * len(refs), list(refs), time.time()
@@ -79,6 +81,8 @@ class RayPool:
                 for ref in done:
                     i = index[ref]
                     out[i] = self.ray.get(ref)
+                    if finished is not None:
+                        finished(i, out[i])
                     bar.set_postfix_str(f"{label(specs[i])}; elapsed {time.time() - started:.0f}s")
                     bar.update()
         return out
