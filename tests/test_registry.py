@@ -168,3 +168,25 @@ def test_a_misspelled_key_warns_with_the_closest_known_key(ml1m_path, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the keys of a normal run are all known
         config_for(ml1m_path[0], learning_rate=0.01, trainer="BIAO", upper_batching="random")
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"train_epochs": ["BOTH:0"]}, r"'train_epochs': expected at least 1 epoch, got 'BOTH:0'"),
+    ({"train_epochs": ["BOTH:-1"]}, r"'train_epochs': expected at least 1 epoch"),
+    ({"seed": -1}, r"'seed': expected a value in 0 .. 2\*\*32 - 1, got -1"),
+    ({"learning_rate": float("inf")}, r"'learning_rate': expected a finite number, got inf"),
+    ({"loss_gamma": float("nan")}, r"'loss_gamma': expected a finite number, got nan"),
+])
+def test_values_that_would_train_nothing_or_crash_later_are_refused(ml1m_path, values, message):
+    with pytest.raises(ConfigError, match=message):
+        config_for(ml1m_path[0], **values)
+
+
+@pytest.mark.parametrize("flag", ["--seeds=0", "--seeds=-1", "--workers=0", "--max_trials=-3", "--seeds=two"])
+def test_counts_on_the_command_line_must_be_positive(flag, capsys):
+    from recbole_biao.cli import build_parser
+
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_known_args(["--model=CoNet", "--compare", flag])
+    assert stop.value.code == 2
+    assert f"argument {flag.split('=')[0]}: expected an int >= 1" in capsys.readouterr().err
