@@ -191,9 +191,34 @@ def test_an_unreachable_ray_cluster_is_one_line(monkeypatch):
 
     fake = types.SimpleNamespace(is_initialized=lambda: False, init=init)
     monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr("recbole_biao.experiments.parallel.probe_address", lambda address: None)
     with pytest.raises(ConfigError, match=r"^could not start or reach the Ray cluster at '10.0.0.1:6379': "
                                           r"Failed to connect to Ray cluster at 10.0.0.1:6379$"):
         make_pool(None, "10.0.0.1:6379")
+
+
+@pytest.mark.parametrize("address, reason", [("closed", "Connection refused"),
+                                             ("no-such-host.invalid:6379", "could not start or reach"),
+                                             ("nonsense", "expected host:port")])
+def test_an_address_nobody_answers_at_fails_in_seconds_before_ray_starts(monkeypatch, address, reason):
+    import socket
+    import time
+    import types
+
+    from recbole_biao.experiments.parallel import make_pool
+
+    def init(**kwargs):
+        raise AssertionError("ray.init must not be reached")
+
+    monkeypatch.setitem(sys.modules, "ray", types.SimpleNamespace(is_initialized=lambda: False, init=init))
+    if address == "closed":  # a local port nothing listens on
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            address = f"127.0.0.1:{s.getsockname()[1]}"
+    started = time.time()
+    with pytest.raises(ConfigError, match=reason):
+        make_pool(None, address)
+    assert time.time() - started < 15
 
 
 def test_a_random_search_fans_out_and_then_reads_the_cache(monkeypatch, tmp_path):

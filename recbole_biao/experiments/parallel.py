@@ -7,6 +7,7 @@ cache entries (same keys) as the serial one.
 """
 
 import os
+import socket
 import time
 from typing import Callable, List, Optional
 
@@ -42,6 +43,26 @@ def _in_worker(spec: dict, cwd: str, threads: int, show_epochs: bool) -> dict:
     return run_safely(_runner(show_epochs), spec)
 
 
+PROBE_SECONDS = 10  # how long --ray_address's host may take to accept a connection
+
+
+def probe_address(address: str) -> None:
+    """Raise :class:`ConfigError` unless something accepts a TCP connection at ``address`` (``host:port``,
+    optionally ``ray://``): ``ray.init`` itself retries an unreachable address for minutes, and one probe saw
+    it ignore SIGTERM. ``auto`` (the local cluster Ray finds itself) is not probed."""
+    if address == "auto":
+        return
+    where = address.split("://", 1)[-1]
+    host, _, port = where.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--ray_address: expected host:port (or auto), got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_SECONDS).close()
+    except OSError as e:
+        reason = "timed out" if isinstance(e, socket.timeout) else (e.strerror or str(e))
+        raise ConfigError(f"could not start or reach the Ray cluster at '{address}': {reason}") from None
+
+
 class RayPool:
     """Runs specs on Ray: a local Ray with ``workers`` processes, or the cluster at ``address``."""
 
@@ -58,6 +79,8 @@ class RayPool:
         self.threads = max(1, cpus // (workers or cpus))
         if not ray.is_initialized():
             env = {"env_vars": {"OMP_NUM_THREADS": str(self.threads), "PYTHONWARNINGS": "ignore"}}
+            if address:
+                probe_address(address)
             try:
                 if address:
                     ray.init(address=address, runtime_env=env, log_to_driver=False)
