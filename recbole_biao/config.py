@@ -60,6 +60,7 @@ KEY_TYPES = {
     "lambda_target": _NUMBER,
     "connect_way": str,
     "mapping_function": str,
+    "max_inter_length": int,
     "dropout_prob": _NUMBER,
     "trainer": (str, type(None)),
     "dataset_converter": (str, type(None)),
@@ -142,7 +143,7 @@ _POSITIVE = ("> 0", lambda v: v > 0)
 RANGES = {
     **dict.fromkeys(("interval", "train_batch_size", "eval_batch_size", "history_length", "implicit_negatives",
                      "embedding_size", "pairing_ratio", "upper_users", "upper_source_per_user", "upper_dev_per_user",
-                     "upper_batches", "upper_probe_size", "dev_batch_size", "perceptron_history_length",
+                     "upper_batches", "upper_probe_size", "dev_batch_size", "perceptron_history_length", "max_inter_length",
                      "perceptron_heads", "select_epochs", "select_batchings", "select_bootstrap"),
                     _AT_LEAST_1),
     **dict.fromkeys(("learning_rate", "weight_decay", "upper_learning_rate", "upper_weight_decay",

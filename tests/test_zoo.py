@@ -138,12 +138,12 @@ def test_zoo_models_meet_the_contract_and_train_on_both_domains(ml1m_loaded, mod
     assert not isinstance(single.calculate_loss(batch), tuple)  # the target loss alone
 
 
-@pytest.mark.parametrize("model_name", ZOO + ["EMCDR"])
+@pytest.mark.parametrize("model_name", ZOO + ["EMCDR", "NATR"])
 def test_a_short_run_learns(ml1m_loaded, tmp_path, model_name):
     """Two epochs (of each stage) lift the test AUC well above the untrained model's on the same split."""
     values = {**SMALL.get(model_name, {}), "train_epochs": ["BOTH:2"]}
-    if model_name == "EMCDR":
-        values = {"train_epochs": ["SOURCE:2", "TARGET:2", "OVERLAP:2"]}
+    if model_name in ("EMCDR", "NATR"):  # staged
+        values = {"train_epochs": ["SOURCE:2", "TARGET:2"] + ["OVERLAP:2"] * (model_name == "EMCDR")}
     config, model, _, test = build(ml1m_loaded, model_name, tmp=tmp_path, **values)
     trainer = get_trainer(None)(config, model)
     untrained = trainer.evaluate(test, load_best_model=False)["auc"]
@@ -300,3 +300,40 @@ def test_emcdr_stages_and_what_refuses_them(ml1m_path, ml1m_loaded):
         get_trainer("BIAO")(config, model)
     with pytest.raises(ConfigError, match="EMCDR-S: the staged mapping model has no single-domain variants"):
         build_model(ml1m_loaded, "EMCDR-S", **STAGED)
+
+
+def test_natr_transfers_the_fixed_source_factors_of_an_items_earlier_training_users(ml1m_loaded):
+    config, model, data = build_model(ml1m_loaded, "NATR", embedding_size=8, max_inter_length=5,
+                                      train_epochs=["SOURCE:1", "TARGET:1"])
+    _, _, test = data_preparation(config, data)
+    batch = next(iter(test))[torch.arange(8)]
+    users, mask = model.users_before(batch["target_item_id"], batch["target_time"])
+    train = data.splits["train_target"]
+    for row in range(8):
+        item, time = int(batch["target_item_id"][row]), float(batch["target_time"][row])
+        earlier = (train.item == item) & (train.label > 0) & (train.time < time)  # training rows only
+        time_of = dict(zip(train.user[earlier], train.time[earlier]))  # (one rating per user and movie)
+        got = users[row][mask[row]].numpy()
+        assert [time_of[u] for u in got] == sorted(train.time[earlier], reverse=True)[:5]  # the latest first
+    model.set_phase("TARGET")
+    model.calculate_loss(next(iter(data_preparation(config, data)[0]))).backward()
+    assert model.users["source"].weight.grad is None  # the source stage's factors stay fixed
+    assert model.transfer.weight.grad is not None
+    with torch.no_grad():
+        p = model.users["target"].weight[batch["target_user_id"]].double().numpy()
+        q = model.items["target"].weight[batch["target_item_id"]].double().numpy()
+        (wt, bt), (wu, bu), (wd, bd) = (weights(m)[0] for m in (model.transfer, model.unit_attention,
+                                                                 model.domain_attention))
+        h = model.users["source"].weight.double().numpy()[users.numpy()] @ wt.T + bt
+        e = np.maximum(h * p[:, None, :], 0) @ wu.T[:, 0] + bu[0]
+        e = np.where(mask.numpy(), e, -np.inf)
+        a = np.exp(e - np.where(mask.numpy().any(1, keepdims=True), e.max(1, keepdims=True), 0))
+        a = np.where(mask.numpy(), a, 0)
+        a = a / np.where(a.sum(1, keepdims=True) > 0, a.sum(1, keepdims=True), 1)
+        s = (a[..., None] * h).sum(1)
+        b = np.stack([np.maximum(x * p, 0) @ wd.T[:, 0] + bd[0] for x in (s, q)], 1)
+        b = np.exp(b - b.max(1, keepdims=True))
+        b /= b.sum(1, keepdims=True)
+        z = b[:, :1] * s + b[:, 1:] * q
+        expected = (z * p).sum(1) + float(model.target_head.bias)
+        assert np.allclose(model.score(batch, "target").double().numpy(), expected, atol=1e-5)

