@@ -139,12 +139,12 @@ def test_zoo_models_meet_the_contract_and_train_on_both_domains(ml1m_loaded, mod
     assert not isinstance(single.calculate_loss(batch), tuple)  # the target loss alone
 
 
-@pytest.mark.parametrize("model_name", ZOO + ["EMCDR", "NATR"])
+@pytest.mark.parametrize("model_name", ZOO + ["EMCDR", "NATR", "SSCDR"])
 def test_a_short_run_learns(ml1m_loaded, tmp_path, model_name):
     """Two epochs (of each stage) lift the test AUC well above the untrained model's on the same split."""
     values = {**SMALL.get(model_name, {}), "train_epochs": ["BOTH:2"]}
-    if model_name in ("EMCDR", "NATR"):  # staged
-        values = {"train_epochs": ["SOURCE:2", "TARGET:2"] + ["OVERLAP:2"] * (model_name == "EMCDR")}
+    if model_name in ("EMCDR", "NATR", "SSCDR"):  # staged
+        values = {"train_epochs": ["SOURCE:2", "TARGET:2"] + ["OVERLAP:2"] * (model_name != "NATR")}
     config, model, _, test = build(ml1m_loaded, model_name, tmp=tmp_path, **values)
     trainer = get_trainer(None)(config, model)
     untrained = trainer.evaluate(test, load_best_model=False)["auc"]
@@ -288,6 +288,7 @@ def test_emcdr_maps_fixed_source_factors_onto_target_factors_and_scores_with_the
 
 
 def test_emcdr_stages_and_what_refuses_them(ml1m_path, ml1m_loaded):
+    """(SSCDR shares EMCDR's staging: recbole_biao/model/mapping.py.)"""
     from recbole_biao.quick_start import build_config
     from recbole_biao.utils import get_trainer
 
@@ -338,3 +339,40 @@ def test_natr_transfers_the_fixed_source_factors_of_an_items_earlier_training_us
         z = b[:, :1] * s + b[:, 1:] * q
         expected = (z * p).sum(1) + float(model.target_head.bias)
         assert np.allclose(model.score(batch, "target").double().numpy(), expected, atol=1e-5)
+
+
+def test_sscdr_scores_by_distance_in_the_unit_ball_and_maps_with_both_signals(ml1m_loaded, monkeypatch):
+    from recbole_biao.data.dataloader import OVERLAP_FIELD
+
+    config, model, data = build_model(ml1m_loaded, "SSCDR", **STAGED)
+    train = data.splits["train_source"]
+    users = np.unique(train.user[train.label > 0])[:40]
+    had, had_not = model.draw_items(users, np.random.default_rng(0))
+    for u, a, b in zip(users, had, had_not):
+        owned = set(train.item[(train.user == u) & (train.label > 0)])
+        assert a in owned and b not in owned
+
+    def clip(x):
+        return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1)
+
+    with torch.no_grad():
+        model.users["target"].weight.mul_(300)  # some points outside the unit ball
+        model.set_phase("TARGET")
+        batch = next(iter(data_preparation(config, data)[2]))
+        u = model.users["target"].weight[batch["target_user_id"]].double().numpy()
+        v = model.items["target"].weight[batch["target_item_id"]].double().numpy()
+        expected = -((clip(u) - clip(v)) ** 2).sum(1) + float(model.target_head.bias)
+        assert np.allclose(model.score(batch, "target").double().numpy(), expected, atol=1e-5)
+    monkeypatch.setattr(model, "draw_items", lambda users, rng: (had, had_not))
+    model.set_phase("OVERLAP")
+    ids = torch.from_numpy(users)
+    loss = model.calculate_loss(type(batch)({OVERLAP_FIELD: ids}))
+    with torch.no_grad():
+        src, tgt = (model.users[d].weight[ids] for d in ("source", "target"))
+        supervised = ((model.mapping(src) - tgt) ** 2).sum(1).mean().item()
+        f = [clip(model.mapping(model.items["source"].weight[torch.from_numpy(x)]).double().numpy())
+             for x in (had, had_not)]
+        anchor = clip(tgt.double().numpy())
+        gap = np.linalg.norm(anchor - f[0], axis=1) - np.linalg.norm(anchor - f[1], axis=1)
+        triplet = np.maximum(0, 1.0 + gap).mean()
+    assert loss.item() == pytest.approx(supervised + 0.25 * triplet, rel=1e-4)

@@ -1,5 +1,5 @@
-"""The base of the factorisation models of the zoo (CMF, CLFM): a domain's logit is a dot product of a user
-and an item factor plus the domain's bias (its head), and each behaviour's loss carries the L2 penalty of its
+"""The base of the factorisation models of the zoo (CMF, CLFM, EMCDR, SSCDR): a domain's logit matches a user
+and an item factor (a dot product, or another :meth:`match`) plus the domain's bias (its head), and each behaviour's loss carries the L2 penalty of its
 own factors, so that a per-behaviour weight (BIAO's) weights its penalty with it."""
 
 from typing import Tuple
@@ -49,16 +49,20 @@ class FactorizationRecommender(CrossDomainCTRRecommender):
         return (self.user_table(domain)(interaction[self.USER_ID[domain]]),
                 self.item_table(domain)(interaction[self.ITEM_ID[domain]]))
 
+    def match(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """The logit before the bias of broadcastable ``[..., d]`` user and item vectors: their dot product."""
+        return (user * item).sum(-1)
+
     def score(self, interaction, domain):
         user = self.user_vector(interaction[self.USER_ID[domain]], domain)
         item = self.item_table(domain)(interaction[self.ITEM_ID[domain]])
         head = self.source_head if domain == "source" else self.target_head
-        return head((user * item).sum(-1))
+        return head(self.match(user, item))
 
     def candidate_scores(self, interaction, items):
-        user = self.user_vector(interaction[self.USER_ID["target"]], "target")
+        user = self.user_vector(interaction[self.USER_ID["target"]], "target")[:, None, :]
         item = self.item_table("target")(items)
-        return self.target_head(user @ item.T if items.dim() == 1 else torch.einsum("bd,bcd->bc", user, item))
+        return self.target_head(self.match(user, item if items.dim() == 2 else item[None]))
 
     def domain_losses(self, interaction, domain):
         losses = super().domain_losses(interaction, domain)

@@ -8,5 +8,6 @@ from recbole_biao.model.cross_domain_recommender.dtcdr import DTCDR
 from recbole_biao.model.cross_domain_recommender.emcdr import EMCDR
 from recbole_biao.model.cross_domain_recommender.minet import MiNet
 from recbole_biao.model.cross_domain_recommender.natr import NATR
+from recbole_biao.model.cross_domain_recommender.sscdr import SSCDR
 
-__all__ = ["BiTGCF", "CLFM", "CMF", "CoNet", "DASL", "DeepAPF", "DTCDR", "EMCDR", "MiNet", "NATR"]
+__all__ = ["BiTGCF", "CLFM", "CMF", "CoNet", "DASL", "DeepAPF", "DTCDR", "EMCDR", "MiNet", "NATR", "SSCDR"]
