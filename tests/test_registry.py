@@ -22,7 +22,7 @@ def test_variant_names_resolve_to_one_class():
 def test_unknown_model_and_trainer_list_the_available_names():
     with pytest.raises(ConfigError, match=r"unknown model 'NoNet'; available: CoNet, CoNet-S, CoNet-0, MiNet, "
                                           r"MiNet-S, MiNet-0, DASL, DASL-S, DASL-0, CMF, CMF-S, CMF-0, .*BiTGCF-0, "
-                                          r"EMCDR, NATR, SSCDR, or a RecBole context-aware"):
+                                          r"EMCDR, NATR, SSCDR, DCDCSR, or a RecBole context-aware"):
         utils.get_model("NoNet")
     with pytest.raises(ConfigError, match=r"unknown trainer 'Fancy'; available: CrossDomain, BIAO, BIAO-paper, "
                                           r"BIAO-reference"):

@@ -139,11 +139,11 @@ def test_zoo_models_meet_the_contract_and_train_on_both_domains(ml1m_loaded, mod
     assert not isinstance(single.calculate_loss(batch), tuple)  # the target loss alone
 
 
-@pytest.mark.parametrize("model_name", ZOO + ["EMCDR", "NATR", "SSCDR"])
+@pytest.mark.parametrize("model_name", ZOO + ["EMCDR", "NATR", "SSCDR", "DCDCSR"])
 def test_a_short_run_learns(ml1m_loaded, tmp_path, model_name):
     """Two epochs (of each stage) lift the test AUC well above the untrained model's on the same split."""
     values = {**SMALL.get(model_name, {}), "train_epochs": ["BOTH:2"]}
-    if model_name in ("EMCDR", "NATR", "SSCDR"):  # staged
+    if model_name in ("EMCDR", "NATR", "SSCDR", "DCDCSR"):  # staged
         values = {"train_epochs": ["SOURCE:2", "TARGET:2"] + ["OVERLAP:2"] * (model_name != "NATR")}
     config, model, _, test = build(ml1m_loaded, model_name, tmp=tmp_path, **values)
     trainer = get_trainer(None)(config, model)
@@ -376,3 +376,24 @@ def test_sscdr_scores_by_distance_in_the_unit_ball_and_maps_with_both_signals(ml
         gap = np.linalg.norm(anchor - f[0], axis=1) - np.linalg.norm(anchor - f[1], axis=1)
         triplet = np.maximum(0, 1.0 + gap).mean()
     assert loss.item() == pytest.approx(supervised + 0.25 * triplet, rel=1e-4)
+
+
+def test_dcdcsr_maps_target_factors_onto_count_weighted_benchmarks(ml1m_loaded):
+    from recbole_biao.data.dataloader import OVERLAP_FIELD
+
+    config, model, data = build_model(ml1m_loaded, "DCDCSR", **STAGED)
+    users = torch.arange(1, 30)
+    n = [np.bincount(data.splits[s].user[data.splits[s].label > 0], minlength=model.total_num_users)[1:30]
+         for s in ("train_source", "train_target")]
+    with torch.no_grad():
+        u_s, u_t = (model.users[d].weight[1:30].double().numpy() for d in ("source", "target"))
+        expected = (n[0][:, None] * u_s + n[1][:, None] * u_t) / np.maximum(n[0] + n[1], 1)[:, None]
+        assert (n[0] > 0).any() and (n[1] > 0).any() and (n[0] != n[1]).any()
+        assert np.allclose(model.benchmark(users).double().numpy(), expected, atol=1e-6)
+    model.set_phase("OVERLAP")
+    loss = model.calculate_loss(type(next(iter(data_preparation(config, data)[0])))({OVERLAP_FIELD: users}))
+    loss.backward()
+    assert all(t.weight.grad is None for t in model.users.values())  # the stages' factors stay fixed
+    with torch.no_grad():
+        mapped = model.mapping(model.users["target"].weight[users]).double().numpy()
+    assert loss.item() == pytest.approx(((mapped - expected) ** 2).sum(1).mean(), rel=1e-4)

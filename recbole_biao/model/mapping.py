@@ -1,6 +1,6 @@
-"""The base of the staged mapping models of the zoo (EMCDR, SSCDR): a factorisation per domain (the SOURCE and
-TARGET phases), then a map from source user factors to target ones fitted on the users of both domains (the
-OVERLAP phase), through which a target behaviour is scored once the map is being fitted and after training."""
+"""The base of the staged mapping models of the zoo (EMCDR, SSCDR, DCDCSR): a factorisation per domain (the
+SOURCE and TARGET phases), then a map of user factors fitted on the users of both domains (the OVERLAP phase),
+through which a target behaviour is scored once the map is being fitted and after training."""
 
 import torch.nn as nn
 
@@ -46,7 +46,9 @@ class MappingRecommender(FactorizationRecommender):
         """Whether target behaviours are scored through the mapping (every phase but TARGET and SOURCE)."""
         return self.phase not in ("SOURCE", "TARGET")
 
+    MAP_FROM = "source"  # the domain whose user factor the mapping reads
+
     def user_vector(self, users, domain):
         if domain == "target" and self.mapped:
-            return self.mapping(self.users["source"](users))
+            return self.mapping(self.users[self.MAP_FROM](users))
         return self.users[domain](users)
