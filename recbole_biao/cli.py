@@ -82,7 +82,8 @@ def build_parser():
     parser.add_argument("--resume", default=None, help="a *-last.pth checkpoint to continue")
     parser.add_argument("--compare", action="store_true",
                         help="Base-S, Base-0, Base, Base+BIAO and its control over --seeds")
-    parser.add_argument("--seeds", type=positive_int, default=None, help="seeds per row of --compare (5) or --sweep (1)")
+    parser.add_argument("--seeds", type=positive_int, default=None,
+                        help="seeds per row of --compare (5) or --sweep (1)")
     parser.add_argument("--baselines", default=None,
                         help="with --compare: further models, each with its own properties: the CDR zoo (CMF, ...; "
                              "cdr: all of it) or RecBole models trained on the target domain (DeepFM,DIN,...)")
@@ -93,7 +94,8 @@ def build_parser():
     parser.add_argument("--sweep", default=None, help="BIAO for each value of one key, e.g. interval=20,100,500")
     parser.add_argument("--hyper_config", default=None,
                         help="hyper-parameter search over a RecBole hyper-config file (objective: valid AUC)")
-    parser.add_argument("--max_evals", type=positive_int, default=10, help="with --hyper_config: at most this many trials")
+    parser.add_argument("--max_evals", type=positive_int, default=10,
+                        help="with --hyper_config: at most this many trials")
     parser.add_argument("--algo", default="auto", help="with --hyper_config: auto (a grid when every key is a "
                                                         "choice, else bayes), exhaustive, random or bayes (TPE)")
     parser.add_argument("--workers", type=positive_int, default=None,
@@ -105,7 +107,8 @@ def build_parser():
     parser.add_argument("--tune_lower", action="store_true",
                         help="search the model's training settings on --dataset (valid AUC) and write the best into "
                              "its properties/dataset/<name>.yaml (per_model section)")
-    parser.add_argument("--max_trials", type=positive_int, default=20, help="with --tune_lower: at most this many training runs")
+    parser.add_argument("--max_trials", type=positive_int, default=20,
+                        help="with --tune_lower: at most this many training runs")
     parser.add_argument("--max_minutes", type=float, default=None, help="with --tune_lower: stop starting runs after "
                                                                        "this many minutes")
     parser.add_argument("--no_write", action="store_true", help="with --tune_lower: report only, write nothing")

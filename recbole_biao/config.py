@@ -10,8 +10,8 @@ applies 5-core and rating filters that the paper's protocol does not use.
 """
 
 import difflib
-import math
 import functools
+import math
 import os
 import warnings
 
@@ -145,8 +145,8 @@ _POSITIVE = ("> 0", lambda v: v > 0)
 RANGES = {
     **dict.fromkeys(("interval", "train_batch_size", "eval_batch_size", "history_length", "implicit_negatives",
                      "embedding_size", "pairing_ratio", "upper_users", "upper_source_per_user", "upper_dev_per_user",
-                     "upper_batches", "upper_probe_size", "dev_batch_size", "perceptron_history_length", "max_inter_length",
-                     "perceptron_heads", "select_epochs", "select_batchings", "select_bootstrap"),
+                     "upper_batches", "upper_probe_size", "dev_batch_size", "perceptron_history_length",
+                     "perceptron_heads", "select_epochs", "select_batchings", "select_bootstrap", "max_inter_length"),
                     _AT_LEAST_1),
     **dict.fromkeys(("learning_rate", "weight_decay", "upper_learning_rate", "upper_weight_decay",
                      "aux_head_learning_rate", "neumann_iterations", "upper_warmup_steps", "aux_head_steps",

@@ -1,6 +1,7 @@
-"""The base of the factorisation models of the zoo (CMF, CLFM, EMCDR, SSCDR): a domain's logit matches a user
-and an item factor (a dot product, or another :meth:`match`) plus the domain's bias (its head), and each behaviour's loss carries the L2 penalty of its
-own factors, so that a per-behaviour weight (BIAO's) weights its penalty with it."""
+"""The base of the factorisation models of the zoo (CMF, CLFM and the staged EMCDR, SSCDR, DCDCSR): a domain's
+logit matches a user and an item factor (a dot product, or another :meth:`match`) plus the domain's bias (its
+head), and each behaviour's loss carries the L2 penalty of its own factors, so that a per-behaviour weight
+(BIAO's) weights its penalty with it."""
 
 from typing import Tuple
 
