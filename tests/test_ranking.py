@@ -118,3 +118,16 @@ def test_commands_that_decide_by_auc_refuse_the_ranking_protocol(tmp_path):
         commands.compare("CMF", seeds=1, config_dict=RANKING, out_dir=str(tmp_path))
     with pytest.raises(ConfigError, match="--tune_lower decides by target AUC"):
         previous_settings("CMF", None, None, RANKING)
+
+
+def test_a_recbole_baseline_ranks_by_its_click_probabilities(ml1m_loaded):
+    config, model, data = build_model(ml1m_loaded, "DeepFM")
+    model.eval()
+    _, _, test = data_preparation(config, data)
+    batch = next(iter(test))[torch.arange(4)]
+    items = torch.randint(1, 50, (4, 3), generator=torch.Generator().manual_seed(1))
+    got = model.candidate_scores(batch, items)
+    for c in range(3):
+        row = batch[torch.arange(4)]
+        row.update(type(batch)({"target_item_id": items[:, c]}))
+        assert torch.allclose(got[:, c], model.predict(row), atol=1e-6)

