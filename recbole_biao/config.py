@@ -215,7 +215,7 @@ def check_config(config, model_class=None):
 def check_metrics(config):
     """The metrics must be those of the evaluation protocol that ``eval_args.mode`` chooses (CTR: AUC, LogLoss;
     ranking: Recall, NDCG, MRR, Hit at each of ``topk``), and ``valid_metric`` one of them."""
-    from recbole_biao.evaluation import CTR_METRICS, RANKING_METRICS, ranking_mode
+    from recbole_biao.evaluation import CTR_METRICS, RANKING_METRICS, metric_names, ranking_mode
 
     ranking = ranking_mode(config["eval_args"]) is not None
     allowed = RANKING_METRICS if ranking else CTR_METRICS
@@ -225,12 +225,11 @@ def check_metrics(config):
     if not metrics or wrong:
         raise ConfigError(f"properties key 'metrics': {protocol} computes {', '.join(allowed)}; got "
                           f"{config['metrics']!r}")
-    names = list(metrics)
     if ranking:
         topk = config["topk"] if isinstance(config["topk"], list) else [config["topk"]]
         if not topk or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in topk):
             raise ConfigError(f"properties key 'topk': expected a list of ints > 0, got {config['topk']!r}")
-        names = [f"{m}@{k}" for m in metrics for k in topk]
+    names = metric_names(config)
     if str(config["valid_metric"]).lower() not in names:
         raise ConfigError(f"properties key 'valid_metric': expected one of {names} (the metrics computed), got "
                           f"{config['valid_metric']!r}")

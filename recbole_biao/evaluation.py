@@ -8,7 +8,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from recbole_biao.errors import ConfigError
 
-__all__ = ["ctr_metrics", "rela_impr", "RANKING_METRICS", "CTR_METRICS", "ranking_mode", "require_ctr",
+__all__ = ["ctr_metrics", "rela_impr", "RANKING_METRICS", "CTR_METRICS", "ranking_mode", "require_ctr", "metric_names",
            "ranking_metrics"]
 
 CTR_METRICS = ("auc", "logloss")
@@ -48,6 +48,16 @@ def ranking_mode(eval_args):
         return int(mode[3:])
     raise ConfigError(f"properties key eval_args.mode: expected labeled (CTR: AUC, LogLoss), full or uniN (ranking), "
                       f"got {mode!r}")
+
+
+def metric_names(config) -> list:
+    """The result keys an evaluation under ``config`` gives: ``auc``, ``logloss`` (CTR) or ``ndcg@10``, ...
+    (ranking: each metric at each of ``topk``)."""
+    metrics = [str(m).lower() for m in config["metrics"] or []]
+    if ranking_mode(config["eval_args"]) is None:
+        return metrics
+    topk = config["topk"] if isinstance(config["topk"], list) else [config["topk"]]
+    return [f"{m}@{k}" for m in metrics for k in topk]
 
 
 def require_ctr(config, what: str) -> None:

@@ -14,19 +14,18 @@ import numpy as np
 import torch
 from recbole.data.interaction import Interaction
 
-from recbole_biao.data.dataloader import make_batch
+from recbole_biao.data.dataloader import concat_ranges, make_batch
 
 __all__ = ["known_items", "draw_candidates", "rank_queries"]
 
 ROWS_PER_CHUNK = 1 << 18  # query x candidate scores computed at once (the backbones score each as a row)
 
 
-def known_items(data, split: str) -> np.ndarray:
-    """Sorted ``user * M + item`` keys (``M``: a bound on the item IDs) of the items a query of ``split`` must
+def known_items(data, split: str, bound: int) -> np.ndarray:
+    """Sorted ``user * bound + item`` keys (``bound``: above every item ID) of the items a query of ``split`` must
     not rank against: the positive target training behaviours (and the valid ones for the test split)."""
     parts = ["train_target"] + (["valid"] if split == "test" else [])
     rows = [data.splits[p] for p in parts]
-    bound = _bound(data)
     return np.unique(np.concatenate([r.user[r.label > 0].astype(np.int64) * bound + r.item[r.label > 0]
                                      for r in rows]))
 
@@ -60,7 +59,8 @@ def rank_queries(model, eval_data, negatives: int, device, seed: int = 0) -> Tup
     num_items = int(model.target_num_items)
     if len(queries) == 0:
         return np.zeros(0), 0.0
-    known, bound = known_items(data, split), _bound(data)
+    bound = _bound(data)
+    known = known_items(data, split, bound)
     users, positives = rows.user[queries].astype(np.int64), rows.item[queries].astype(np.int64)
     if negatives:
         candidates = draw_candidates(users, positives, known, num_items, bound, negatives, seed)
@@ -83,8 +83,7 @@ def rank_queries(model, eval_data, negatives: int, device, seed: int = 0) -> Tup
         ahead = scores >= scores.gather(1, own[:, None])
         if not negatives:  # the user's known items are no candidates
             counts = last[part] - first[part]
-            at = np.concatenate([np.arange(a, b) for a, b in zip(first[part], last[part])]) if counts.sum() else \
-                np.zeros(0, dtype=np.int64)
+            at = concat_ranges(first[part], last[part])
             rows_of = torch.from_numpy(np.repeat(np.arange(len(counts)), counts)).to(device)
             ahead[rows_of, torch.from_numpy(known[at] % bound - 1).to(device)] = False
         ahead.scatter_(1, own[:, None], False)

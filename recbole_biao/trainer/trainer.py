@@ -19,7 +19,7 @@ from recbole_biao.compat import load_checkpoint, plain_data, save_checkpoint
 from recbole_biao.config import KEY_TYPES
 from recbole_biao.data.dataloader import DataNeeds, batch_field
 from recbole_biao.errors import ConfigError, DataError
-from recbole_biao.evaluation import ctr_metrics, ranking_metrics, ranking_mode
+from recbole_biao.evaluation import ctr_metrics, metric_names, ranking_metrics, ranking_mode
 from recbole_biao.trainer.lazy_adam import LazyAdam, sparse_tables
 from recbole_biao.trainer.ranking import rank_queries
 from recbole_biao.defaults import MIN_STEPS_PER_EPOCH, suggested_batch_size
@@ -317,17 +317,11 @@ class CDRTrainer(CrossDomainTrainer):
         result = None
         if distributed.is_main():
             result = self.evaluate(valid_data, load_best_model=False, show_progress=show_progress)
-        names = self._metric_names()  # the same on every rank, from the config
+        names = metric_names(self.config)  # the same on every rank, from the config
         values = distributed.broadcast_values([result[n] for n in names] + [float(self._constant)] if result else
                                               [0.0] * (len(names) + 1), self.device)
         result, self._constant = dict(zip(names, values[:-1])), bool(values[-1])  # every rank stops alike
         return calculate_valid_score(result, self.valid_metric), result
-
-    def _metric_names(self):
-        metrics = [m.lower() for m in self.config["metrics"]]
-        if ranking_mode(self.config["eval_args"]) is None:
-            return metrics
-        return [f"{m}@{k}" for m in metrics for k in self.config["topk"]]
 
     @torch.no_grad()
     def evaluate(self, eval_data, load_best_model: bool = True, model_file: Optional[str] = None,

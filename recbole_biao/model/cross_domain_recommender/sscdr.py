@@ -49,20 +49,22 @@ class SSCDR(MappingRecommender):
         positive = rows.label > 0
         order = np.lexsort((rows.item[positive], rows.user[positive]))
         users, items = rows.user[positive][order], rows.item[positive][order]
-        self.had = (users, items, np.unique(items))  # sorted by user: each user's items are one slice
+        self.bound = int(items.max()) + 1
+        # sorted by user: each user's items are one slice; the (user, item) keys for the had-not check
+        self.had = (users, items, np.unique(items), users.astype(np.int64) * self.bound + items)
 
     def match(self, user, item):
         return -(unit_ball(user) - unit_ball(item)).pow(2).sum(-1)
 
     def draw_items(self, users: np.ndarray, rng: np.random.Generator):
         """``(had, had_not)``: for each user one source item of the user's and one the user never had."""
-        owners, items, pool = self.had
+        owners, items, pool, owned = self.had
         start, end = np.searchsorted(owners, users), np.searchsorted(owners, users, side="right")
         had = items[np.minimum(start + (rng.random(len(users)) * (end - start)).astype(np.int64), len(items) - 1)]
         had_not = pool[rng.integers(len(pool), size=len(users))]
+        base = users.astype(np.int64) * self.bound
         for _ in range(20):  # redraw the ones the user had
-            keys = users.astype(np.int64) * (items.max() + 1)
-            clash = np.isin(keys + had_not, owners.astype(np.int64) * (items.max() + 1) + items)
+            clash = np.isin(base + had_not, owned)
             if not clash.any():
                 break
             had_not[clash] = pool[rng.integers(len(pool), size=int(clash.sum()))]
