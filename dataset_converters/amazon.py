@@ -48,6 +48,7 @@ USER_KEYS = ("user", "user_id", "reviewerID", "userId")
 ITEM_KEYS = ("item", "item_id", "asin", "parent_asin", "itemId")
 RATING_KEYS = ("rating", "overall")
 TIME_KEYS = ("timestamp", "time", "unixReviewTime")
+LATEST_TIME = 4102444800.0  # 2100-01-01 in Unix seconds: a later one is a unit or parsing error
 
 
 class FileReport:
@@ -164,8 +165,9 @@ def _pick(record, keys):
     return None
 
 
-def _review_fields(record, layout):
-    """``(user, item, rating or None, timestamp in s)`` from a parsed record, or raise ValueError(reason)."""
+def _review_fields(record, layout, lineno=0):
+    """``(user, item, rating or None, timestamp in s)`` from a parsed record, or raise ValueError(reason); a
+    header layout without a time column (``--time-from-order``) takes the line number as the time."""
     if layout in ("2014_csv", "2018_csv"):
         if len(record) != 4:
             raise ValueError(f"expected 4 columns, got {len(record)}")
@@ -173,7 +175,8 @@ def _review_fields(record, layout):
     elif isinstance(layout, dict):  # CSV with a header: column index per field
         if len(record) != layout["width"]:
             raise ValueError(f"expected {layout['width']} columns, got {len(record)}")
-        user, item, ts = record[layout["user"]], record[layout["item"]], record[layout["time"]]
+        user, item = record[layout["user"]], record[layout["item"]]
+        ts = lineno if layout.get("time") is None else record[layout["time"]]
         rating = record[layout["rating"]] if "rating" in layout else None
     else:
         if not isinstance(record, dict):
@@ -193,6 +196,8 @@ def _review_fields(record, layout):
         raise ValueError("timestamp not a number")
     if layout == "2023":
         ts /= 1000.0  # milliseconds
+    if not 0.0 <= ts <= LATEST_TIME:  # (NaN fails too) training would refuse it later, far from the line
+        raise ValueError("timestamp not a time in 1970 .. 2100")
     if rating is not None:
         try:
             rating = float(rating)
@@ -203,9 +208,10 @@ def _review_fields(record, layout):
     return str(user).strip(), str(item).strip(), rating, ts
 
 
-def _csv_layout(path, need_header=False):
+def _csv_layout(path, need_header=False, time_from_order=False):
     """The layout of a CSV: a header naming its columns, else (unless ``need_header``) an Amazon ratings-only
-    file by name."""
+    file by name. Without a time column the file is refused unless ``time_from_order``: its line order is then
+    the time order."""
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as f:
         header = [h.strip().lower() for h in next(csv.reader([f.readline()]), [])]
@@ -213,9 +219,10 @@ def _csv_layout(path, need_header=False):
              "itemid"), "time": ("timestamp", "time", "unixreviewtime"), "rating": ("rating", "overall")}
     found = {k: next((header.index(n) for n in v if n in header), None) for k, v in names.items()}
     if found["user"] is not None and found["item"] is not None:
-        if found["time"] is None:
-            raise DataError(f"{path}:1: header {header} has no timestamp column (timestamp, time or unixReviewTime)")
-        layout = {k: v for k, v in found.items() if v is not None}
+        if found["time"] is None and not time_from_order:
+            raise DataError(f"{path}:1: header {header} has no timestamp column (timestamp, time or unixReviewTime); "
+                            f"if the lines are in time order, --time-from-order takes the line number as the time")
+        layout = {k: v for k, v in found.items() if v is not None or k == "time"}
         layout["width"] = len(header)
         return layout
     if need_header:  # a file of any name: its column order cannot be guessed
@@ -259,14 +266,14 @@ class Interner:
         return code
 
 
-def read_reviews(path, layout, users, items, strict=False):
+def read_reviews(path, layout, users, items, strict=False, time_from_order=False):
     """Stream a review file into compact arrays ``(user, item, rating, time, line)`` and a :class:`FileReport`.
 
     ``rating`` is None for a CSV without a rating column (implicit feedback).
     """
     report = FileReport(path)
     if layout in ("csv", "csv_with_header"):
-        layout = _csv_layout(path, need_header=layout == "csv_with_header")
+        layout = _csv_layout(path, need_header=layout == "csv_with_header", time_from_order=time_from_order)
     parse = _csv_row if layout in ("2014_csv", "2018_csv") or isinstance(layout, dict) else _json
     skip_header = isinstance(layout, dict)
     implicit = isinstance(layout, dict) and "rating" not in layout
@@ -278,7 +285,7 @@ def read_reviews(path, layout, users, items, strict=False):
             report.read -= 1
             continue
         try:
-            user, item, rating, ts = _review_fields(record, layout)
+            user, item, rating, ts = _review_fields(record, layout, lineno)
         except ValueError as e:
             report.reject(lineno, str(e), strict)
             continue
@@ -353,7 +360,8 @@ def _write_domain(folder, name, rows, users, items, meta, with_rating):
 def convert(source: str, target: str, raw_dir: Optional[str] = None, out_dir: str = "dataset",
             name: Optional[str] = None, strict: bool = False, category_level: int = 2,
             source_file: Optional[str] = None, target_file: Optional[str] = None,
-            properties_dir: Optional[str] = None, log: Callable[[str], None] = print, made_by: str = "") -> dict:
+            properties_dir: Optional[str] = None, log: Callable[[str], None] = print, made_by: str = "",
+            time_from_order: bool = False) -> dict:
     """Convert two domains; returns the report (per file and the Table 4 summary)."""
     name = name or f"{source}-{target}".lower()
     same_file = source_file and target_file and os.path.realpath(source_file) == os.path.realpath(target_file)
@@ -371,7 +379,7 @@ def convert(source: str, target: str, raw_dir: Optional[str] = None, out_dir: st
                 raise DataError(f"--raw-dir is needed to find the files of '{category}'")
             path, layout, meta_path = find_files(raw_dir, category)
         log(f"{domain}: reading {path}")
-        rows, report = read_reviews(path, layout, users, items, strict)
+        rows, report = read_reviews(path, layout, users, items, strict, time_from_order)
         files.append(report)
         if report.kept == 0:
             raise DataError(f"{domain}: no record kept from {file_line(report.as_dict())}")
@@ -466,6 +474,11 @@ def file_line(f):
 def format_report(report: dict) -> str:
     out = [file_line(f) for f in report["files"]]
     s = report["summary"]
+    for domain in ("source", "target"):
+        d = s[domain]
+        out.append(f"{domain}: {d['behaviours']:,} behaviours written; dropped {d['dropped_user_not_shared']:,} of "
+                   f"users not in both domains and {d['duplicates_dropped']:,} repeated (user, item) pairs (the "
+                   f"latest kept)")
     out.append(f"{'Dataset':<20}{'#Source behaviours':>20}{'#Target behaviours':>20}{'#Users':>9}"
                f"{'#Source items':>15}{'#Target items':>15}")
     out.append(f"{s['name']:<20}{s['source']['behaviours']:>20,}{s['target']['behaviours']:>20,}{s['users']:>9,}"
@@ -485,10 +498,12 @@ def main(argv=None):
     parser.add_argument("--category-level", type=int, default=2, help="level of the category path (1 = root)")
     parser.add_argument("--properties-dir", default="properties/dataset", help="where <name>.yaml is written")
     parser.add_argument("--strict", action="store_true", help="stop at the first bad record")
+    parser.add_argument("--time-from-order", action="store_true",
+                        help="a CSV without a time column: its line order is the time order (only if it is)")
     args = parser.parse_args(argv)
     try:
         convert(args.source, args.target, args.raw_dir, args.out, args.name, args.strict, args.category_level,
-                args.source_file, args.target_file, args.properties_dir)
+                args.source_file, args.target_file, args.properties_dir, time_from_order=args.time_from_order)
     except (DataError, OSError) as e:
         parser.exit(2, f"error: {e}\n")
 

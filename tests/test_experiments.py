@@ -51,6 +51,18 @@ def test_table_star_and_markdown(tmp_path):
     with open(tmp_path / "t.csv") as f:
         rows = list(csv.DictReader(f))
     assert rows[3]["significant"] == "True" and rows[0]["p_value"] == ""
+    res["M"][1] = None  # a failed run: an empty line, not a missing one
+    res["M+BIAO"][2]["still_improving"] = True
+    md = write_table(table, str(tmp_path / "t"), "title", (), res, [7, 8, 9])
+    with open(tmp_path / "t-seeds.csv") as f:
+        seeds = list(csv.DictReader(f))
+    assert md.endswith("per seed: t-seeds.csv") and len(seeds) == 12
+    assert [(r["model"], r["seed"], r["auc"]) for r in seeds[6:9]] == [("M", "7", "0.62"), ("M", "8", ""), ("M", "9", "0.63")]
+    assert seeds[11]["still_improving"] == "True" and seeds[10]["still_improving"] == ""
+    # the paired test is recomputable from the file alone
+    pairs = {(r["model"], r["seed"]): float(r["auc"]) for r in seeds if r["auc"]}
+    assert paired_p_value([pairs["M+BIAO", s] for s in "789"], [pairs["M-0", s] for s in "789"]) == pytest.approx(
+        paired_p_value([0.65, 0.66, 0.67], [0.60, 0.60, 0.61]))
     worse = comparison_table(results({"M-S": [0.6, 0.7], "M+BIAO": [0.61, 0.69]}), "M-S", "M+BIAO", ["M-S"])
     assert worse[1][3] == "" and "0.6500 |" in to_markdown(worse)
 
@@ -86,6 +98,9 @@ def test_parse_sweep():
     assert parse_sweep("interval=20,100,500") == ("interval", [20, 100, 500])
     with pytest.raises(ConfigError, match="expected key=value1,value2"):
         parse_sweep("interval")
+    with pytest.raises(ConfigError, match="--sweep: properties key 'intervl' .*did you mean 'interval'"):
+        parse_sweep("intervl=20,100")
+    assert parse_sweep("my_knob=1,2", extra_keys=["my_knob"]) == ("my_knob", [1, 2])
 
 
 def test_weight_plots_and_report_from_a_synthetic_csv(tmp_path):

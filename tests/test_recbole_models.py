@@ -144,13 +144,17 @@ def test_hyper_config_parser_reads_recboles_format(tmp_path):
         "interval": ("quniform", [20.0, 500.0, 20.0])}
     for line, message in [("interval choice __import__('os')", r"space.hyper:1: choice values must be a list"),
                           ("interval gaussian 1,2", r"space.hyper:1: unknown distribution 'gaussian'"),
-                          ("lr loguniform -2,-7", r"space.hyper:1: expected low < high"),
-                          ("lr loguniform -2", r"space.hyper:1: expected 2 numbers"),
-                          ("lr", r"space.hyper:1: expected '<key> <distribution> <values>'"),
-                          ("a choice [1]\na choice [2]", r"space.hyper:2: key 'a' is already searched")]:
+                          ("learning_rate loguniform -2,-7", r"space.hyper:1: expected low < high"),
+                          ("learning_rate loguniform -2", r"space.hyper:1: expected 2 numbers"),
+                          ("learning_rate", r"space.hyper:1: expected '<key> <distribution> <values>'"),
+                          ("seed choice [1]\nseed choice [2]", r"space.hyper:2: key 'seed' is already searched"),
+                          ("intervl choice [5]", r"space.hyper:1: properties key 'intervl' .*did you mean 'interval'")]:
         path.write_text(line + "\n")
         with pytest.raises(ConfigError, match=message):
             parse_hyper_config(str(path))
+    path.write_text("checkpoint_dir choice ['my dir', 'b']\nmy_knob choice [1]\n")
+    assert parse_hyper_config(str(path), extra_keys=["my_knob"]) == {  # quoted values keep their spaces
+        "checkpoint_dir": ("choice", ["my dir", "b"]), "my_knob": ("choice", [1])}
 
 
 def test_hyper_search_finds_the_best_valid_auc_and_reuses_the_run_cache(monkeypatch, tmp_path):

@@ -1,5 +1,7 @@
 """Names, properties keys and files: each mistake is a one-line error naming what was expected."""
 
+import os
+import re
 import subprocess
 import sys
 import warnings
@@ -156,13 +158,20 @@ def test_strings_from_the_command_line_and_config_dict_are_never_run(ml1m_path, 
     assert code in str(refused.value) and not marker.exists()
 
 
-def test_a_misspelled_key_warns_with_the_closest_known_key(ml1m_path, tmp_path):
-    with pytest.warns(UserWarning, match=r"'learing_rate' is not read .*; did you mean 'learning_rate'\?"):
+def test_a_misspelled_key_is_refused_with_the_closest_known_key_unless_declared(ml1m_path, tmp_path):
+    with pytest.raises(ConfigError, match=r"'learing_rate' is not read .*; did you mean 'learning_rate'\?"):
         config_for(ml1m_path[0], learing_rate=0.01)
     path = tmp_path / "mine.yaml"
     path.write_text("upper_lerning_rate: 0.1\n")
-    with pytest.warns(UserWarning, match=r"mine.yaml: properties key 'upper_lerning_rate' .*'upper_learning_rate'"):
+    with pytest.raises(ConfigError, match=r"mine.yaml: properties key 'upper_lerning_rate' .*'upper_learning_rate'"):
         config_for(ml1m_path[0], config_file=str(path))
+    path.write_text("per_model:\n  CoNet:\n    intervl: 20\n")
+    with pytest.raises(ConfigError, match=r"mine.yaml \(per_model: CoNet\): properties key 'intervl'"):
+        config_for(ml1m_path[0], config_file=str(path))
+    # a key the user's own code reads, declared in a file or on the command line, passes and reaches the config
+    path.write_text("extra_keys: [my_knob]\nmy_knob: 3\n")
+    assert config_for(ml1m_path[0], config_file=str(path))[1]["my_knob"] == 3
+    assert config_for(ml1m_path[0], extra_keys=["my_knob"], my_knob=4)[1]["my_knob"] == 4
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the keys of a normal run are all known
         config_for(ml1m_path[0], learning_rate=0.01, trainer="BIAO", upper_batching="random")
@@ -188,3 +197,83 @@ def test_counts_on_the_command_line_must_be_positive(flag, capsys):
         build_parser().parse_known_args(["--model=CoNet", "--compare", flag])
     assert stop.value.code == 2
     assert f"argument {flag.split('=')[0]}: expected an int >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--compare", "--sweep=interval=5"], "--compare and --sweep are separate commands"),
+    (["--compare", "--resume=saved/x-last.pth"], "--resume applies only with a plain training run, not with --compare"),
+    (["--sweep=interval=5", "--baselines=DeepFM"], "--baselines applies only with --compare, not with --sweep"),
+    (["--seeds=3"], "--seeds applies only with --compare or --sweep$"),
+    (["--hyper_config=x.hyper", "--max_trials=3"], "--max_trials applies only with --tune_lower"),
+])
+def test_an_option_the_command_would_ignore_is_refused(flags, message, capsys):
+    from recbole_biao.cli import main
+
+    assert main(["--model=CoNet", *flags]) == 2  # before anything is read or trained
+    assert re.search(message, capsys.readouterr().err.strip().splitlines()[-1])
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
+    target = tmp_path / "cache.json"
+    # a writer killed mid-write (SIGKILL: no cleanup) leaves its temporary file
+    code = ("import os, sys; from recbole_biao.utils import atomic_path\n"
+            "with atomic_path(sys.argv[1]) as tmp:\n    open(tmp, 'w').write('half')\n    os._exit(9)\n")
+    assert subprocess.run([sys.executable, "-c", code, str(target)]).returncode == 9
+    orphans = [p.name for p in tmp_path.iterdir()]
+    assert len(orphans) == 1 and orphans[0].startswith(".cache.json.") and not target.exists()
+    with utils.atomic_path(str(target)) as tmp:
+        assert [p.name for p in tmp_path.iterdir()] == [os.path.basename(tmp)]  # the orphan went, ours is here
+        with open(tmp, "w") as f:
+            f.write("whole")
+    assert [p.name for p in tmp_path.iterdir()] == ["cache.json"] and target.read_text() == "whole"
+    # a live writer's temporary file (this process) is left alone
+    with utils.atomic_path(str(target)) as first, utils.atomic_path(str(target)) as second:
+        assert os.path.exists(first) and os.path.exists(second)
+        open(first, "w").close()
+        open(second, "w").close()
+
+
+def test_a_folder_the_run_cannot_write_to_is_one_line(monkeypatch, capsys):
+    import errno
+
+    from recbole_biao import cli, quick_start
+
+    def refuse(**_):
+        raise PermissionError(errno.EACCES, "Permission denied", "saved/CoNet-x.pth")
+
+    monkeypatch.setattr(quick_start, "run_recbole_biao", refuse)
+    assert cli.main(["--model=CoNet"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: cannot write 'saved/CoNet-x.pth': Permission denied (run from a "
+                                               "folder you can write to, or set checkpoint_dir / data_path)")
+
+
+def test_config_paths_with_spaces_are_given_alone_or_quoted(tmp_path):
+    from recbole_biao.cli import build_parser
+
+    folder = tmp_path / "my dir"
+    folder.mkdir()
+    first, second = folder / "a b.yaml", folder / "c.yaml"
+    first.write_text("learning_rate: 0.002\n")
+    second.write_text("seed: 7\n")
+    parse = build_parser().parse_known_args
+    assert parse([f"--config_files={first}"])[0].config_files == [str(first)]
+    assert parse([f"--config_files='{first}' \"{second}\""])[0].config_files == [str(first), str(second)]
+    assert parse(["--config_files=x.yaml y.yaml"])[0].config_files == ["x.yaml", "y.yaml"]  # RecBole's form
+
+
+def test_each_run_of_a_process_logs_into_its_own_file(ml1m_path, tmp_path, monkeypatch):
+    import logging
+
+    import recbole.utils.logger as recbole_logger
+
+    from recbole_biao.compat import init_run_logger
+
+    _, config = config_for(ml1m_path[0])
+    monkeypatch.chdir(tmp_path)
+    for name in ("first", "second"):
+        monkeypatch.setattr(recbole_logger, "get_local_time", lambda name=name: name)
+        init_run_logger(config)
+        logging.getLogger().error(f"message of the {name} run")  # (the tests run at state ERROR)
+    for name in ("first", "second"):
+        text = (tmp_path / "log" / "CoNet" / f"{name}.log").read_text()
+        assert text.count("message of the") == 1 and f"message of the {name} run" in text

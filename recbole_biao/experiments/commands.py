@@ -7,6 +7,7 @@ import re
 import yaml
 
 from recbole_biao.compat import literal_config_values
+from recbole_biao.config import check_known_keys, declared_extra_keys
 from recbole_biao.errors import ConfigError
 from recbole_biao.evaluation import require_ctr
 from recbole_biao.experiments.compare import (CONTROL, RANDOM_DROP, SELECT, RunCache, ablation_rows, baseline_rows,
@@ -99,10 +100,10 @@ def compare(model, seeds=5, dataset=None, config_files=None, config_dict=None, a
     notes.append(pair_note(results, biao, CONTROL))
     if selection:
         notes += [pair_note(results, SELECT, rows[2].label), pair_note(results, SELECT, RANDOM_DROP)]
-    return write_table(table, os.path.join(out_dir, name), title, notes)
+    return write_table(table, os.path.join(out_dir, name), title, notes, results, list(range(2023, 2023 + seeds)))
 
 
-def parse_sweep(text):
+def parse_sweep(text, extra_keys=()):
     """``interval=20,100,500`` -> ``("interval", [20, 100, 500])`` (values parsed as RecBole parses them)."""
     if "=" not in text:
         raise ConfigError(f"--sweep '{text}': expected key=value1,value2,...")
@@ -110,13 +111,14 @@ def parse_sweep(text):
     parsed = literal_config_values({str(i): v for i, v in enumerate(values.split(",")) if v})
     if not parsed:
         raise ConfigError(f"--sweep '{text}': no values")
+    check_known_keys([key.strip()], "--sweep", extra_keys)
     return key.strip(), [parsed[str(i)] for i in range(len(parsed))]
 
 
 def sweep(model, text, seeds=1, dataset=None, config_files=None, config_dict=None, show_epochs=False, out_dir=None,
           pool=None):
     """BIAO for each value of one key, against the base model; writes a table and a PNG plot."""
-    key, values = parse_sweep(text)
+    key, values = parse_sweep(text, declared_extra_keys(config_files, config_dict))
     rows = sweep_rows(model, key, values)
     out_dir = out_dir or OUT_DIR
     cache = RunCache(os.path.join(out_dir, "cache"))
@@ -126,7 +128,8 @@ def sweep(model, text, seeds=1, dataset=None, config_files=None, config_dict=Non
     name = f"{model}-{dataset_label(dataset, config_files)}{overrides_label(config_dict)}-sweep-{key}"
     markdown = write_table(table, os.path.join(out_dir, name),
                            f"{model} + BIAO, {key} sweep: target test AUC, mean of {seeds} seed(s)",
-                           failure_notes(failures) + training_notes(results))
+                           failure_notes(failures) + training_notes(results), results,
+                           list(range(2023, 2023 + seeds)))
     aucs = [auc for _, auc, _, _, _ in table]
     line_chart([str(v) for v in values], aucs[1:], os.path.join(out_dir, name + ".png"),
                f"{model} + BIAO: impact of {key}", key, "target test AUC", label=f"{model} + BIAO", reference=aucs[0],

@@ -27,7 +27,7 @@ __all__ = ["Row", "CONTROL", "SELECT", "RANDOM_DROP", "pair_note", "bound_note",
            "ablation_rows", "model_rows", "split_rows",
            "sweep_rows", "RunCache", "file_hashes", "run_one", "record", "run_rows", "failure_notes", "aucs",
            "training_notes", "mark_collapsed", "settings_fingerprint", "code_hash",
-           "paired_p_value", "comparison_table", "to_markdown", "write_table"]
+           "paired_p_value", "comparison_table", "to_markdown", "write_table", "write_seeds"]
 
 
 # keys of a resolved configuration that do not change what a run computes, or change with every run
@@ -345,14 +345,31 @@ def to_markdown(table, title=""):
     return "\n".join(lines)
 
 
-def write_table(table, path_stem, title="", notes=()):
-    """Write ``<path_stem>.csv`` and ``<path_stem>.md`` (with ``notes`` under the table); returns the Markdown."""
+def write_table(table, path_stem, title="", notes=(), results=None, seeds=()):
+    """Write ``<path_stem>.csv`` and ``<path_stem>.md`` (with ``notes`` under the table) and, given the
+    ``results`` per row and the ``seeds``, ``<path_stem>-seeds.csv``: every run's metrics, the values behind
+    the means and the paired tests. Returns the Markdown."""
+    if results is not None:
+        write_seeds(results, seeds, path_stem + "-seeds.csv")
     with atomic_path(path_stem + ".csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["model", "auc", "rela_impr_percent", "significant", "p_value"])
         for label, auc, impr, star, p in table:
             writer.writerow([label, f"{auc:.6f}", f"{impr:.4f}", bool(star), "" if math.isnan(p) else f"{p:.6g}"])
     markdown = "\n\n".join([to_markdown(table, title), *notes])
+    if results is not None:
+        markdown += f"\n\nper seed: {os.path.basename(path_stem)}-seeds.csv"
     with atomic_path(path_stem + ".md") as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(markdown + "\n")
     return markdown
+
+
+def write_seeds(results, seeds, path):
+    """One line per (row, seed): its test metrics and how training went (empty where the run failed)."""
+    runs = [(label, seed, run) for label, row_runs in results.items() for seed, run in zip(seeds, row_runs)]
+    metrics = list(dict.fromkeys(k for _, _, run in runs if run for k in run))
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["model", "seed", *metrics])
+        for label, seed, run in runs:
+            writer.writerow([label, seed, *("" if run is None else run.get(k, "") for k in metrics)])

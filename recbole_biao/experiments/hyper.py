@@ -47,39 +47,48 @@ def _bounds(text, count, where):
     return values
 
 
-def parse_hyper_config(path: str) -> Dict[str, Tuple[str, list]]:
+def parse_hyper_config(path: str, extra_keys=()) -> Dict[str, Tuple[str, list]]:
     """``{key: (distribution, arguments)}`` of a RecBole hyper-config file: ``choice`` with the list of values
     (Python literals; a string such as ``'[64,32]'`` is read as RecBole reads it, as the value it spells),
     ``uniform`` / ``loguniform`` with ``[low, high]``, ``quniform`` with ``[low, high, q]``. Blank lines and
-    ``#`` comments are skipped; a bad line is a one-line :class:`ConfigError` naming ``path:line``."""
+    ``#`` comments are skipped; a bad line, or a key nobody reads (unless in ``extra_keys``), is a one-line
+    :class:`ConfigError` naming ``path:line``."""
+    from recbole_biao.config import check_known_keys
+
     if not os.path.isfile(path):
         raise ConfigError(f"--hyper_config: file '{path}' not found")
     space = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            text = line.split("#", 1)[0].strip()
-            if not text:
-                continue
-            parts = text.split(None, 2)
-            where = f"{path}:{lineno}"
-            if len(parts) < 3:
-                raise ConfigError(f"{where}: expected '<key> <distribution> <values>', got '{text}'")
-            key, kind, rest = parts
-            if kind not in DISTRIBUTIONS:
-                raise ConfigError(f"{where}: unknown distribution '{kind}'; expected one of {list(DISTRIBUTIONS)}")
-            if key in space:
-                raise ConfigError(f"{where}: key '{key}' is already searched on an earlier line")
-            if kind == "choice":
-                try:
-                    values = ast.literal_eval(rest.replace(" ", "") if rest.startswith("[") else rest)
-                except (ValueError, SyntaxError):
-                    raise ConfigError(f"{where}: choice values must be a list of literals, e.g. [20,100,500]; "
-                                      f"got '{rest}'") from None
-                if not isinstance(values, list) or not values:
-                    raise ConfigError(f"{where}: choice values must be a non-empty list, got '{rest}'")
-                space[key] = (kind, values)
-            else:
-                space[key] = (kind, _bounds(rest, DISTRIBUTIONS[kind], where))
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except UnicodeDecodeError:
+        raise ConfigError(f"--hyper_config: '{path}' is not a text file (expected lines like "
+                          f"'interval choice [20,100,500]')") from None
+    for lineno, line in enumerate(lines, start=1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        parts = text.split(None, 2)
+        where = f"{path}:{lineno}"
+        if len(parts) < 3:
+            raise ConfigError(f"{where}: expected '<key> <distribution> <values>', got '{text}'")
+        key, kind, rest = parts
+        if kind not in DISTRIBUTIONS:
+            raise ConfigError(f"{where}: unknown distribution '{kind}'; expected one of {list(DISTRIBUTIONS)}")
+        check_known_keys([key], where, extra_keys)
+        if key in space:
+            raise ConfigError(f"{where}: key '{key}' is already searched on an earlier line")
+        if kind == "choice":
+            try:
+                values = ast.literal_eval(rest)  # (quoted values keep their spaces)
+            except (ValueError, SyntaxError):
+                raise ConfigError(f"{where}: choice values must be a list of literals, e.g. [20,100,500]; "
+                                  f"got '{rest}'") from None
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"{where}: choice values must be a non-empty list, got '{rest}'")
+            space[key] = (kind, values)
+        else:
+            space[key] = (kind, _bounds(rest, DISTRIBUTIONS[kind], where))
     if not space:
         raise ConfigError(f"{path}: no key to search (expected lines like 'interval choice [20,100,500]')")
     return space
@@ -151,7 +160,9 @@ def tune(model: str, hyper_config: str, max_evals: int = 10, algo: str = "auto",
     if max_evals < 1:
         raise ConfigError(f"--max_evals: expected an int >= 1, got {max_evals}")
     get_model(model), get_trainer(trainer)  # a misspelled name fails before anything trains
-    parsed = parse_hyper_config(hyper_config)
+    from recbole_biao.config import declared_extra_keys
+
+    parsed = parse_hyper_config(hyper_config, declared_extra_keys(config_files, config_dict))
     algo, suggest = _algorithm(algo, parsed)
     out_dir = out_dir or os.path.join("log", "hyper")
     cache = RunCache(cache_dir or os.path.join(OUT_DIR, "cache"))

@@ -25,7 +25,10 @@ COLUMNS = ("user", "item", "category", "user_source_behaviours", "user_target_be
 def load_weights(path):
     if not os.path.isfile(path):
         raise DataError(f"{path}: weight CSV not found (write one with --weight_log=True)")
-    df = pd.read_csv(path, keep_default_na=False)
+    try:
+        df = pd.read_csv(path, keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a weight CSV of a BIAO run ({str(e).splitlines()[0]})") from None
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise DataError(f"{path}:1: missing column(s) {missing}; expected a weight CSV of a BIAO run")

@@ -18,7 +18,7 @@ from recbole.data.interaction import Interaction
 
 from recbole_biao import distributed
 from recbole_biao.data.dataloader import DataNeeds
-from recbole_biao.errors import ConfigError
+from recbole_biao.errors import ConfigError, DataError
 from recbole_biao.model import native
 from recbole_biao.model.abstract import check_contract
 from recbole_biao.model.layers import on_gpu
@@ -96,6 +96,12 @@ class BIAOTrainer(CDRTrainer):
         state["upper"] = self.upper.state_dict()
         state["global_step"] = self.global_step
         return state
+
+    def resume_checkpoint(self, resume_file: str) -> None:
+        super().resume_checkpoint(resume_file)
+        if "upper" not in self._resumed:
+            raise DataError(f"--resume: '{resume_file}' was saved by a run without BIAO (no upper level in it); "
+                            f"resume it without --trainer=BIAO, or start the BIAO run anew")
 
     def _reinit(self, phase):
         if self._resumed is not None:  # here, after bind(): the upper level's batch positions need its streams

@@ -84,7 +84,7 @@ class UpperLevel:
         self.perceptron = BehaviouralPerceptron(
             item_dim, config["perceptron_heads"], list(config["perceptron_hidden_size"]), config["perceptron_norm"],
             config["use_global"], config["use_user"], config["perceptron_mode"], config["score_bound"],
-            config["local_bias_init"], config["global_init_scale"]).to(self.device)
+            config["local_bias_init"], config["global_init_scale"], config["learn_attention"]).to(self.device)
         if not config["learn_gamma"] and self.perceptron.mode != "gamma_only":  # gamma_only always learns gamma
             self.perceptron.gamma_raw.requires_grad_(False)
         self.initial = copy.deepcopy(self.perceptron).requires_grad_(False)  # the untrained copy, for diagnostics
