@@ -21,7 +21,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.results_page import write_page  # noqa: E402  (after the path insertion)
 from recbole_biao.defaults import suggested_settings  # noqa: E402
-from recbole_biao.experiments.commands import OUT_DIR, _runner  # noqa: E402
+from recbole_biao.experiments.commands import OUT_DIR  # noqa: E402
+from recbole_biao.experiments.parallel import runner  # noqa: E402
 from recbole_biao.experiments.compare import Row, RunCache, aucs, paired_p_value, run_rows  # noqa: E402
 from recbole_biao.experiments.parallel import make_pool  # noqa: E402
 
@@ -81,7 +82,7 @@ def main():
                     Row("shipped", model, None, shipped(model, dataset))]
             rows = [r for r in rows if r.label in wanted]
             t0 = time.time()
-            results, failures = run_rows(rows, seeds, _runner(False), cache, dataset, pool=pool, need_valid=True)
+            results, failures = run_rows(rows, seeds, runner(False), cache, dataset, pool=pool, need_valid=True)
             auc = {label: np.array(aucs(runs)) for label, runs in results.items()}
             minutes = {label: _minutes(cache, row, seeds, dataset) for label, row in zip(results, rows)}
             for label in {"rule", "shipped"} - wanted:

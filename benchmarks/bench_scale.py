@@ -72,7 +72,7 @@ def write(folder, name, target_rows, source_rows, seed=0):
     import pandas as pd
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from recbole_biao.utils import atomic_path
+    from recbole_biao.files import atomic_path
 
     for domain, (user, item, rating, when) in generate(target_rows, source_rows, seed).items():
         stem = f"{name}-{domain}"

@@ -9,7 +9,7 @@ from typing import List
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from recbole_biao.utils import atomic_path  # noqa: E402  (after the path insertion)
+from recbole_biao.files import atomic_path  # noqa: E402  (after the path insertion)
 
 __all__ = ["commit", "write_page"]
 

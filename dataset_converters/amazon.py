@@ -39,7 +39,7 @@ import numpy as np
 
 from recbole_biao.errors import DataError
 from recbole_biao.defaults import suggested_settings
-from recbole_biao.utils import atomic_path
+from recbole_biao.files import atomic_path
 
 __all__ = ["find_files", "read_reviews", "read_meta", "convert", "main"]
 

@@ -23,7 +23,7 @@ from typing import Callable, Dict, List
 
 from dataset_converters import amazon
 from recbole_biao.errors import DataError
-from recbole_biao.utils import atomic_path
+from recbole_biao.files import atomic_path
 
 __all__ = ["SEQUENCE_FILES", "read_index", "decode", "convert", "main"]
 

@@ -20,7 +20,7 @@ from collections import Counter
 from typing import Optional
 
 from recbole_biao.errors import DataError
-from recbole_biao.utils import atomic_path
+from recbole_biao.files import atomic_path
 
 __all__ = ["DEFAULT_TARGET_GENRES", "shipped_ml1m_dir", "convert", "prepare"]
 

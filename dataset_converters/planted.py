@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from recbole_biao.utils import atomic_path
+from recbole_biao.files import atomic_path
 
 __all__ = ["PLANTED", "CORRUPTIONS", "TRAINING", "generate", "write"]
 

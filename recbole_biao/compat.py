@@ -67,7 +67,7 @@ def save_checkpoint(path, state):
     """Save a dict of state dicts, tensors and plain data; RecBole 1.0.1 pickles its Config instead."""
     import torch  # here, so that the converters can import the package without loading torch
 
-    from recbole_biao.utils import atomic_path
+    from recbole_biao.files import atomic_path
 
     with atomic_path(path) as tmp:  # an interrupted save never leaves a partial checkpoint under its name
         torch.save(state, tmp)

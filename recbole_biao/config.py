@@ -19,15 +19,9 @@ from recbole_cdr.config import CDRConfig
 
 from recbole_biao.compat import isolated_argv, literal_config_values
 from recbole_biao.errors import ConfigError
+from recbole_biao.files import PROPERTIES_DIR
 
 __all__ = ["PROPERTIES_DIR", "BiaoConfig", "check_config", "trainer_files", "KEY_TYPES", "RANGES", "PER_MODEL"]
-
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-# an installed wheel holds the properties files as package data (recbole_biao/properties); a checkout and an
-# editable install read them from the top of the repository
-PROPERTIES_DIR = os.path.join(_PACKAGE_DIR, "properties")
-if not os.path.isdir(PROPERTIES_DIR):
-    PROPERTIES_DIR = os.path.join(os.path.dirname(_PACKAGE_DIR), "properties")
 
 _NUMBER = (int, float)
 # Every key recbole-biao reads, with the type it must have (None is allowed where the value is optional).

@@ -14,7 +14,7 @@ import sys
 from typing import List, NamedTuple
 
 from recbole_biao.config import PROPERTIES_DIR
-from recbole_biao.utils import atomic_path
+from recbole_biao.files import atomic_path
 
 __all__ = ["Entry", "entries", "documented_keys", "render", "main", "DOC_PATH"]
 

@@ -13,7 +13,7 @@ from recbole_biao.compat import init_run_logger
 from recbole_biao.config import PROPERTIES_DIR, BiaoConfig
 from recbole_biao.data import data_preparation, load_data
 from recbole_biao.errors import ConfigError
-from recbole_biao.utils import dataset_names, get_model, get_trainer, init_seed, model_variant
+from recbole_biao.utils import dataset_names, get_model, get_pipeline, get_trainer, init_seed, model_variant
 
 __all__ = ["DEFAULT_DATASET", "build_config", "prepare_run", "run_recbole_biao", "predictions_file",
            "save_predictions"]
@@ -79,7 +79,7 @@ def save_predictions(trainer, loaders: dict) -> str:
     as ``<split>_scores`` / ``<split>_labels`` / ``<split>_users`` arrays in one ``.npz`` (atomic)."""
     import numpy as np
 
-    from recbole_biao.utils import atomic_path
+    from recbole_biao.files import atomic_path
 
     arrays = {}
     for split, loader in loaders.items():
@@ -111,9 +111,8 @@ def run_recbole_biao(model="CoNet", dataset=None, config_file_list=None, config_
     # configurations initialization
     model_class, config = build_config(model, dataset, config_file_list, config_dict, trainer)
     if config["selection"]:  # learn, then select: a pipeline of runs (trainer BIAO-select)
-        from recbole_biao.biao.selection import run_selection
-
-        return run_selection(model, dataset, config_file_list, {**(config_dict or {}), "trainer": config["trainer"]})
+        return get_pipeline("selection")(model, dataset, config_file_list,
+                                         {**(config_dict or {}), "trainer": config["trainer"]})
     if distributed.launched():  # one of several processes started by torchrun
         device = distributed.init(config["use_gpu"])
         if device is not None:

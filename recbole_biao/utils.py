@@ -1,10 +1,7 @@
 """Name registry: ``--model`` and ``--trainer`` resolve here."""
 
-import contextlib
 import importlib
 import os
-import socket
-import tempfile
 
 import torch
 from recbole.utils import init_seed as recbole_init_seed
@@ -12,7 +9,7 @@ from recbole.utils import init_seed as recbole_init_seed
 from recbole_biao.errors import ConfigError
 
 __all__ = ["VARIANTS", "BACKBONES", "ZOO", "MODELS", "get_model", "model_kind", "expand_baselines", "model_variant",
-           "get_trainer", "model_names", "trainer_names", "dataset_names", "init_seed", "atomic_path"]
+           "get_trainer", "get_pipeline", "model_names", "trainer_names", "dataset_names", "init_seed"]
 
 # suffix of a model name -> the variant it selects (see recbole_biao/model/abstract.py)
 VARIANTS = {"-S": "S", "-0": "0"}
@@ -77,7 +74,7 @@ def get_model(name: str) -> type:
 
 def trainer_names():
     """The trainers and the profiles found in ``properties/trainer/`` (``BIAO-paper``, ...)."""
-    from recbole_biao.config import PROPERTIES_DIR
+    from recbole_biao.files import PROPERTIES_DIR
 
     folder = os.path.join(PROPERTIES_DIR, "trainer")
     profiles = sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".yaml") and f.split("-")[0] in TRAINERS
@@ -98,6 +95,17 @@ def get_trainer(name: str) -> type:
     raise ConfigError(f"unknown trainer '{name}'; available: {', '.join(trainer_names())}")
 
 
+# pipelines of several runs that a properties key switches on, resolved by name (as the trainers): they sit above
+# quick_start, whose run function they call
+PIPELINES = {"selection": ("recbole_biao.biao.selection", "run_selection")}
+
+
+def get_pipeline(key: str):
+    """The pipeline function that the properties key ``key`` switches on (``selection``: learn, then select)."""
+    module, name = PIPELINES[key]
+    return getattr(importlib.import_module(module), name)
+
+
 def dataset_names(properties_dir):
     folder = os.path.join(properties_dir, "dataset")
     return sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".yaml"))
@@ -111,58 +119,3 @@ def init_seed(seed, reproducibility):
     torch.use_deterministic_algorithms(bool(reproducibility), warn_only=True)
 
 
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary name next to ``path``; on success it is flushed to disk and renamed onto ``path``
-    (atomic on POSIX), on failure removed, so that an interrupted write never leaves a partial file under the
-    final name, nor (after a power cut) an empty one. Temporary files of killed writers on this host are
-    removed by the next write of the same path."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    owner = f"{socket.gethostname()}-"
-    _remove_orphans(folder, f".{os.path.basename(path)}.{owner}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{owner}{os.getpid()}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # the permissions open() would give, not mkstemp's owner-only 0600
-    try:
-        yield tmp
-        _fsync(tmp)
-        os.replace(tmp, path)
-        _fsync(folder)  # the rename itself
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
-def _fsync(path):
-    with contextlib.suppress(OSError):  # (a file system without fsync on folders)
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _remove_orphans(folder, prefix):
-    """Remove ``prefix<pid>.*.tmp`` files in ``folder`` whose process (on this host) no longer runs."""
-    with contextlib.suppress(OSError):
-        for name in os.listdir(folder):
-            if not (name.startswith(prefix) and name.endswith(".tmp")):
-                continue
-            pid = name[len(prefix):].split(".", 1)[0]
-            if pid.isdigit() and not _running(int(pid)):
-                with contextlib.suppress(OSError):
-                    os.remove(os.path.join(folder, name))
-
-
-def _running(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True

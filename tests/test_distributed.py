@@ -120,7 +120,7 @@ def test_compare_on_two_ray_workers_gives_the_serial_table(ml1m_path, tmp_path):
     run (torch's float sums depend on the thread count: 2 threads move LogLoss in the 4th decimal here)."""
     import ray
 
-    from recbole_biao.experiments import commands
+    from recbole_biao.experiments import commands, parallel
     from recbole_biao.experiments.parallel import make_pool
 
     values = {**FAST, "data_path": ml1m_path[0], "checkpoint_dir": str(tmp_path / "saved")}
@@ -142,7 +142,7 @@ def test_compare_on_two_ray_workers_gives_the_serial_table(ml1m_path, tmp_path):
 
 
 def test_a_failed_run_is_reported_and_the_others_go_on(tmp_path):
-    from recbole_biao.experiments import commands
+    from recbole_biao.experiments import commands, parallel
 
     class Pool:  # what RayPool.map reports, without Ray: the BIAO run fails
         def map(self, specs, label=str, finished=None):
@@ -159,7 +159,7 @@ def test_a_failed_run_is_reported_and_the_others_go_on(tmp_path):
 
 
 def test_an_interrupted_fan_out_keeps_the_runs_that_ended(tmp_path):
-    from recbole_biao.experiments import commands
+    from recbole_biao.experiments import commands, parallel
 
     class Pool:  # two runs end, then the driver is interrupted
         def map(self, specs, label=str, finished=None):
@@ -222,7 +222,7 @@ def test_an_address_nobody_answers_at_fails_in_seconds_before_ray_starts(monkeyp
 
 
 def test_a_random_search_fans_out_and_then_reads_the_cache(monkeypatch, tmp_path):
-    from recbole_biao.experiments import commands
+    from recbole_biao.experiments import parallel
     from recbole_biao.experiments.hyper import tune
     from recbole_biao.experiments.parallel import run_safely
 
@@ -242,12 +242,12 @@ def test_a_random_search_fans_out_and_then_reads_the_cache(monkeypatch, tmp_path
 
         def map(self, specs, label=str, finished=None):
             self.batches.append(len(specs))
-            out = [run_safely(commands._runner(False), spec) for spec in specs]
+            out = [run_safely(parallel.runner(False), spec) for spec in specs]
             for i, result in enumerate(out):
                 finished(i, result)
             return out
 
-    monkeypatch.setattr(commands, "_runner", runner)
+    monkeypatch.setattr(parallel, "runner", runner)
     space = tmp_path / "space.hyper"
     space.write_text("interval choice [20,100,500]\nlearning_rate uniform 0.001,0.01\n")
     kwargs = dict(trainer="BIAO", algo="random", out_dir=str(tmp_path / "a"), cache_dir=str(tmp_path / "ca"))

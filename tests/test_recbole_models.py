@@ -14,7 +14,7 @@ import yaml
 
 from recbole_biao import utils
 from recbole_biao.errors import ConfigError
-from recbole_biao.experiments import commands
+from recbole_biao.experiments import commands, parallel
 from recbole_biao.experiments.hyper import parse_hyper_config, tune
 from recbole_biao.model import native
 from recbole_biao.model.recbole_baseline import RecBoleBaseline
@@ -114,7 +114,7 @@ def test_compare_with_recbole_baselines_counts_them_in_the_t_test(monkeypatch, t
     def runner(show_epochs):
         return lambda spec: {"test_result": {"auc": auc(spec), "logloss": 0.5}, "best_valid_result": {"auc": 0.5}}
 
-    monkeypatch.setattr(commands, "_runner", runner)
+    monkeypatch.setattr(parallel, "runner", runner)
     table = commands.compare("CoNet", seeds=3, baselines=["LR"], out_dir=str(tmp_path))
     lines = {line.split(" | ")[0][2:]: line for line in table.splitlines() if line.startswith("| ")}
     label = "LR (RecBole, target only)"
@@ -169,7 +169,7 @@ def test_hyper_search_finds_the_best_valid_auc_and_reuses_the_run_cache(monkeypa
             return {"test_result": {"auc": valid - 0.01, "logloss": 0.5}, "best_valid_result": {"auc": valid}}
         return run
 
-    monkeypatch.setattr(commands, "_runner", runner)
+    monkeypatch.setattr(parallel, "runner", runner)
     space = tmp_path / "space.hyper"
     space.write_text("interval choice [20,100,500]\nembedding_size quniform 8,24,8\nlearning_rate loguniform -9,-5\n")
     kwargs = dict(trainer="BIAO", config_dict={"seed": 7}, out_dir=str(tmp_path / "hyper"),

@@ -9,6 +9,7 @@ import warnings
 import pytest
 
 from recbole_biao import utils
+from recbole_biao.files import atomic_path
 from recbole_biao.errors import ConfigError, DataError
 from recbole_biao.model.cross_domain_recommender import CoNet
 from recbole_biao.trainer import BIAOTrainer, CDRTrainer
@@ -216,18 +217,18 @@ def test_an_option_the_command_would_ignore_is_refused(flags, message, capsys):
 def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
     target = tmp_path / "cache.json"
     # a writer killed mid-write (SIGKILL: no cleanup) leaves its temporary file
-    code = ("import os, sys; from recbole_biao.utils import atomic_path\n"
+    code = ("import os, sys; from recbole_biao.files import atomic_path\n"
             "with atomic_path(sys.argv[1]) as tmp:\n    open(tmp, 'w').write('half')\n    os._exit(9)\n")
     assert subprocess.run([sys.executable, "-c", code, str(target)]).returncode == 9
     orphans = [p.name for p in tmp_path.iterdir()]
     assert len(orphans) == 1 and orphans[0].startswith(".cache.json.") and not target.exists()
-    with utils.atomic_path(str(target)) as tmp:
+    with atomic_path(str(target)) as tmp:
         assert [p.name for p in tmp_path.iterdir()] == [os.path.basename(tmp)]  # the orphan went, ours is here
         with open(tmp, "w") as f:
             f.write("whole")
     assert [p.name for p in tmp_path.iterdir()] == ["cache.json"] and target.read_text() == "whole"
     # a live writer's temporary file (this process) is left alone
-    with utils.atomic_path(str(target)) as first, utils.atomic_path(str(target)) as second:
+    with atomic_path(str(target)) as first, atomic_path(str(target)) as second:
         assert os.path.exists(first) and os.path.exists(second)
         open(first, "w").close()
         open(second, "w").close()

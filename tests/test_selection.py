@@ -89,7 +89,7 @@ def test_the_protocol_trains_on_the_kept_source_interactions_only(ml1m_loaded, m
 
 def test_the_pipeline_resumes_from_its_files_and_shares_a_comparisons_base_runs(tmp_path, monkeypatch):
     from dataset_converters import planted
-    from recbole_biao.experiments.commands import _runner
+    from recbole_biao.experiments.parallel import runner as make_runner
     from recbole_biao.experiments.compare import Row, RunCache, run_rows
     from recbole_biao.quick_start import run_recbole_biao
 
@@ -111,7 +111,7 @@ def test_the_pipeline_resumes_from_its_files_and_shares_a_comparisons_base_runs(
 
     def runner(spec):
         calls.append(spec["model"])
-        return _runner(False)(spec)
+        return make_runner(False)(spec)
 
     # (--compare --selection gives every row the same settings; the pipeline's own runs also carry how they
     # report, which the comparison's rows do not)

@@ -155,7 +155,7 @@ def test_a_short_run_learns(ml1m_loaded, tmp_path, model_name):
 
 
 def test_compare_takes_the_zoo_by_its_shorthand_and_labels_each_row_by_its_kind(monkeypatch, tmp_path):
-    from recbole_biao.experiments import commands
+    from recbole_biao.experiments import commands, parallel
 
     trained = []
 
@@ -165,7 +165,7 @@ def test_compare_takes_the_zoo_by_its_shorthand_and_labels_each_row_by_its_kind(
             return {"test_result": {"auc": 0.6, "logloss": 0.5}, "best_valid_result": {"auc": 0.6}}
         return run
 
-    monkeypatch.setattr(commands, "_runner", runner)
+    monkeypatch.setattr(parallel, "runner", runner)
     table = commands.compare("CoNet", seeds=1, baselines=["cdr", "CMF", "MiNet", "CLFM-S", "LR"],
                              out_dir=str(tmp_path))
     labels = [line.split(" | ")[0][2:] for line in table.splitlines() if line.startswith("| ")][1:]

@@ -86,7 +86,7 @@ def write_keep_file(path: str, data, weights: np.ndarray, keep: np.ndarray) -> s
     their stable weight and ``keep`` (1 or 0); atomic."""
     import csv
 
-    from recbole_biao.utils import atomic_path
+    from recbole_biao.files import atomic_path
 
     index = interaction_rows(data)
     rows = data.splits["train_source"]
@@ -161,7 +161,8 @@ def run_selection(model: str, dataset=None, config_file_list=None, config_dict=N
     """The learn-then-select pipeline for ``model`` (a Base model name); returns ``run_recbole_biao``'s dict of the
     chosen candidate (or of the random-drop control), plus ``selection``: the candidates' valid and test AUCs,
     rows dropped and bootstrap p, and the chosen one."""
-    from recbole_biao.experiments.commands import OUT_DIR, _runner
+    from recbole_biao.experiments import parallel
+    from recbole_biao.experiments.commands import OUT_DIR
     from recbole_biao.experiments.compare import Row, RunCache, run_rows, settings_fingerprint
     from recbole_biao.quick_start import build_config, run_recbole_biao
     from recbole_biao.utils import model_variant
@@ -218,7 +219,7 @@ def run_selection(model: str, dataset=None, config_file_list=None, config_dict=N
         rows.insert(-1, Row(name, model, None, {**base, "keep_file": keep_files[name]}))
         dropped[name] = int((~keep).sum())
     cache = RunCache(os.path.join(OUT_DIR, "cache"))
-    results, failures = run_rows(rows, [seed], _runner(False), cache, dataset, config_file_list, None,
+    results, failures = run_rows(rows, [seed], parallel.runner(False), cache, dataset, config_file_list, None,
                                  progress=False, pool=pool, need_valid=True)
     if failures:
         raise ConfigError(f"learn-then-select: the retrain '{failures[0][0]}' failed: {failures[0][2]}")
@@ -244,7 +245,7 @@ def run_selection(model: str, dataset=None, config_file_list=None, config_dict=N
         label = f"random drop of {dropped[chosen]}"
         control = Row(label, f"{model}-0" if chosen == DROP_ALL else model, None,
                       {**base, **({"keep_file": path} if 0 < dropped[chosen] < len(scored) else {})})
-        results.update(run_rows([control], [seed], _runner(False), cache, dataset, config_file_list, None,
+        results.update(run_rows([control], [seed], parallel.runner(False), cache, dataset, config_file_list, None,
                                 progress=False, pool=pool, need_valid=True)[0])
         entries[label] = cache.entry(control.spec(seed, dataset, _hashes(config_file_list), None, config_file_list))
     entry = entries[label]
@@ -263,7 +264,7 @@ def _hashes(config_file_list):
 
 def _keep_file(scored, keep: np.ndarray, path: str) -> str:
     """Write the keep file of ``keep`` over the scored interactions (atomic; an existing one is reused)."""
-    from recbole_biao.utils import atomic_path
+    from recbole_biao.files import atomic_path
 
     if not os.path.isfile(path):
         table = scored.assign(keep=keep.astype(int))

@@ -10,6 +10,7 @@ from recbole_biao.compat import literal_config_values
 from recbole_biao.config import check_known_keys, declared_extra_keys
 from recbole_biao.errors import ConfigError
 from recbole_biao.evaluation import require_ctr
+from recbole_biao.experiments import parallel
 from recbole_biao.experiments.compare import (CONTROL, RANDOM_DROP, SELECT, RunCache, ablation_rows, baseline_rows,
                                              bound_note, comparison_table, failure_notes, mark_collapsed, pair_note,
                                              model_rows, run_rows, selection_rows, split_rows, sweep_rows,
@@ -18,18 +19,6 @@ from recbole_biao.experiments.plots import line_chart
 from recbole_biao.utils import expand_baselines, get_model
 
 __all__ = ["compare", "sweep", "parse_sweep", "dataset_label", "overrides_label"]
-
-
-def _runner(show_epochs):
-    from recbole_biao.quick_start import run_recbole_biao
-
-    def runner(spec):
-        values = {**spec["config"], "seed": spec["seed"], "show_progress": show_epochs}
-        values.setdefault("state", "WARNING")
-        files = list(spec["config_files"]) or None
-        return run_recbole_biao(spec["model"], spec["dataset"], files, values, spec["trainer"])
-
-    return runner
 
 
 OUT_DIR = os.path.join("log", "compare")  # tables, plots and the run cache, next to RecBole's logs
@@ -85,7 +74,7 @@ def compare(model, seeds=5, dataset=None, config_files=None, config_dict=None, a
         rows += split_rows(model, split_ratios)
     out_dir = out_dir or OUT_DIR
     cache = RunCache(os.path.join(out_dir, "cache"))
-    results, failures = run_rows(rows, list(range(2023, 2023 + seeds)), _runner(show_epochs), cache, dataset,
+    results, failures = run_rows(rows, list(range(2023, 2023 + seeds)), parallel.runner(show_epochs), cache, dataset,
                                  config_files, config_dict, pool=pool)
     base_s, biao = rows[0].label, rows[3].label
     table = mark_collapsed(comparison_table(results, base_s, biao, compared), results)
@@ -122,7 +111,7 @@ def sweep(model, text, seeds=1, dataset=None, config_files=None, config_dict=Non
     rows = sweep_rows(model, key, values)
     out_dir = out_dir or OUT_DIR
     cache = RunCache(os.path.join(out_dir, "cache"))
-    results, failures = run_rows(rows, list(range(2023, 2023 + seeds)), _runner(show_epochs), cache, dataset,
+    results, failures = run_rows(rows, list(range(2023, 2023 + seeds)), parallel.runner(show_epochs), cache, dataset,
                                  config_files, config_dict, pool=pool)
     table = mark_collapsed(comparison_table(results, rows[0].label), results)
     name = f"{model}-{dataset_label(dataset, config_files)}{overrides_label(config_dict)}-sweep-{key}"

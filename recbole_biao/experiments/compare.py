@@ -21,7 +21,7 @@ from scipy import stats
 from tqdm import tqdm
 
 from recbole_biao.evaluation import rela_impr
-from recbole_biao.utils import atomic_path
+from recbole_biao.files import atomic_path
 
 __all__ = ["Row", "CONTROL", "SELECT", "RANDOM_DROP", "pair_note", "bound_note", "baseline_rows", "selection_rows",
            "ablation_rows", "model_rows", "split_rows",

@@ -23,7 +23,7 @@ from typing import Dict, List, Tuple
 import yaml
 
 from recbole_biao.errors import ConfigError
-from recbole_biao.utils import atomic_path
+from recbole_biao.files import atomic_path
 
 __all__ = ["parse_hyper_config", "search_space", "tune", "DISTRIBUTIONS", "ALGORITHMS"]
 
@@ -151,7 +151,8 @@ def tune(model: str, hyper_config: str, max_evals: int = 10, algo: str = "auto",
                           ) from None
     from recbole.trainer import HyperTuning
 
-    from recbole_biao.experiments.commands import OUT_DIR, _runner, dataset_label, overrides_label
+    from recbole_biao.experiments import parallel
+    from recbole_biao.experiments.commands import OUT_DIR, dataset_label, overrides_label
     from recbole_biao.experiments.compare import Row, RunCache, run_one, run_rows
     from recbole_biao.utils import get_model, get_trainer
 
@@ -167,7 +168,7 @@ def tune(model: str, hyper_config: str, max_evals: int = 10, algo: str = "auto",
     out_dir = out_dir or os.path.join("log", "hyper")
     cache = RunCache(cache_dir or os.path.join(OUT_DIR, "cache"))
     seed = int((config_dict or {}).get("seed", 2023))
-    runner = _runner(show_epochs)
+    runner = parallel.runner(show_epochs)
     trials: List[Tuple[dict, dict, dict]] = []
     if pool is not None and algo == "bayes":
         raise ConfigError("--workers with --hyper_config: TPE (bayes) draws each trial from the results before it; "

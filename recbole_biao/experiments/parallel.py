@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from recbole_biao.errors import ConfigError
 
-__all__ = ["run_safely", "RayPool", "make_pool"]
+__all__ = ["runner", "run_safely", "RayPool", "make_pool", "probe_address"]
 
 
 def run_safely(runner: Callable, spec: dict) -> dict:
@@ -38,9 +38,21 @@ def _in_worker(spec: dict, cwd: str, threads: int, show_epochs: bool) -> dict:
 
     os.chdir(cwd)
     torch.set_num_threads(threads)
-    from recbole_biao.experiments.commands import _runner
+    return run_safely(runner(show_epochs), spec)
 
-    return run_safely(_runner(show_epochs), spec)
+
+def runner(show_epochs: bool = False):
+    """The function that trains one run of an experiment from its spec (model, dataset, config files, values,
+    seed, trainer) and returns ``run_recbole_biao``'s dict; ``show_epochs``: per-epoch progress bars."""
+    def run(spec: dict) -> dict:
+        from recbole_biao.quick_start import run_recbole_biao
+
+        values = {**spec["config"], "seed": spec["seed"], "show_progress": show_epochs}
+        values.setdefault("state", "WARNING")
+        files = list(spec["config_files"]) or None
+        return run_recbole_biao(spec["model"], spec["dataset"], files, values, spec["trainer"])
+
+    return run
 
 
 PROBE_SECONDS = 10  # how long --ray_address's host may take to accept a connection

@@ -22,7 +22,7 @@ import yaml
 
 from recbole_biao.config import PER_MODEL
 from recbole_biao.errors import ConfigError
-from recbole_biao.utils import atomic_path
+from recbole_biao.files import atomic_path
 
 __all__ = ["read_sections", "write_section", "overridden_keys", "section_lines"]
 

@@ -42,7 +42,7 @@ from recbole_biao.errors import ConfigError
 from recbole_biao.evaluation import require_ctr
 from recbole_biao.experiments.compare import Row, RunCache, run_rows
 from recbole_biao.experiments.per_model import overridden_keys, write_section
-from recbole_biao.utils import atomic_path
+from recbole_biao.files import atomic_path
 
 __all__ = ["STAGES", "SCHEDULE", "SEEDS", "MARGIN", "Trial", "Search", "tune_lower"]
 
@@ -228,7 +228,8 @@ def tune_lower(model: str, dataset: Optional[str] = None, config_files=None, con
     """Search the lower level of ``model`` on ``dataset`` and (``write``) record the winner in the dataset's
     properties file; returns the report (also written to ``<out_dir>/<model>-<dataset>.md``, default
     ``log/tune``). ``runner``: trains one spec (default: :func:`run_recbole_biao`; tests pass their own)."""
-    from recbole_biao.experiments.commands import OUT_DIR, _runner
+    from recbole_biao.experiments import parallel
+    from recbole_biao.experiments.commands import OUT_DIR
     from recbole_biao.utils import get_model, model_variant
 
     get_model(model)
@@ -253,7 +254,7 @@ def tune_lower(model: str, dataset: Optional[str] = None, config_files=None, con
     deadline = started + 60 * max_minutes if max_minutes else math.inf
     with tqdm(total=max_trials, desc=f"tune {model}", ncols=100) as bar:
         search = Search(previous, _trial_runner(model, dataset, config_files, config_dict, cache,
-                                                runner or _runner(show_epochs), pool, bar),
+                                                runner or parallel.runner(show_epochs), pool, bar),
                         max_trials, deadline, stages, parallel=pool is not None)
         winner, seeds = search.search()
     minutes = (time.time() - started) / 60

@@ -21,7 +21,7 @@ from recbole.data.interaction import Interaction
 
 from recbole_biao.data.dataloader import make_batch
 from recbole_biao.data.dataset import DOMAINS
-from recbole_biao.utils import atomic_path
+from recbole_biao.files import atomic_path
 
 __all__ = ["COLUMNS", "weights_of_rows", "write_weight_log"]
 
