@@ -119,7 +119,7 @@ def child(spec):
     for epoch in range(spec["epochs"]):
         sections.seconds = {}
         start = time.perf_counter()
-        trainer._train_epoch(TimedLoader(train, sections), epoch)
+        trainer.train_epoch(TimedLoader(train, sections), epoch)
         if cuda:
             torch.cuda.synchronize()
         epochs.append((time.perf_counter() - start, sections.seconds))

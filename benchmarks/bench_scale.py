@@ -115,7 +115,7 @@ def child(spec):
         trainer.upper.bind(train)
     load_s, loaded = time.perf_counter() - start, rss_mb()
     start = time.perf_counter()
-    trainer._train_epoch(train, 0, show_progress=spec["progress"])
+    trainer.train_epoch(train, 0, show_progress=spec["progress"])
     if config["device"].type == "cuda":
         torch.cuda.synchronize()
     epoch_s = time.perf_counter() - start

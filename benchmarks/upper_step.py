@@ -65,16 +65,16 @@ def main():
         params, hyper = model.non_head_parameters(), upper.learned
         names = {id(p): n for n, p in model.named_parameters()}
         wrapper = _SourceLosses(model)
-        pairs = [upper._batch_pair() for _ in range(args.pairs)]
+        pairs = [upper.batch_pair() for _ in range(args.pairs)]
         parts = collections.defaultdict(float)
 
         def product(dev, fresh):
-            train_loss, scores, _ = upper._train_loss(fresh)
-            return implicit_hypergradient(upper._dev_loss(dev), train_loss, params, hyper + [scores], "identity")
+            train_loss, scores, _ = upper.train_loss(fresh)
+            return implicit_hypergradient(upper.dev_loss(dev), train_loss, params, hyper + [scores], "identity")
 
         def forward_mode(dev, fresh):
             marks = [time.perf_counter()]
-            dev_loss = upper._dev_loss(dev)
+            dev_loss = upper.dev_loss(dev)
             marks.append(time.perf_counter())
             v = torch.autograd.grad(dev_loss, params, allow_unused=True)
             marks.append(time.perf_counter())

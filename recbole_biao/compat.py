@@ -127,7 +127,8 @@ def init_run_logger(config) -> None:
     """RecBole's ``init_logger`` for one run of several in a process (``--compare``): RecBole attaches its
     handlers with ``logging.basicConfig``, which does nothing once the root logger has any, so every run after
     the first left an empty log file and wrote into the first run's. Here the previous run's handlers are
-    closed and removed first, and handlers of others (a test's capture) are kept aside meanwhile."""
+    closed and removed first, and handlers of others (a test's capture) are kept aside meanwhile; RecBole's own
+    handlers filter by ``state``, so the root logger keeps passing what the others asked for."""
     import logging
 
     from recbole.utils import init_logger
@@ -136,11 +137,12 @@ def init_run_logger(config) -> None:
     for handler in [h for h in root.handlers if getattr(h, _RUN_HANDLER, False)]:
         root.removeHandler(handler)
         handler.close()
-    foreign = list(root.handlers)
+    foreign, level = list(root.handlers), root.level
     for handler in foreign:
         root.removeHandler(handler)
     try:
         init_logger(config)
+        root.setLevel(min(level, root.level))
     finally:
         for handler in root.handlers:
             setattr(handler, _RUN_HANDLER, True)

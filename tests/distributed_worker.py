@@ -26,7 +26,7 @@ def main(out, data_path, model, epochs="1", resume="", *overrides):
                               trainer_hook=lambda t, data: kept.update(trainer=t))
     trainer = kept["trainer"]
     state = {"model": trainer.model.state_dict(), "test": result["test_result"],
-             "rows": torch.from_numpy(trainer.train_data._share(torch.arange(10).numpy()))}
+             "rows": torch.from_numpy(trainer.train_data.share(torch.arange(10).numpy()))}
     if hasattr(trainer, "upper"):
         state["perceptron"] = trainer.upper.perceptron.state_dict()
         state["upper_steps"] = trainer.upper.stats["steps"]

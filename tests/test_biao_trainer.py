@@ -41,7 +41,7 @@ def test_levels_are_isolated(ml1m_loaded):
     assert model.perceptron is trainer.perceptron and not any(k.startswith("perceptron") for k in model.state_dict())
 
     phi, theta = snapshot(perceptron), snapshot(model.parameters())
-    trainer._train_epoch(train, 0)  # lower steps only (interval never reached)
+    trainer.train_epoch(train, 0)  # lower steps only (interval never reached)
     assert same(phi, perceptron) and not same(theta, model.parameters())
 
     theta = snapshot(model.parameters())
@@ -54,7 +54,7 @@ def test_levels_are_isolated(ml1m_loaded):
 def test_control_with_upper_learning_rate_zero_leaves_the_perceptron_unchanged(ml1m_loaded, learner):
     _, _, trainer, _, train = biao(ml1m_loaded, upper_learning_rate=0.0, upper_learner=learner, interval=20)
     phi = snapshot(trainer.perceptron.parameters())
-    trainer._train_epoch(train, 0)
+    trainer.train_epoch(train, 0)
     assert trainer.upper.stats["steps"] == len(train) // 20 > 0
     assert same(phi, trainer.perceptron.parameters())
     assert trainer.upper.probe_report()["correlation"] == pytest.approx(1.0)
@@ -84,7 +84,7 @@ def test_gamma_only_gives_uniform_weights_and_learns_only_gamma(ml1m_loaded):
 def test_matched_upper_batches_hold_the_same_users(ml1m_loaded, method):
     _, _, trainer, data, _ = biao(ml1m_loaded, upper_batching="matched", upper_users=50, upper_source_per_user=3,
                                   hypergrad_method=method)
-    dev, fresh = trainer.upper._batch_pair()
+    dev, fresh = trainer.upper.batch_pair()
     users = set(dev["target_user_id"].tolist())
     assert len(users) == 50 and set(fresh["source_user_id"].tolist()) == users
     if method == "neumann":  # the fresh target rows enter the Hessian only
@@ -103,7 +103,7 @@ def test_dev_cap_samples_each_users_dev_rows_and_leaves_the_fresh_batch(ml1m_loa
     pairs = {}
     for cap in (None, 2):
         _, _, trainer, data, _ = biao(ml1m_loaded, upper_users=64, upper_dev_per_user=cap)
-        pairs[cap] = [trainer.upper._batch_pair() for _ in range(2)]
+        pairs[cap] = [trainer.upper.batch_pair() for _ in range(2)]
     rows = data.splits["train_target"]
     for (dev, fresh), (capped, same_fresh) in zip(pairs[None], pairs[2]):
         assert torch.equal(fresh["source_index"], same_fresh["source_index"])  # the switch changes the dev batch only
@@ -116,7 +116,7 @@ def test_dev_cap_samples_each_users_dev_rows_and_leaves_the_fresh_batch(ml1m_loa
     # a new sample at every draw: the same users drawn again (a fresh stream) give other rows
     _, _, trainer, _, _ = biao(ml1m_loaded, upper_users=64, upper_dev_per_user=2)
     trainer.upper.stats["draws"] = 7
-    again = trainer.upper._batch_pair()[0]
+    again = trainer.upper.batch_pair()[0]
     assert torch.equal(again["target_user_id"].unique(), pairs[2][0][0]["target_user_id"].unique())
     assert not torch.equal(again["target_index"], pairs[2][0][0]["target_index"])
 
@@ -157,7 +157,7 @@ def test_split_strategy_keeps_dev_rows_out_of_the_lower_level(ml1m_loaded):
     dev, lower = key(split_data.splits["dev"]), key(split_data.splits["train_lower"])
     assert not dev & lower and len(split_data.splits["dev"]) == round(0.1 * len(whole))
     assert len(split_data.splits["dev"]) + len(split_data.splits["train_lower"]) == len(whole)
-    dev_batch, _ = trainer.upper._batch_pair()
+    dev_batch, _ = trainer.upper.batch_pair()
     assert set(dev_batch["target_user_id"].tolist()) <= set(split_data.splits["dev"].user.tolist())
 
 
@@ -187,8 +187,7 @@ def test_resumed_run_equals_uninterrupted_run(ml1m_loaded, tmp_path):
 
 def test_a_biao_checkpoint_serves_the_plain_backbone(ml1m_loaded, tmp_path):
     config, model, trainer, _, train = biao(ml1m_loaded, tmp_path)
-    trainer._save_checkpoint(0, verbose=False)
-    checkpoint = torch.load(trainer.saved_model_file, weights_only=True)
+    checkpoint = torch.load(trainer.save_checkpoint(0), weights_only=True)
     plain_config, plain, _ = build_model(ml1m_loaded, "CoNet", tmp_path)
     plain.load_state_dict(checkpoint["state_dict"], strict=True)
     assert "perceptron" in checkpoint["upper"]

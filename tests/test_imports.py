@@ -83,3 +83,27 @@ def test_the_package_has_no_import_circle():
 def test_the_floor_modules_import_nothing_of_the_package():
     graph = import_graph()
     assert graph["recbole_biao.files"] == set() and graph["recbole_biao.errors"] == set()
+
+
+# private names of other libraries (os._exit, RecBole's Dataset._fill_nan that the package patches, a ctypes
+# library's _name) and of the benchmark's own timing class
+NOT_THE_PACKAGES = {"_exit", "_fill_nan", "_name", "_nested"}
+
+
+def test_tests_and_benchmarks_use_the_public_api():
+    private, from_benchmarks = [], []
+    for folder in ("tests", "benchmarks"):
+        for name in sorted(os.listdir(os.path.join(ROOT, folder))):
+            if not name.endswith(".py"):
+                continue
+            with open(os.path.join(ROOT, folder, name), encoding="utf-8") as f:
+                tree = ast.parse(f.read())
+            for node in ast.walk(tree):
+                names = [node.attr] if isinstance(node, ast.Attribute) else \
+                    [a.name for a in node.names] if isinstance(node, ast.ImportFrom) and \
+                    (node.module or "").startswith("recbole_biao") else []
+                private += [f"{folder}/{name}: {n}" for n in names
+                            if n.startswith("_") and not n.startswith("__") and n not in NOT_THE_PACKAGES]
+                if folder == "tests" and isinstance(node, ast.ImportFrom) and (node.module or "").startswith("benchmarks"):
+                    from_benchmarks.append(f"tests/{name}")
+    assert private == [] and from_benchmarks == []

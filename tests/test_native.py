@@ -10,14 +10,14 @@ from recbole_biao.model import native, perceptron
 from recbole_biao.model.perceptron import PooledSelfAttention
 from tests.test_perceptron import realistic_inputs, relative_error, torch_reference
 
-needs_compiler = pytest.mark.skipif(native._compiler() is None, reason="no C++ compiler on this machine")
+needs_compiler = pytest.mark.skipif(native.compiler() is None, reason="no C++ compiler on this machine")
 
 
 @pytest.fixture
 def calls(monkeypatch):
     """Counts of the two formulations actually run: ``{"native": n, "torch": n}``."""
     counts = {"native": 0, "torch": 0}
-    real_native, real_torch = native.pooled_attention, perceptron._pool_torch
+    real_native, real_torch = native.pooled_attention, perceptron.pool_torch
 
     def counted_native(*args):
         out = real_native(*args)
@@ -29,7 +29,7 @@ def calls(monkeypatch):
         return real_torch(*args)
 
     monkeypatch.setattr(native, "pooled_attention", counted_native)
-    monkeypatch.setattr(perceptron, "_pool_torch", counted_torch)
+    monkeypatch.setattr(perceptron, "pool_torch", counted_torch)
     return counts
 
 
@@ -62,7 +62,7 @@ def test_native_attention_equals_torch_attention_within_1e_5(dim, heads, prefix,
 def test_native_attention_at_its_longest_history_and_beyond(monkeypatch, calls):
     torch.manual_seed(20)
     module = PooledSelfAttention(32, 4)
-    limit = native.library() and native._state["limits"][0]
+    limit = native.library() and native.limits()[0]
     for history, expected in ((limit, {"native": 1, "torch": 0}), (limit + 1, {"native": 0, "torch": 1})):
         calls.update(native=0, torch=0)
         inputs = realistic_inputs(21, batch=40, history=history, embedding=8)
@@ -115,9 +115,16 @@ def test_an_index_outside_the_table_is_an_error_not_a_crash():
         native.pooled_attention(q, q, q, index, torch.ones(1, 3, dtype=torch.bool), torch.zeros(1, 4, 16), 4)
 
 
+@pytest.fixture
+def fresh_library():
+    """The test finds, builds or loads the library anew; later tests load the process's own again."""
+    native.reset()
+    yield
+    native.reset()
+
+
 @needs_compiler
-def test_the_library_is_built_under_a_temporary_name_and_reused(tmp_path, monkeypatch):
-    monkeypatch.setattr(native, "_state", {})
+def test_the_library_is_built_under_a_temporary_name_and_reused(tmp_path, monkeypatch, fresh_library):
     monkeypatch.setenv("RECBOLE_BIAO_CACHE", str(tmp_path))
     stale = tmp_path / "pooled_attention-0000.so.abcd.tmp"  # what an interrupted build leaves
     stale.write_bytes(b"half a library")
@@ -126,19 +133,19 @@ def test_the_library_is_built_under_a_temporary_name_and_reused(tmp_path, monkey
     assert lib is not None and len(built) == 1 and built[0].suffix == ".so"
     assert built[0].name.startswith("pooled_attention-") and os.path.samefile(lib._name, built[0])
     modified = built[0].stat().st_mtime_ns
-    monkeypatch.setattr(native, "_state", {})
+    native.reset()
     assert native.library() is not None and built[0].stat().st_mtime_ns == modified  # loaded, not rebuilt
     assert sorted(tmp_path.iterdir()) == sorted([stale, built[0]])
 
 
 @pytest.mark.parametrize("compiler", ["false", None])  # a compiler that fails; none at all
-def test_without_a_working_compiler_the_torch_formulation_runs(compiler, tmp_path, monkeypatch, caplog, calls):
-    monkeypatch.setattr(native, "_state", {})
+def test_without_a_working_compiler_the_torch_formulation_runs(compiler, tmp_path, monkeypatch, caplog, calls,
+                                                               fresh_library):
     monkeypatch.setenv("RECBOLE_BIAO_CACHE", str(tmp_path))
     if compiler:
         monkeypatch.setenv("CXX", compiler)
     else:
-        monkeypatch.setattr(native, "_compiler", lambda: None)
+        monkeypatch.setattr(native, "compiler", lambda: None)
     torch.manual_seed(26)
     module = PooledSelfAttention(64, 4)
     inputs = realistic_inputs(27, batch=64)

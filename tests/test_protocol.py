@@ -97,7 +97,7 @@ def test_split_sizes_of_the_embedded_default(ml1m_loaded):
 
 @pytest.mark.parametrize("pool", ["train", "all"])
 def test_negative_pool_keeps_items_first_seen_later_out_of_training_negatives(pool):
-    from recbole_biao.data.protocol import Behaviours, _with_negatives
+    from recbole_biao.data.protocol import Behaviours, with_negatives
 
     rng = np.random.default_rng(0)
     users = np.repeat(np.arange(1, 201), 5)
@@ -106,7 +106,7 @@ def test_negative_pool_keeps_items_first_seen_later_out_of_training_negatives(po
     items[times == 4] = rng.integers(30, 60, size=200)  # the test behaviours: items 30-59, never earlier
     rows = Behaviours(users, items, np.ones(len(users), dtype=np.float32), times)
     codes = leave_one_out(users, times)
-    both, both_codes = _with_negatives(rows, codes, 2, pool, seed=1)
+    both, both_codes = with_negatives(rows, codes, 2, pool, seed=1)
     negative = both.label == 0
     train_negatives = set(both.item[negative & (both_codes == 0)].tolist())
     test_negatives = set(both.item[negative & (both_codes == 2)].tolist())

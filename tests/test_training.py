@@ -71,7 +71,7 @@ def test_too_few_steps_per_epoch_warn_with_the_suggested_batch(ml1m_loaded, tmp_
         trainer.train_data = data_preparation(config, data)[0]
         caplog.clear()
         with caplog.at_level(logging.WARNING):
-            trainer._check_steps_per_epoch(len(trainer.train_data))
+            trainer.check_steps_per_epoch(len(trainer.train_data))
         assert ("--train_batch_size=512" in caplog.text) == warned, caplog.text
 
 

@@ -237,7 +237,7 @@ def test_bitgcf_evaluation_reuses_one_propagation_until_training_resumes(ml1m_lo
     _, model, batch, _ = build(ml1m_loaded, "BiTGCF", embedding_size=8)
     model.eval()
     before = model.predict(batch)
-    assert model._tables() is model._tables()  # one propagation while evaluating
+    assert model.propagated_tables() is model.propagated_tables()  # one propagation while evaluating
     model.train()
     with torch.no_grad():
         model.users["target"].weight.mul_(2)

@@ -270,7 +270,7 @@ class TrainDataLoader(_Loader):
             return (self._mode_rows() + self.batch_size - 1) // self.batch_size
         return len(self._starts())
 
-    def _share(self, index):
+    def share(self, index):
         """This rank's contiguous share of a batch's ``index`` (all of it in a single process)."""
         n, k, r = len(index), self.world_size, self.rank
         return index[r * n // k:(r + 1) * n // k]
@@ -280,7 +280,7 @@ class TrainDataLoader(_Loader):
         count = self.source_rows.count[users]
         draw = torch.rand(len(users), generator=self.generator).numpy()
         pick = self.source_rows.start[users] + np.minimum((draw * count).astype(np.int64), count - 1)
-        pick, count = self._share(pick), self._share(count)  # (every rank makes all draws, keeps its share)
+        pick, count = self.share(pick), self.share(count)  # (every rank makes all draws, keeps its share)
         index = self.source_rows.order[pick[count > 0]]
         return make_batch(self.data, "train_source", index, self.source_history_length)
 
@@ -293,14 +293,14 @@ class TrainDataLoader(_Loader):
         for i, begin in enumerate(starts):
             end = starts[i + 1] if i + 1 < len(starts) else self.num_target
             target_index = order[begin:end]
-            fields = make_batch(self.data, self.target_split, self._share(target_index), self.history_length)
+            fields = make_batch(self.data, self.target_split, self.share(target_index), self.history_length)
             if self.mode == CrossDomainDataLoaderState.TARGET:
                 pass  # the target rows alone
             elif self.pairing == "same_user":
                 fields.update(self._same_user_source(target_index))
             else:
                 source = self.source.next_index(len(target_index) * self.pairing_ratio)
-                fields.update(make_batch(self.data, "train_source", self._share(source), self.source_history_length))
+                fields.update(make_batch(self.data, "train_source", self.share(source), self.source_history_length))
             yield Interaction(fields)
 
     def state_dict(self):

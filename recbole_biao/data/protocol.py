@@ -21,7 +21,7 @@ import numpy as np
 from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.errors import DataError
 
-__all__ = ["Behaviours", "HistoryIndex", "CDRData", "duplicate_rows", "leave_one_out", "sample_negatives",
+__all__ = ["Behaviours", "HistoryIndex", "CDRData", "duplicate_rows", "leave_one_out", "sample_negatives", "with_negatives",
            "selected_rows", "build_cdr_data"]
 
 
@@ -174,7 +174,7 @@ def sample_negatives(positives, per_positive, seed=0, items=None, seen=None, max
     return negatives, parent[ok]
 
 
-def _with_negatives(rows, codes, per_positive, pool, seed, seen=None):
+def with_negatives(rows, codes, per_positive, pool, seed, seen=None):
     """Sampled negatives for implicit rows (all positives) split by ``codes`` (0 = training): training
     negatives come from the items with a training positive (``pool: train``: the catalogue as known at
     training time, so an item first seen in valid or test is never taught as a negative) or from every item
@@ -269,7 +269,7 @@ def build_cdr_data(dataset, config=None):
     target = domains["target"]
     codes = leave_one_out(target.user, target.time)
     if implicit["target"]:
-        target, codes = _with_negatives(target, codes, per_positive, pool, seed)
+        target, codes = with_negatives(target, codes, per_positive, pool, seed)
         stats["target_sampled_negatives"] = len(target) - len(domains["target"])
     splits = {"train_target": target.take(codes == 0), "valid": target.take(codes == 1),
               "test": target.take(codes == 2)}
@@ -295,7 +295,7 @@ def build_cdr_data(dataset, config=None):
             raise DataError(f"keep_file '{config['keep_file']}' drops every source training "
                             f"behaviour; train the -0 variant instead")
     if implicit["source"]:
-        source, _ = _with_negatives(source, np.zeros(len(source), dtype=np.int8), per_positive, pool, seed + 2,
+        source, _ = with_negatives(source, np.zeros(len(source), dtype=np.int8), per_positive, pool, seed + 2,
                                     seen=domains["source"])
         stats["source_sampled_negatives"] = len(source) - int(before.sum())
     splits["train_source"] = source

@@ -19,11 +19,11 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
-__all__ = ["enabled", "library", "describe", "pooled_attention"]
+__all__ = ["enabled", "compiler", "library", "limits", "reset", "describe", "pooled_attention"]
 
 SOURCE = Path(__file__).with_name("csrc") / "pooled_attention.cpp"
 # tried in this order: a compiler without -march=native or OpenMP (Apple's clang) still gets a (serial) library
@@ -38,7 +38,7 @@ def enabled() -> bool:
     return os.environ.get("RECBOLE_BIAO_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def _compiler() -> Optional[str]:
+def compiler() -> Optional[str]:
     for name in filter(None, (os.environ.get("CXX"), "c++", "g++", "clang++")):
         path = shutil.which(name)
         if path:
@@ -95,11 +95,11 @@ def library() -> Optional[ctypes.CDLL]:
     if not enabled():
         return None
     if "library" not in _state:
-        compiler = _compiler()
+        found = compiler()
         try:
-            if compiler is None:
+            if found is None:
                 raise RuntimeError("no C++ compiler found (set CXX)")
-            lib = ctypes.CDLL(str(_build(compiler)))
+            lib = ctypes.CDLL(str(_build(found)))
             lib.pooled_attention.restype = None
             lib.pooled_attention.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 5
             lib.pooled_attention_limits.restype = ctypes.c_int64
@@ -111,6 +111,16 @@ def library() -> Optional[ctypes.CDLL]:
             logging.getLogger().warning(f"recbole-biao: the perceptron's native attention is unavailable "
                                         f"({error}); its torch formulation is used (same weights, slower)")
     return _state["library"]
+
+
+def limits() -> Tuple[int, int]:
+    """``(longest history, largest head size)`` the loaded library serves (needs :func:`library` first)."""
+    return _state["limits"]
+
+
+def reset() -> None:
+    """Forget the loaded (or failed) library: the next :func:`library` finds, builds or loads it again."""
+    _state.clear()
 
 
 def describe() -> str:

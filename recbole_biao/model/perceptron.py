@@ -152,7 +152,7 @@ def pool_jointly(modules: Sequence[PooledSelfAttention],
     if not on_gpu(index.device):
         total = native.pooled_attention(q_item, k_item, v_item, index, mask, q_row.view(-1, h, d_head), h)
     if total is None:
-        total = _pool_torch(first, index, mask, q_item, k_item, v_item, q_row, h, d_head)
+        total = pool_torch(first, index, mask, q_item, k_item, v_item, q_row, h, d_head)
     total = total + v_row
     outputs, begin = [], 0
     for module, (_, index, _, mask) in zip(modules, inputs):
@@ -163,7 +163,7 @@ def pool_jointly(modules: Sequence[PooledSelfAttention],
     return outputs
 
 
-def _pool_torch(first, index, mask, q_item, k_item, v_item, q_row, h, d_head):
+def pool_torch(first, index, mask, q_item, k_item, v_item, q_row, h, d_head):
     """``[rows, h * d_head]`` the pooled attention before the value's row term, in torch (the reference, the
     path under autograd and on a GPU): rows grouped by the reach of their valid positions, see
     :class:`PooledSelfAttention`."""

@@ -164,6 +164,16 @@ class CDRTrainer(CrossDomainTrainer):
         self.model.load_state_dict(checkpoint["state_dict"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
 
+    def train_epoch(self, train_data, epoch_idx: int, show_progress: bool = False):
+        """One epoch of training over ``train_data`` (RecBole's ``_train_epoch``, public for analyses and
+        benchmarks); returns its loss."""
+        return self._train_epoch(train_data, epoch_idx, show_progress=show_progress)
+
+    def save_checkpoint(self, epoch: int) -> str:
+        """Write the best-valid checkpoint file of the current model as after ``epoch``; returns its path."""
+        self._save_checkpoint(epoch, verbose=False)
+        return self.saved_model_file
+
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if not distributed.is_main():
             return
@@ -252,7 +262,7 @@ class CDRTrainer(CrossDomainTrainer):
             callback_fn: Optional[Callable] = None) -> Tuple[float, dict]:
         self.train_data = train_data
         self._saving, self._validating = saved, bool(valid_data)
-        self._check_steps_per_epoch(len(train_data))
+        self.check_steps_per_epoch(len(train_data))
 
         constant_evaluations = 0
 
@@ -299,7 +309,9 @@ class CDRTrainer(CrossDomainTrainer):
                 f"still improving: the best valid {self.valid_metric.upper()} ({self.best_valid_score:.4f}) came at the last "
                 f"epoch trained ({self.last_epoch} of train_epochs {self.epochs}); raise train_epochs")
 
-    def _check_steps_per_epoch(self, steps):
+    def check_steps_per_epoch(self, steps: int) -> None:
+        """Warn when an epoch has fewer than :data:`MIN_STEPS_PER_EPOCH` steps, naming the batch size that
+        gives them."""
         if steps >= MIN_STEPS_PER_EPOCH:
             return
         batch = self.config["train_batch_size"]

@@ -148,8 +148,8 @@ class UpperLevel:
         probe = np.sort(np.random.default_rng(seed + 6).permutation(rows)[: config["upper_probe_size"]])
         self.probe = Interaction(make_batch(data, "train_source", probe, self.source_length))
 
-    def _batch_pair(self):
-        """One (dev batch, fresh training batch) of the upper level, on the device."""
+    def batch_pair(self) -> Tuple[Interaction, Interaction]:
+        """The next (dev batch, fresh training batch) of the upper level, on the device."""
         data, config = self.data, self.config
         if config["upper_batching"] == "matched":
             users = self.users.next_users(config["upper_users"])
@@ -181,12 +181,13 @@ class UpperLevel:
         finally:
             setattr(model, model.TARGET_HEAD, trained_head)
 
-    def _dev_loss(self, dev):
+    def dev_loss(self, dev: Interaction) -> torch.Tensor:
+        """The upper-level loss of a dev batch (through the auxiliary head with ``aux_head``)."""
         with self._target_head(self.aux_head) as model:
             losses = model.domain_losses(dev, "target")
         return losses.sum() if self.config["dev_loss_reduction"] == "sum" else losses.mean()
 
-    def _train_loss(self, fresh):
+    def train_loss(self, fresh: Interaction) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(lower-level loss of the fresh batch as a function of the perceptron, scores, weights)``; without
         target rows in ``fresh`` only its source term (the part that depends on the perceptron)."""
         scores = self.perceptron.scores(*self.inputs(fresh))
@@ -231,13 +232,13 @@ class UpperLevel:
         config = self.config
         total, observed = None, []
         for _ in range(config["upper_batches"]):
-            dev, fresh = self._batch_pair()
+            dev, fresh = self.batch_pair()
             if fresh[SOURCE_ITEM].numel() == 0:
                 continue
-            dev_loss = self._dev_loss(dev)
+            dev_loss = self.dev_loss(dev)
             # the Hessian-vector products differentiate this graph twice, which cuDNN's RNNs (DASL) cannot
             with torch.backends.cudnn.flags(enabled=False):
-                train_loss, scores, weights = self._train_loss(fresh)
+                train_loss, scores, weights = self.train_loss(fresh)
             # the scores ride along as extra "hyper-parameters": their gradient is each behaviour's signal
             extra = [scores] if scores.requires_grad else []  # (uniform scores under gamma_only have none)
             grads = implicit_hypergradient(dev_loss, train_loss, self.model.non_head_parameters(), hyper + extra,

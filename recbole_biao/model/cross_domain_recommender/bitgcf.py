@@ -133,7 +133,9 @@ class BiTGCF(CrossDomainCTRRecommender):
             lambda xs: torch.stack(xs, 1).mean(1))
         return {dom: join(xs) for dom, xs in layers.items()}
 
-    def _tables(self) -> Dict[str, torch.Tensor]:
+    def propagated_tables(self) -> Dict[str, torch.Tensor]:
+        """Per domain the propagated user and item tables: anew at every call while training, once per
+        evaluation pass otherwise."""
         if self.training:
             return self.propagate()
         if self._evaluated is None:
@@ -149,10 +151,10 @@ class BiTGCF(CrossDomainCTRRecommender):
         return head((user * item).sum(-1))
 
     def score(self, interaction, domain):
-        return self._score(self._tables(), interaction, domain)
+        return self._score(self.propagated_tables(), interaction, domain)
 
     def candidate_scores(self, interaction, items):
-        table = self._tables()["target"]
+        table = self.propagated_tables()["target"]
         user = table[interaction[self.USER_ID["target"]]]
         item = table[self.total_num_users + items]
         return self.target_head(user @ item.T if items.dim() == 1 else torch.einsum("bd,bcd->bc", user, item))
@@ -166,10 +168,10 @@ class BiTGCF(CrossDomainCTRRecommender):
         return losses
 
     def domain_losses(self, interaction, domain):
-        return self._losses(self._tables(), interaction, domain)
+        return self._losses(self.propagated_tables(), interaction, domain)
 
     def behaviour_losses(self, interaction):
-        tables = self._tables()  # one propagation serves both domains' rows
+        tables = self.propagated_tables()  # one propagation serves both domains' rows
         target = self._losses(tables, interaction, "target")
         return target, (self._losses(tables, interaction, "source") if self.has_source_rows(interaction) else None)
 
