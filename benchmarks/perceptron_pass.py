@@ -1,6 +1,7 @@
 """The perceptron's lower-step pass: today's, in torch and native, against the formulation it replaced.
 
     python benchmarks/perceptron_pass.py [--batch 512] [--history 50] [--embedding 16] [--repeats 20] [--model CoNet]
+                                         [--compile]
 
 Times the perceptron's scores of a batch as the lower step computes them (item embeddings, distinct history items,
 both domains' pooled attention, the MLPs) on real training batches of the embedded ml-1m-genres data (``--model`` +
@@ -51,16 +52,21 @@ def previous_pool(modules, inputs):
     return [previous_pooled_attention(module, *x) for module, x in zip(modules, inputs)]
 
 
-def time_formulations(function, inputs, repeats):
+def time_formulations(function, inputs, repeats, compiled=False):
     """``{name: seconds per pass}`` of ``function(x)`` over ``inputs`` for the formulations ``previous`` (before
     the cost work), ``torch`` (today's, in torch: the path without a C++ compiler) and ``native`` (today's, the
     compiled attention; absent without a compiler), alternating so that all see the same machine load; and
-    ``diff_torch`` / ``diff_native``: the largest relative difference of their outputs from ``previous``."""
+    ``diff_torch`` / ``diff_native``: the largest relative difference of their outputs from ``previous``. With
+    ``compiled``, also ``compiled``: ``torch.compile`` of the previous formulation (torch's fused attention,
+    ``scaled_dot_product_attention``, over every position; shapes dynamic; compiled in the uncounted first
+    round)."""
     from recbole_biao.model import native, perceptron
     from recbole_biao.trainer import upper as upper_module
 
     current = perceptron.pool_jointly, upper_module.distinct_items
     formulations = [("previous", (previous_pool, previous_distinct), "0"), ("torch", current, "0")]
+    if compiled:
+        formulations.append(("compiled", (torch.compile(previous_pool, dynamic=True), previous_distinct), "0"))
     if native.library() is not None:
         formulations.append(("native", current, "1"))
     seconds, outputs = {name: 0.0 for name, _, _ in formulations}, {}
@@ -150,13 +156,14 @@ def native_share(upper, batches, repeats):
     return min(rounds[1:])
 
 
-def compare_passes(batch=512, history=50, embedding=16, repeats=20, count=10, data_path="dataset/", model="CoNet"):
+def compare_passes(batch=512, history=50, embedding=16, repeats=20, count=10, data_path="dataset/", model="CoNet",
+                   compiled=False):
     """Both measurements of the module docstring, and the native attention's share of the real batches' pass:
     ``{"real": ..., "full": ..., "share": ...}``."""
     upper, batches = real_batches(batch, history, embedding, count, data_path, model)
     module, inputs = full_histories(batch, history, embedding, count)
-    return {"real": time_formulations(lambda x: upper.perceptron.scores(*upper.inputs(x)), batches, repeats),
-            "full": time_formulations(lambda x: module(*x), inputs, repeats),
+    return {"real": time_formulations(lambda x: upper.perceptron.scores(*upper.inputs(x)), batches, repeats, compiled),
+            "full": time_formulations(lambda x: module(*x), inputs, repeats, compiled),
             "share": native_share(upper, batches, repeats)}
 
 
@@ -166,11 +173,16 @@ def print_passes(result, batch, history, embedding, model="CoNet"):
     for key, label in (("real", "perceptron scores, ml-1m-genres batches"), ("full", "pooled attention, full histories")):
         r = result[key]
         line = f"  {label:<42} previous {1000 * r['previous']:7.2f}"
-        for name in ("torch", "native"):
+        for name in ("torch", "compiled", "native"):
             if name in r:
                 line += (f"   {name} {1000 * r[name]:6.2f} ({r['previous'] / r[name]:4.2f}x, "
                          f"{r['diff_' + name]:.1e})")
         print(line + ("" if "native" in r else "   native: unavailable (no C++ compiler?)"))
+        torch_only = {n: r[n] for n in ("previous", "torch", "compiled") if n in r}
+        if "native" in r:
+            best = min(torch_only, key=torch_only.get)
+            print(f"  {'':<42} native against the fastest torch-only formulation ({best}): "
+                  f"{torch_only[best] / r['native']:.2f}x")
     if result.get("share"):
         total, attention = result["share"]
         print(f"  native pass on the real batches alone (fastest round): {1000 * total:.2f} ms, of which the native "
@@ -186,10 +198,11 @@ def main():
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--data_path", default="dataset/")
     parser.add_argument("--model", default="CoNet", help="whose training batches (CoNet, MiNet, DASL)")
+    parser.add_argument("--compile", action="store_true", help="also torch.compile of the previous formulation")
     args = parser.parse_args()
     warnings.simplefilter("ignore", FutureWarning)  # recbole 1.0.1's pandas calls, while loading the data
     result = compare_passes(args.batch, args.history, args.embedding, args.repeats, data_path=args.data_path,
-                            model=args.model)
+                            model=args.model, compiled=args.compile)
     print_passes(result, args.batch, args.history, args.embedding, args.model)
 
 
