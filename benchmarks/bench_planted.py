@@ -42,7 +42,7 @@ from scipy import stats
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from recbole_biao.compat import literal_config_values  # noqa: E402  (after the path insertion)
-from recbole_biao.trainer.diagnostics import effective_sample_size  # noqa: E402
+from recbole_biao.biao.diagnostics import effective_sample_size  # noqa: E402
 from recbole_biao.files import atomic_path  # noqa: E402
 
 ML1M_CORRUPTIONS = ("users", "swap", "labels", "flip", "flood")

@@ -8,7 +8,7 @@ both domains' pooled attention, the MLPs) on real training batches of the embedd
 BIAO, default CoNet), and the pooled attention alone on synthetic batches whose histories are all full (nothing to
 skip), each with the previous formulation (:func:`previous_pool`, :func:`previous_distinct`) swapped in, with
 today's torch formulation (``RECBOLE_BIAO_NATIVE=0``: what runs without a C++ compiler) and with today's native
-attention (``recbole_biao/model/native.py``). Prints milliseconds per pass, the speed-ups over the previous
+attention (``recbole_biao/biao/native.py``). Prints milliseconds per pass, the speed-ups over the previous
 formulation and the largest relative difference of the outputs from it; then the real batches' native pass alone,
 split into the native attention call and the torch operations around it.
 """
@@ -60,8 +60,8 @@ def time_formulations(function, inputs, repeats, compiled=False):
     ``compiled``, also ``compiled``: ``torch.compile`` of the previous formulation (torch's fused attention,
     ``scaled_dot_product_attention``, over every position; shapes dynamic; compiled in the uncounted first
     round)."""
-    from recbole_biao.model import native, perceptron
-    from recbole_biao.trainer import upper as upper_module
+    from recbole_biao.biao import native, perceptron
+    from recbole_biao.biao import upper as upper_module
 
     current = perceptron.pool_jointly, upper_module.distinct_items
     formulations = [("previous", (previous_pool, previous_distinct), "0"), ("torch", current, "0")]
@@ -116,7 +116,7 @@ def real_batches(batch, history, embedding, count, data_path="dataset/", model="
 
 def full_histories(batch, history, embedding, count, items=3000, seed=0):
     """Synthetic inputs of the pooled attention alone, every history full: ``(module, [count] tuples)``."""
-    from recbole_biao.model.perceptron import PooledSelfAttention
+    from recbole_biao.biao.perceptron import PooledSelfAttention
 
     g = torch.Generator().manual_seed(seed)
     item_dim = 2 * embedding
@@ -130,7 +130,7 @@ def full_histories(batch, history, embedding, count, items=3000, seed=0):
 def native_share(upper, batches, repeats):
     """``(seconds per pass, of them in the native attention call)`` of the real batches' pass as the lower step
     runs it, in the fastest of ``repeats`` rounds; None without the native library."""
-    from recbole_biao.model import native
+    from recbole_biao.biao import native
 
     if native.library() is None:
         return None

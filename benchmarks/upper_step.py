@@ -48,7 +48,7 @@ def main():
     warnings.simplefilter("ignore", FutureWarning)
     from dataset_converters import ml1m_genres
     from recbole_biao.data import BiaoDataset, build_cdr_data, data_preparation
-    from recbole_biao.hypergradient import implicit_hypergradient
+    from recbole_biao.biao.hypergradient import implicit_hypergradient
     from recbole_biao.trainer import BIAOTrainer
     from tests.helpers import build_model, config_for
 

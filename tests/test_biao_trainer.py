@@ -246,7 +246,7 @@ def test_each_epoch_logs_the_diagnostics_and_warns_when_the_perceptron_did_not_m
 
 
 def test_weight_log(ml1m_loaded, tmp_path):
-    from recbole_biao.trainer.weight_log import write_weight_log
+    from recbole_biao.biao.weight_log import write_weight_log
 
     config, model, trainer, data, _ = biao(ml1m_loaded, tmp_path)
     trainer.upper.step()

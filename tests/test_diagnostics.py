@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from recbole_biao.trainer.diagnostics import (effective_sample_size, parameter_distance, score_correlation,
+from recbole_biao.biao.diagnostics import (effective_sample_size, parameter_distance, score_correlation,
                                               weight_spread)
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from recbole_biao.hypergradient import clip_and_check, implicit_hypergradient
+from recbole_biao.biao.hypergradient import clip_and_check, implicit_hypergradient
 
 
 def ridge_problem(seed=0, n=40, dim=5, lam=0.3):

@@ -112,7 +112,7 @@ def test_the_learner_switches_the_tables_and_the_optimiser(ml1m_loaded):
 def test_the_upper_step_differentiates_dense_tables_and_gives_the_same_hypergradient(ml1m_loaded, monkeypatch,
                                                                                       method):
     from recbole_biao.data import data_preparation
-    from recbole_biao.trainer import upper
+    from recbole_biao.biao import upper
 
     seen, hypergradient = [], upper.implicit_hypergradient
     monkeypatch.setattr(upper, "implicit_hypergradient", lambda *args: seen.append(

@@ -6,8 +6,8 @@ import os
 import pytest
 import torch
 
-from recbole_biao.model import native, perceptron
-from recbole_biao.model.perceptron import PooledSelfAttention
+from recbole_biao.biao import native, perceptron
+from recbole_biao.biao.perceptron import PooledSelfAttention
 from tests.test_perceptron import realistic_inputs, relative_error, torch_reference
 
 needs_compiler = pytest.mark.skipif(native.compiler() is None, reason="no C++ compiler on this machine")

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from recbole_biao.model.perceptron import BehaviouralPerceptron, PooledSelfAttention
+from recbole_biao.biao.perceptron import BehaviouralPerceptron, PooledSelfAttention
 
 
 @pytest.fixture(autouse=True)
@@ -206,7 +206,7 @@ def test_pooled_attention_gradients_equal_torch_attention_gradients():
 
 
 def test_both_domains_together_equal_each_alone():
-    from recbole_biao.model.perceptron import pool_jointly
+    from recbole_biao.biao.perceptron import pool_jointly
 
     torch.manual_seed(8)
     source, target = PooledSelfAttention(64, 4), PooledSelfAttention(64, 4)
@@ -222,7 +222,7 @@ def test_both_domains_together_equal_each_alone():
 def test_the_gpu_path_equals_torch_attention(monkeypatch):
     # what a GPU runs (one segment with every row, empty histories included; torch's fused attention),
     # here on the CPU
-    from recbole_biao.model import perceptron
+    from recbole_biao.biao import perceptron
 
     monkeypatch.setattr(perceptron, "on_gpu", lambda device: True)
     torch.manual_seed(15)

@@ -16,7 +16,7 @@ from recbole_biao import utils
 from recbole_biao.errors import ConfigError
 from recbole_biao.experiments import commands, parallel
 from recbole_biao.experiments.hyper import parse_hyper_config, tune
-from recbole_biao.model import native
+from recbole_biao.biao import native
 from recbole_biao.model.recbole_baseline import RecBoleBaseline
 from recbole_biao.quick_start import prepare_run, run_recbole_biao
 from tests.helpers import FAST, config_for
@@ -210,7 +210,7 @@ def test_the_wheel_ships_the_properties_the_native_source_and_the_console_comman
                for d, _, files in os.walk(os.path.join(REPO, "properties")) for f in files if f.endswith(".yaml")}
     assert {f"recbole_biao/properties/{p}" for p in shipped} <= names and len(shipped) >= 15
     assert "dataset_converters/ml1m_genres.py" in names
-    assert "recbole_biao/model/csrc/pooled_attention.cpp" in names  # the perceptron's native attention
+    assert "recbole_biao/biao/csrc/pooled_attention.cpp" in names  # the perceptron's native attention
     assert "recbole-biao = recbole_biao.cli:main" in entry_points
     # the unpacked wheel, imported from another directory, reads its own properties files
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from recbole_biao.config import PROPERTIES_DIR; "
@@ -220,10 +220,10 @@ def test_the_wheel_ships_the_properties_the_native_source_and_the_console_comman
                          capture_output=True, text=True).stdout.split()
     assert out == [str(tmp_path / "site" / "recbole_biao" / "properties"), "50", "ml1m_genres"]
     # ... and compiles its own copy of the native attention's source
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from recbole_biao.model import native; "
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from recbole_biao.biao import native; "
             "print(native.SOURCE); print(native.library() is not None)")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "site")], cwd=tmp_path, check=True,
                          capture_output=True, text=True, env={**os.environ, "RECBOLE_BIAO_CACHE": str(tmp_path / "c")})
-    assert out.stdout.split() == [str(tmp_path / "site" / "recbole_biao" / "model" / "csrc" / "pooled_attention.cpp"),
+    assert out.stdout.split() == [str(tmp_path / "site" / "recbole_biao" / "biao" / "csrc" / "pooled_attention.cpp"),
                                   str(native.compiler() is not None)]
 

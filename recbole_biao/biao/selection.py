@@ -51,7 +51,7 @@ def interaction_rows(data) -> np.ndarray:
 def stable_weights(upper, data, batch_size: int, batchings: int, seed: int) -> np.ndarray:
     """``[rows]``: each source training row's normalised weight x ``batch_size``, averaged over ``batchings``
     random batchings of all source training rows (as training batches them)."""
-    from recbole_biao.trainer.weight_log import weights_of_rows
+    from recbole_biao.biao.weight_log import weights_of_rows
 
     n = len(data.splits["train_source"])
     total = np.zeros(n)

@@ -14,7 +14,7 @@ import torch
 
 from recbole_biao.errors import DataError
 from recbole_biao.experiments.plots import bar_chart, line_chart
-from recbole_biao.trainer.diagnostics import MOVED_BELOW, score_correlation
+from recbole_biao.biao.diagnostics import MOVED_BELOW, score_correlation
 from recbole_biao.files import atomic_path
 
 __all__ = ["load_weights", "learned_statement", "analyse", "analysis_lines"]

@@ -3,7 +3,7 @@ Perception", WWW 2023.
 
 Lower level (every step, RecBole's own batch loop with a ``loss_func``): the model trains on
 ``mean target loss + sum_j w_j * source loss_j`` with the perceptron's weights w fixed. Upper level (every
-``interval`` lower steps, from a hook on the lower optimiser's step): :class:`~recbole_biao.trainer.upper.UpperLevel`.
+``interval`` lower steps, from a hook on the lower optimiser's step): :class:`~recbole_biao.biao.upper.UpperLevel`.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from recbole.data.interaction import Interaction
 from recbole_biao import distributed
 from recbole_biao.data.dataloader import DataNeeds
 from recbole_biao.errors import ConfigError, DataError
-from recbole_biao.model import native
+from recbole_biao.biao import native
 from recbole_biao.model.abstract import check_contract
 from recbole_biao.model.layers import on_gpu
 from recbole_biao.trainer.trainer import CDRTrainer
-from recbole_biao.trainer.upper import UpperLevel
-from recbole_biao.trainer.weight_log import weights_of_rows, write_weight_log
+from recbole_biao.biao.upper import UpperLevel
+from recbole_biao.biao.weight_log import weights_of_rows, write_weight_log
 
 __all__ = ["BIAOTrainer"]
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from recbole.model.layers import MLPLayers
 
 from recbole_biao.errors import ConfigError
-from recbole_biao.model import native
+from recbole_biao.biao import native
 from recbole_biao.model.layers import on_gpu
 
 __all__ = ["PooledSelfAttention", "pool_jointly", "BehaviouralPerceptron"]
@@ -50,7 +50,7 @@ class PooledSelfAttention(nn.Module):
       cut need no mask. A row without valid positions pools to zeros.
 
     On a CPU without autograd (the lower-step pass) the attention after the projections is native code
-    (:mod:`recbole_biao.model.native`: one fused loop per row and head over its valid positions only), when a
+    (:mod:`recbole_biao.biao.native`: one fused loop per row and head over its valid positions only), when a
     C++ compiler was found; the torch formulation above is the reference, the path under autograd and without
     a compiler. On a GPU (launch-bound) every row goes through one segment and, without autograd, torch's fused
     attention. :func:`pool_jointly` computes several such modules (the perceptron's two domains) at once.

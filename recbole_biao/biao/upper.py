@@ -16,7 +16,7 @@ One upper step (:meth:`UpperLevel.step`), every ``interval`` lower steps:
      the target training set and an independent fresh training batch;
 
 2. for each pair, the implicit gradient of the dev loss w.r.t. the perceptron through the model's non-head
-   parameters (:mod:`recbole_biao.hypergradient`; ``hypergrad_method``), averaged over the pairs;
+   parameters (:mod:`recbole_biao.biao.hypergradient`; ``hypergrad_method``), averaged over the pairs;
 3. clip, skip if not finite, and one step of the perceptron's optimiser (``upper_learner``).
 
 The perceptron is not a sub-module of the model: the model's state dict stays the plain backbone's and the
@@ -42,10 +42,10 @@ from recbole_biao.data.dataloader import (BatchStream, TrainDataLoader, UserGrou
                                           make_batch)
 from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.errors import ConfigError
-from recbole_biao.hypergradient import USES_HESSIAN, clip_and_check, implicit_hypergradient
+from recbole_biao.biao.hypergradient import USES_HESSIAN, clip_and_check, implicit_hypergradient
 from recbole_biao.model.layers import distinct_items, history_mask
-from recbole_biao.model.perceptron import BehaviouralPerceptron
-from recbole_biao.trainer.diagnostics import (MOVED_BELOW, NEAR_UNIFORM_SPREAD, effective_sample_size,
+from recbole_biao.biao.perceptron import BehaviouralPerceptron
+from recbole_biao.biao.diagnostics import (MOVED_BELOW, NEAR_UNIFORM_SPREAD, effective_sample_size,
                                               parameter_distance, score_correlation, weight_spread)
 from recbole_biao.trainer.lazy_adam import dense_tables
 
