@@ -48,6 +48,7 @@ USER_KEYS = ("user", "user_id", "reviewerID", "userId")
 ITEM_KEYS = ("item", "item_id", "asin", "parent_asin", "itemId")
 RATING_KEYS = ("rating", "overall")
 TIME_KEYS = ("timestamp", "time", "unixReviewTime")
+TIME_FROM_ORDER = "times: the line numbers of the input files (--time-from-order: their lines are in time order)"
 LATEST_TIME = 4102444800.0  # 2100-01-01 in Unix seconds: a later one is a unit or parsing error
 
 
@@ -416,8 +417,11 @@ def convert(source: str, target: str, raw_dir: Optional[str] = None, out_dir: st
         train_rows = summary["target"]["behaviours"] - 2 * summary["users"]
         train_rows *= 2 if domains["target"]["implicit"] else 1
         write_properties(properties_dir, name, out_dir, {d: v["implicit"] for d, v in domains.items()},
-                         max(train_rows, 1), summary["target"]["items"], log, made_by)
+                         max(train_rows, 1), summary["target"]["items"], log,
+                         "; ".join(t for t in (made_by, TIME_FROM_ORDER * time_from_order) if t))
     report = {"files": [f.as_dict() for f in files], "summary": summary}
+    if time_from_order:
+        log(TIME_FROM_ORDER)
     log(format_report(report))
     return report
 

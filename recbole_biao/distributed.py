@@ -63,6 +63,11 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def backend() -> str:
+    """The process group's backend (``gloo``, ``nccl``), or ``none`` outside torchrun."""
+    return dist.get_backend() if dist.is_available() and dist.is_initialized() else "none"
+
+
 def is_main() -> bool:
     return rank() == 0
 

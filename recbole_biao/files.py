@@ -7,7 +7,7 @@ import os
 import socket
 import tempfile
 
-__all__ = ["PROPERTIES_DIR", "atomic_path"]
+__all__ = ["PROPERTIES_DIR", "atomic_path", "remove_orphans"]
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 # an installed wheel holds the properties files as package data (recbole_biao/properties); a checkout and an
@@ -25,9 +25,9 @@ def atomic_path(path):
     removed by the next write of the same path."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    owner = f"{socket.gethostname()}-"
-    _remove_orphans(folder, f".{os.path.basename(path)}.{owner}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{owner}{os.getpid()}.", suffix=".tmp", dir=folder)
+    remove_orphans(folder, os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{socket.gethostname()}-{os.getpid()}.",
+                               suffix=".tmp", dir=folder)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -52,16 +52,18 @@ def _fsync(path):
             os.close(fd)
 
 
-def _remove_orphans(folder, prefix):
-    """Remove ``prefix<pid>.*.tmp`` files in ``folder`` whose process (on this host) no longer runs."""
+def remove_orphans(folder: str, name: str = "") -> None:
+    """Remove the temporary files that writers on this host left in ``folder`` when they were killed (their
+    process no longer runs): of the file ``name``, or of every file; a live writer's are never touched."""
+    owner = f".{socket.gethostname()}-"
     with contextlib.suppress(OSError):
-        for name in os.listdir(folder):
-            if not (name.startswith(prefix) and name.endswith(".tmp")):
+        for entry in os.listdir(folder):
+            if not (entry.startswith(f".{name}." if name else ".") and entry.endswith(".tmp") and owner in entry):
                 continue
-            pid = name[len(prefix):].split(".", 1)[0]
+            pid = entry.rsplit(owner, 1)[1].split(".", 1)[0]
             if pid.isdigit() and not _running(int(pid)):
                 with contextlib.suppress(OSError):
-                    os.remove(os.path.join(folder, name))
+                    os.remove(os.path.join(folder, entry))
 
 
 def _running(pid):

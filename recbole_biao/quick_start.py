@@ -126,6 +126,9 @@ def run_recbole_biao(model="CoNet", dataset=None, config_file_list=None, config_
     warnings.filterwarnings("ignore", category=FutureWarning, module="recbole")  # pandas notes inside recbole 1.0.1
     logger = getLogger()
     logger.info(config)
+    if distributed.launched():
+        logger.info(f"torchrun: {distributed.world_size()} processes joined, backend {distributed.backend()}; "
+                    f"rank 0 logs, evaluates and writes the files")
 
     data, (train_data, valid_data, test_data), trainer = prepare_run(model_class, config)
     if resume:

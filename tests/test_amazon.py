@@ -214,7 +214,8 @@ def test_time_from_order_takes_the_line_number_and_the_report_counts_every_drop(
     target = write(tmp_path / "t.csv", "user,item,rating\nu1,x,5\nu1,y,1\n")
     lines = []
     report = amazon.convert("S", "T", None, str(tmp_path / "out"), "st", source_file=source, target_file=target,
-                            log=lines.append, time_from_order=True)
+                            log=lines.append, time_from_order=True, properties_dir=str(tmp_path / "props"))
+    assert amazon.TIME_FROM_ORDER in lines and amazon.TIME_FROM_ORDER in (tmp_path / "props" / "st.yaml").read_text()
     inter = open(tmp_path / "out" / "st-source" / "st-source.inter").read().splitlines()
     assert inter[1:] == ["u1\tb\t4\t3", "u1\ta\t2\t4"]  # the line numbers are the times; the later (u1, a) kept
     summary = report["summary"]["source"]

