@@ -141,10 +141,11 @@ def test_zoo_models_meet_the_contract_and_train_on_both_domains(ml1m_loaded, mod
 
 @pytest.mark.parametrize("model_name", ZOO + ["EMCDR", "NATR", "SSCDR", "DCDCSR"])
 def test_a_short_run_learns(ml1m_loaded, tmp_path, model_name):
-    """Two epochs (of each stage) lift the test AUC well above the untrained model's on the same split."""
+    """Two epochs (of each stage; one for the staged models that learn in one) lift the test AUC well above the untrained model's on the same split."""
     values = {**SMALL.get(model_name, {}), "train_epochs": ["BOTH:2"]}
     if model_name in ("EMCDR", "NATR", "SSCDR", "DCDCSR"):  # staged
-        values = {"train_epochs": ["SOURCE:2", "TARGET:2"] + ["OVERLAP:2"] * (model_name != "NATR")}
+        n = 2 if model_name == "EMCDR" else 1  # (measured: EMCDR 0.55 after one epoch of each stage)
+        values = {"train_epochs": [f"SOURCE:{n}", f"TARGET:{n}"] + [f"OVERLAP:{n}"] * (model_name != "NATR")}
     config, model, _, test = build(ml1m_loaded, model_name, tmp=tmp_path, **values)
     trainer = get_trainer(None)(config, model)
     untrained = trainer.evaluate(test, load_best_model=False)["auc"]
