@@ -330,3 +330,31 @@ def test_a_trainer_removes_the_half_written_files_of_killed_runs_from_its_checkp
     config, model, _ = build_model(ml1m_loaded, "CoNet", tmp_path)
     CDRTrainer(config, model)
     assert not orphan.exists() and live.exists()
+
+
+def test_twenty_random_kills_during_saves_never_leave_a_checkpoint_that_fails_to_load(tmp_path):
+    import random
+    import time
+
+    import torch
+
+    from recbole_biao.files import remove_orphans
+
+    path = tmp_path / "CoNet-x.pth"
+    saver = ("import sys, torch; from recbole_biao.compat import save_checkpoint\n"
+             "state = {'state_dict': {'w': torch.randn(512, 512)}, 'epoch': 0}\n"
+             "save_checkpoint(sys.argv[1], state)\nprint('saving', flush=True)\n"
+             "while True:\n    state['epoch'] += 1\n    save_checkpoint(sys.argv[1], state)\n")
+    rng = random.Random(0)
+    for _ in range(20):
+        path.unlink(missing_ok=True)
+        process = subprocess.Popen([sys.executable, "-c", saver, str(path)], stdout=subprocess.PIPE, text=True)
+        assert process.stdout.readline().strip() == "saving"
+        time.sleep(rng.uniform(0.0, 0.2))  # a random point of the saving loop (a save takes a few ms)
+        process.kill()
+        process.wait()
+        process.stdout.close()
+        checkpoint = torch.load(path, weights_only=True)  # the last complete save, never a torn one
+        assert checkpoint["state_dict"]["w"].shape == (512, 512) and checkpoint["epoch"] >= 1
+        remove_orphans(str(tmp_path))  # what the next run's start does
+        assert [p.name for p in tmp_path.iterdir()] == ["CoNet-x.pth"]
