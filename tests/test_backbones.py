@@ -93,6 +93,17 @@ def test_zero_variants_have_no_source_loss_gradient(ml1m_loaded, model_name):
     assert model.item_tables["source"].weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("model_name", BACKBONES)
+def test_a_base_backbone_uses_every_parameter_in_a_step(ml1m_loaded, model_name):
+    # what lets torchrun's DDP skip its search for unused parameters on these models (the variants need it)
+    for name, expect_unused in ((model_name, False), (f"{model_name}-S", True)):
+        model, batch = build(ml1m_loaded, name)
+        loss = model.calculate_loss(batch)
+        sum(loss).backward() if isinstance(loss, tuple) else loss.backward()
+        unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+        assert bool(unused) == expect_unused, unused
+
+
 @pytest.mark.parametrize("model", ["MiNet", "MiNet-S", "MiNet-0", "DASL", "DASL-S", "DASL-0"])
 def test_short_runs_beat_chance(ml1m_path, tmp_path, model):
     result = run_recbole_biao(model, config_dict={**FAST, **SHORT, "data_path": ml1m_path[0],

@@ -20,6 +20,7 @@ from recbole_biao.config import KEY_TYPES
 from recbole_biao.data.dataloader import DataNeeds, batch_field
 from recbole_biao.errors import ConfigError, DataError
 from recbole_biao.files import remove_orphans
+from recbole_biao.utils import BACKBONES
 from recbole_biao.evaluation import ctr_metrics, metric_names, ranking_metrics, ranking_mode
 from recbole_biao.trainer.lazy_adam import LazyAdam, sparse_tables
 from recbole_biao.trainer.ranking import rank_queries
@@ -112,10 +113,13 @@ class CDRTrainer(CrossDomainTrainer):
         self._saving = self._validating = False
         self.world_size = distributed.world_size()
         self._parallel = None
-        if self.world_size > 1:  # torchrun: DDP averages the gradients (variants leave some parameters unused)
+        if self.world_size > 1:  # torchrun: DDP averages the gradients
             from torch.nn.parallel import DistributedDataParallel
 
-            self._parallel = DistributedDataParallel(_LossOf(model), find_unused_parameters=True)
+            # the -S / -0 variants (and the zoo's phases) leave parameters unused; the backbones' base models use
+            # every one in each step (tested), and searching for unused ones costs an extra pass per step
+            unused = config["variant"] != "base" or type(model).__name__ not in BACKBONES
+            self._parallel = DistributedDataParallel(_LossOf(model), find_unused_parameters=unused)
 
     # ---- checkpoints -------------------------------------------------------------------------------
     def _build_optimizer(self, **kwargs):
