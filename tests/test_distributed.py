@@ -83,8 +83,10 @@ def test_two_gloo_ranks_end_identical_and_match_one_process(ml1m_path, tmp_path)
     """torchrun, 2 processes, 1 epoch of MiNet + BIAO: DDP keeps the models identical, the averaged
     hypergradients keep the perceptrons identical although each rank draws its own upper-level batches, and
     the test AUC is that of one process with the same total batch (within 0.01)."""
-    ranks = torchrun(tmp_path, ml1m_path[0])
+    ranks = torchrun(tmp_path, ml1m_path[0], "1", "", "--state=INFO")
     assert ranks[0]["upper_steps"] == ranks[1]["upper_steps"] > 0
+    logs = "".join(p.read_text() for p in (tmp_path / "log" / "MiNet").glob("*.log"))
+    assert "torchrun: 2 processes joined, backend gloo" in logs  # (rank 0's log)
     for part in ("model", "perceptron"):
         for key, value in ranks[0][part].items():
             assert torch.equal(value, ranks[1][part][key]), f"{part}.{key} differs between the ranks"
