@@ -358,3 +358,39 @@ def test_twenty_random_kills_during_saves_never_leave_a_checkpoint_that_fails_to
         assert checkpoint["state_dict"]["w"].shape == (512, 512) and checkpoint["epoch"] >= 1
         remove_orphans(str(tmp_path))  # what the next run's start does
         assert [p.name for p in tmp_path.iterdir()] == ["CoNet-x.pth"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--dataset=../../../../.."], r"--dataset '../../../../..': expected the name of a properties/dataset/<name>.yaml"),
+    (["--learning_rate=1e309"], r"properties key 'learning_rate': expected a finite number, got inf"),
+    (["--seed=-1"], r"properties key 'seed': expected a value in 0 .. 2\*\*32 - 1, got -1"),
+    (["--config_files=NODOMAIN"], r"nodomain.yaml: no 'source_domain' block"),
+    (["--hyper_config=BINARY"], r"binary.hyper' is not a text file"),
+    (["--analyse_weights=EMPTY"], r"empty.csv: not a weight CSV of a BIAO run"),
+])
+def test_bad_input_of_a_new_user_is_one_line(flags, message, tmp_path, capsys):
+    from recbole_biao.cli import main
+
+    (tmp_path / "nodomain.yaml").write_text("train_batch_size: 64\n")
+    (tmp_path / "binary.hyper").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    (tmp_path / "empty.csv").write_text("")
+    names = {"NODOMAIN": "nodomain.yaml", "BINARY": "binary.hyper", "EMPTY": "empty.csv"}
+    flags = [f.split("=")[0] + "=" + str(tmp_path / names[f.split("=")[1]]) if f.split("=")[1] in names else f
+             for f in flags]
+    assert main(["--model=CoNet", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(message, err[0]), err
+
+
+def test_a_plain_run_resumed_with_biao_is_one_line(ml1m_path, tmp_path, capsys):
+    from recbole_biao.cli import main
+    from tests.helpers import FAST
+
+    values = {**FAST, "data_path": ml1m_path[0], "checkpoint_dir": str(tmp_path)}
+    from recbole_biao.quick_start import run_recbole_biao
+
+    run_recbole_biao("CoNet", config_dict=values)
+    last = next(tmp_path.glob("*-last.pth"))
+    flags = [f"--{k}={v!r}" if not isinstance(v, str) else f"--{k}={v}" for k, v in values.items() if v is not None]
+    assert main(["--model=CoNet", "--trainer=BIAO", f"--resume={last}", *flags]) == 2
+    assert "was saved by a run without BIAO (no upper level in it)" in capsys.readouterr().err
