@@ -286,7 +286,8 @@ def check_known_keys(keys, where, extra=()):
 
 
 def declared_extra_keys(config_file_list, config_dict):
-    """The ``extra_keys`` of the files and of ``config_dict`` together."""
+    """The ``extra_keys`` of the files (those a run reads: see ``quick_start.run_config_files``) and of
+    ``config_dict`` together, as :class:`BiaoConfig` collects them."""
     return _extra_keys([*(_read_mapping(path) for path in config_file_list or []), config_dict or {}])
 
 

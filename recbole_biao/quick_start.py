@@ -28,6 +28,15 @@ def build_config(model="CoNet", dataset=None, config_file_list=None, config_dict
     files, they are expected to name the two domains themselves.
     """
     model_class, overrides = get_model(model), model_variant(model)
+    config_dict = {**overrides, **(config_dict or {})}
+    if trainer is not None:
+        config_dict["trainer"] = trainer
+    return model_class, BiaoConfig(model_class, run_config_files(dataset, config_file_list), config_dict)
+
+
+def run_config_files(dataset=None, config_file_list=None) -> list:
+    """The user's properties files of a run as :class:`BiaoConfig` reads them: the dataset yaml first (the
+    embedded default without ``dataset`` and files), then ``config_file_list``."""
     if dataset is None and not config_file_list:
         dataset = DEFAULT_DATASET
     files = []
@@ -40,11 +49,7 @@ def build_config(model="CoNet", dataset=None, config_file_list=None, config_dict
             raise ConfigError(f"unknown dataset '{dataset}': no {path}; "
                               f"available: {', '.join(dataset_names(PROPERTIES_DIR))}")
         files.append(path)
-    files += list(config_file_list or [])
-    config_dict = {**overrides, **(config_dict or {})}
-    if trainer is not None:
-        config_dict["trainer"] = trainer
-    return model_class, BiaoConfig(model_class, files, config_dict)
+    return files + list(config_file_list or [])
 
 
 def prepare_run(model_class, config):

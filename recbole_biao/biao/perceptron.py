@@ -271,6 +271,7 @@ class BehaviouralPerceptron(nn.Module):
             if local_bias_init is not None:
                 nn.init.constant_(self.local_mlp[-1].bias, float(local_bias_init))
             self.attention.requires_grad_(bool(learn_attention))
+        self.learn_attention = bool(learn_attention)
         self.gamma_raw = nn.Parameter(torch.ones(()))
 
     @property
@@ -296,8 +297,8 @@ class BehaviouralPerceptron(nn.Module):
         if self.use_global:
             score = score * self.global_mlp(item_emb).squeeze(-1)
         if self.use_user:
-            fixed = not any(p.requires_grad for p in self.attention.parameters())
-            with torch.no_grad() if fixed else contextlib.nullcontext():  # a fixed attention: the native pass
+            # a fixed attention: the native pass, no autograd graph
+            with contextlib.nullcontext() if self.learn_attention else torch.no_grad():
                 pooled = pool_jointly([self.attention[d] for d in ("source", "target")],
                                       [(*histories[d][:2], item_emb, histories[d][2]) for d in ("source", "target")])
             score = score * self.local_mlp(torch.cat(pooled, dim=-1)).squeeze(-1)

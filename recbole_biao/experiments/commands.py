@@ -107,7 +107,9 @@ def parse_sweep(text, extra_keys=()):
 def sweep(model, text, seeds=1, dataset=None, config_files=None, config_dict=None, show_epochs=False, out_dir=None,
           pool=None):
     """BIAO for each value of one key, against the base model; writes a table and a PNG plot."""
-    key, values = parse_sweep(text, declared_extra_keys(config_files, config_dict))
+    from recbole_biao.quick_start import run_config_files
+
+    key, values = parse_sweep(text, declared_extra_keys(run_config_files(dataset, config_files), config_dict))
     rows = sweep_rows(model, key, values)
     out_dir = out_dir or OUT_DIR
     cache = RunCache(os.path.join(out_dir, "cache"))

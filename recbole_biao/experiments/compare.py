@@ -350,8 +350,6 @@ def write_table(table, path_stem, title="", notes=(), results=None, seeds=()):
     """Write ``<path_stem>.csv`` and ``<path_stem>.md`` (with ``notes`` under the table) and, given the
     ``results`` per row and the ``seeds``, ``<path_stem>-seeds.csv``: every run's metrics, the values behind
     the means and the paired tests. Returns the Markdown."""
-    if results is not None:
-        write_seeds(results, seeds, path_stem + "-seeds.csv")
     with atomic_path(path_stem + ".csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["model", "auc", "rela_impr_percent", "significant", "p_value"])
@@ -359,6 +357,7 @@ def write_table(table, path_stem, title="", notes=(), results=None, seeds=()):
             writer.writerow([label, f"{auc:.6f}", f"{impr:.4f}", bool(star), "" if math.isnan(p) else f"{p:.6g}"])
     markdown = "\n\n".join([to_markdown(table, title), *notes])
     if results is not None:
+        write_seeds(results, seeds, path_stem + "-seeds.csv")
         markdown += f"\n\nper seed: {os.path.basename(path_stem)}-seeds.csv"
     with atomic_path(path_stem + ".md") as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(markdown + "\n")

@@ -162,8 +162,10 @@ def tune(model: str, hyper_config: str, max_evals: int = 10, algo: str = "auto",
         raise ConfigError(f"--max_evals: expected an int >= 1, got {max_evals}")
     get_model(model), get_trainer(trainer)  # a misspelled name fails before anything trains
     from recbole_biao.config import declared_extra_keys
+    from recbole_biao.quick_start import run_config_files
 
-    parsed = parse_hyper_config(hyper_config, declared_extra_keys(config_files, config_dict))
+    parsed = parse_hyper_config(hyper_config, declared_extra_keys(run_config_files(dataset, config_files),
+                                                                  config_dict))
     algo, suggest = _algorithm(algo, parsed)
     out_dir = out_dir or os.path.join("log", "hyper")
     cache = RunCache(cache_dir or os.path.join(OUT_DIR, "cache"))

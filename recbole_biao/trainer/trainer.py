@@ -18,13 +18,13 @@ from recbole_biao import distributed
 from recbole_biao.compat import load_checkpoint, plain_data, save_checkpoint
 from recbole_biao.config import KEY_TYPES
 from recbole_biao.data.dataloader import DataNeeds, batch_field
+from recbole_biao.defaults import MIN_STEPS_PER_EPOCH, suggested_batch_size
 from recbole_biao.errors import ConfigError, DataError
-from recbole_biao.files import remove_orphans
-from recbole_biao.utils import BACKBONES
 from recbole_biao.evaluation import ctr_metrics, metric_names, ranking_metrics, ranking_mode
+from recbole_biao.files import remove_orphans
 from recbole_biao.trainer.lazy_adam import LazyAdam, sparse_tables
 from recbole_biao.trainer.ranking import rank_queries
-from recbole_biao.defaults import MIN_STEPS_PER_EPOCH, suggested_batch_size
+from recbole_biao.utils import BACKBONES
 
 __all__ = ["CDRTrainer", "rng_state", "set_rng_state", "COLLAPSE_SPREAD"]
 
