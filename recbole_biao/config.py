@@ -39,6 +39,7 @@ KEY_TYPES = {
     "history_length": int,
     "implicit_negatives": int,
     "negative_pool": str,
+    "resample_negatives": bool,
     "variant": str,
     "loss_gamma": _NUMBER,
     "embedding_size": int,

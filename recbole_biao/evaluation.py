@@ -68,16 +68,25 @@ def require_ctr(config, what: str) -> None:
                           f"{config['eval_args']['mode']!r} asks for ranking metrics: run single models for those")
 
 
-def ranking_metrics(ranks, metrics, topk, decimals=4):
-    """RecBole-style ``{'recall@10': .., 'ndcg@10': ..}`` from the 1-based rank of each query's held-out item
-    among its candidates (one relevant item per query, as leave-one-out gives): Recall@K = Hit@K = the share
-    ranked within K, NDCG@K = mean of ``1 / log2(rank + 1)`` within K, MRR@K = mean of ``1 / rank`` within K."""
+def ranking_metrics(ranks, metrics, topk, users=None, decimals=4):
+    """RecBole-style ``{'recall@10': .., 'ndcg@10': ..}`` from the 1-based rank of each held-out item among its
+    candidates (the user's other held-out items among them, as in RecBole's full sort), averaged over users
+    (``users``: the user of each rank; default one user per rank, as leave-one-out gives). For a user with
+    held-out items ranked ``r_1 .. r_P``: Recall@K = hits / P, Hit@K = any hit, MRR@K = 1 / the best rank
+    within K, NDCG@K = sum of ``1 / log2(r + 1)`` within K over the ideal ``sum_{i<=min(P,K)} 1 / log2(i + 1)``."""
     ranks = np.asarray(ranks, dtype=np.float64)
+    users = np.arange(len(ranks)) if users is None else np.asarray(users)
+    _, group, size = np.unique(users, return_inverse=True, return_counts=True)
     out = {}
-    for metric in metrics:
-        for k in topk:
-            within = ranks <= k
-            value = {"recall": within, "hit": within, "ndcg": within / np.log2(ranks + 1),
-                     "mrr": within / ranks}[metric]
-            out[f"{metric}@{k}"] = round(float(value.mean()) if len(ranks) else float("nan"), decimals)
-    return out
+    for k in topk:
+        within = ranks <= k
+        hits = np.bincount(group, within, minlength=len(size))
+        gain = np.bincount(group, within / np.log2(ranks + 1), minlength=len(size))
+        ideal = np.cumsum(1 / np.log2(np.arange(2, k + 2)))[np.minimum(size, k) - 1]
+        best = np.full(len(size), np.inf)
+        np.minimum.at(best, group, ranks)
+        per_user = {"recall": hits / size, "hit": (hits > 0).astype(np.float64), "ndcg": gain / ideal,
+                    "mrr": np.where(best <= k, 1 / best, 0.0)}
+        for metric in metrics:
+            out[f"{metric}@{k}"] = round(float(per_user[metric].mean()) if len(ranks) else float("nan"), decimals)
+    return {f"{m}@{k}": out[f"{m}@{k}"] for m in metrics for k in topk}

@@ -13,7 +13,8 @@ from recbole_biao.compat import init_run_logger
 from recbole_biao.config import PROPERTIES_DIR, BiaoConfig
 from recbole_biao.data import data_preparation, load_data
 from recbole_biao.errors import ConfigError
-from recbole_biao.utils import dataset_names, get_model, get_pipeline, get_trainer, init_seed, model_variant
+from recbole_biao.utils import (check_overlap, dataset_names, get_model, get_pipeline, get_trainer, init_seed,
+                                model_variant)
 
 __all__ = ["DEFAULT_DATASET", "build_config", "prepare_run", "run_recbole_biao", "predictions_file",
            "save_predictions"]
@@ -63,6 +64,7 @@ def prepare_run(model_class, config):
         get_converter(config["dataset_converter"]).prepare(config, logger)
     dataset, data = load_data(config)
     logger.info(dataset)
+    check_overlap(model_class, config, data.stats["overlap"])
     loaders = data_preparation(config, data)
     init_seed(config["seed"], config["reproducibility"])
     model = model_class(config, dataset).to(config["device"])

@@ -9,7 +9,8 @@ from recbole.utils import init_seed as recbole_init_seed
 from recbole_biao.errors import ConfigError
 
 __all__ = ["VARIANTS", "BACKBONES", "ZOO", "MODELS", "get_model", "model_kind", "expand_baselines", "model_variant",
-           "get_trainer", "get_pipeline", "model_names", "trainer_names", "dataset_names", "init_seed"]
+           "get_trainer", "get_pipeline", "model_names", "models_for_overlap", "check_overlap", "trainer_names",
+           "dataset_names", "init_seed"]
 
 # suffix of a model name -> the variant it selects (see recbole_biao/model/abstract.py)
 VARIANTS = {"-S": "S", "-0": "0"}
@@ -70,6 +71,23 @@ def get_model(name: str) -> type:
         raise ConfigError(f"unknown model '{name}'; available: {', '.join(model_names())}, or a RecBole "
                           f"context-aware model (DeepFM, WideDeep, ...) or DIN as a target-domain baseline")
     return baseline_class(name)
+
+
+def models_for_overlap(kind: str) -> list:
+    """The cross-domain models (:data:`MODELS`) that transfer when the domains share ``kind``: ``user`` or
+    ``item`` (a model's ``OVERLAP``)."""
+    return sorted(m for m in MODELS if kind in getattr(get_model(m), "OVERLAP", ("user",)))
+
+
+def check_overlap(model_class: type, config, overlap: str) -> None:
+    """A one-line :class:`ConfigError` when the model of ``config`` cannot transfer through what the data's
+    domains share (``overlap``: ``user`` or ``item``); target-only models and variants need nothing shared."""
+    if overlap in getattr(model_class, "OVERLAP", (overlap,)) or config["variant"] == "S":
+        return
+    name = config["model"] + ("-0" if config["variant"] == "0" else "")
+    raise ConfigError(f"{name} transfers through the users both domains share, and these share items only; models "
+                      f"for shared items: {', '.join(models_for_overlap(overlap))} (or the target-only "
+                      f"{config['model']}-S)")
 
 
 def trainer_names():

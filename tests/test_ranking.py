@@ -25,6 +25,38 @@ def test_ranking_metrics_follow_their_definitions():
     assert out["ndcg@1"] == out["mrr@1"] == 0.25
 
 
+def test_ranking_metrics_with_several_held_out_items_per_user_equal_recboles_own():
+    """Users with several held-out items (RecBole's ratio split): the per-user metrics equal RecBole's metric
+    classes on the top-K hit matrix that those ranks give."""
+    from recbole.evaluator import metrics as recbole_metrics
+
+    rng = np.random.default_rng(0)
+    users, ranks = [], []
+    for user in range(40):  # distinct ranks per user: a list has one item per position
+        count = int(rng.integers(1, 6))
+        users += [user] * count
+        ranks += sorted(rng.choice(np.arange(1, 30), size=count, replace=False).tolist())
+    users, ranks = np.array(users), np.array(ranks)
+    k = 10
+    ours = ranking_metrics(ranks, ["recall", "ndcg", "mrr", "hit"], [k], users=users, decimals=10)
+    pos_index = np.zeros((40, k), dtype=bool)
+    for user, rank in zip(users, ranks):
+        if rank <= k:
+            pos_index[user, rank - 1] = True
+    pos_len = np.bincount(users, minlength=40)
+    config = {"topk": [k], "metric_decimal_place": 10}
+    theirs = {"recall": recbole_metrics.Recall(config).metric_info(pos_index, pos_len),
+              "ndcg": recbole_metrics.NDCG(config).metric_info(pos_index, pos_len),
+              "mrr": recbole_metrics.MRR(config).metric_info(pos_index),
+              "hit": recbole_metrics.Hit(config).metric_info(pos_index)}
+    for name, values in theirs.items():
+        assert ours[f"{name}@{k}"] == pytest.approx(values[:, k - 1].mean(), abs=1e-9), name
+    # one rank per user is the leave-one-out case: grouping changes nothing
+    single = ranking_metrics(ranks, ["ndcg"], [k], decimals=10)
+    assert single == ranking_metrics(ranks, ["ndcg"], [k], users=np.arange(len(ranks)), decimals=10)
+    assert single["ndcg@10"] != ours["ndcg@10"]
+
+
 def test_uniform_candidates_are_the_item_then_unknown_items_and_repeat_with_the_seed():
     known = np.array([1 * 100 + 2, 1 * 100 + 3, 2 * 100 + 5])
     users, positives = np.array([1, 2, 1]), np.array([4, 6, 7])

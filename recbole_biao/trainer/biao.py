@@ -52,6 +52,10 @@ class BIAOTrainer(CDRTrainer):
         if list(config["train_modes"]) != ["BOTH"]:  # a staged model's phases train no joint, weightable loss
             raise ConfigError(f"trainer BIAO weights each source behaviour of a joint (BOTH) training; "
                               f"{config['model']} trains in stages {config['train_modes']} (train_epochs)")
+        if getattr(model, "overlap", "user") != "user":
+            raise ConfigError(f"trainer BIAO learns the weight of a source behaviour from its user's target "
+                              f"behaviours (its dev loss and histories), so it needs users shared by the domains; "
+                              f"these share items only: train {config['model']} with --trainer=CrossDomain")
         super().__init__(config, model)
         self.upper = UpperLevel(config, model)
         model.attach_perceptron(self.upper.perceptron)

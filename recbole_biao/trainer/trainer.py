@@ -359,7 +359,9 @@ class CDRTrainer(CrossDomainTrainer):
             self.model.eval()
             ranks, spread = rank_queries(self.model, eval_data, negatives, self.device, self.config["seed"] or 0)
             self._constant = bool(len(ranks)) and spread < COLLAPSE_SPREAD
-            return ranking_metrics(ranks, [m.lower() for m in self.config["metrics"]], self.config["topk"], decimals)
+            rows = eval_data.data.splits[eval_data.split]
+            return ranking_metrics(ranks, [m.lower() for m in self.config["metrics"]], self.config["topk"],
+                                   rows.user[rows.label > 0], decimals)  # rank_queries' queries, in their order
         scores, labels, _ = self.predictions(eval_data, show_progress)
         self._constant = bool(len(scores)) and float(scores.max() - scores.min()) < COLLAPSE_SPREAD
         return ctr_metrics(labels, scores, decimals)

@@ -56,6 +56,7 @@ class BiTGCF(CrossDomainCTRRecommender):
         without transfer; ``BiTGCF-0`` keeps the transfer and drops the source loss.
     """
 
+    OVERLAP = ("user", "item")  # the transfer mixes every shared node, user or item
     HEADS = ("source_head", "target_head")
     TARGET_HEAD = "target_head"
 

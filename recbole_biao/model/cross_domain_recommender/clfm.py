@@ -29,6 +29,8 @@ class CLFM(FactorizationRecommender):
         pattern then learns from the target only).
     """
 
+    OVERLAP = ("user", "item")  # the shared pattern needs no correspondence
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         d, shared = self.embedding_size, config["shared_embedding_size"]

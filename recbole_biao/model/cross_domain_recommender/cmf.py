@@ -26,6 +26,8 @@ class CMF(FactorizationRecommender):
         factorisation of the target domain (the source only ever enters through its loss).
     """
 
+    OVERLAP = ("user", "item")  # one factor per shared user and per shared item
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.user_factors = nn.Embedding(self.total_num_users, self.embedding_size, padding_idx=0)

@@ -19,7 +19,8 @@ __all__ = ["DTCDR"]
 class DTCDR(CrossDomainCTRRecommender):
     r"""Dual-target CDR with NeuMF in each domain: every domain embeds users and items of its own; a user's
     embeddings of the two domains are combined (``combination``: element-wise ``max`` or ``mean``, two of
-    the paper's operators) into the one user embedding both domains score with:
+    the paper's operators) into the one user embedding both domains score with (where the domains share items
+    only, the items' embeddings are combined instead, the paper's framework applied to the shared side):
     ``logit_d = h_d^T [u * v; MLP_d([u; v])]`` with the domain's item embedding ``v``.
 
     Note:
@@ -30,6 +31,7 @@ class DTCDR(CrossDomainCTRRecommender):
 
     HEADS = ("source_head", "target_head")
     TARGET_HEAD = "target_head"
+    OVERLAP = ("user", "item")
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -41,17 +43,24 @@ class DTCDR(CrossDomainCTRRecommender):
         self.source_head, self.target_head = nn.Linear(d + mlp[-1], 1), nn.Linear(d + mlp[-1], 1)
         self.init_weights()
 
-    def user_vector(self, users: torch.Tensor) -> torch.Tensor:
-        """``[B, d]`` the combined user embedding (the target table alone under ``S``)."""
-        target = self.users["target"](users)
+    def combined(self, tables: nn.ModuleDict, ids: torch.Tensor) -> torch.Tensor:
+        """``[B, d]`` the two domains' embeddings of ``ids`` combined (the target table alone under ``S``)."""
+        target = tables["target"](ids)
         if not self.uses_source:
             return target
-        source = self.users["source"](users)
+        source = tables["source"](ids)
         return torch.maximum(source, target) if self.combination == "max" else (source + target) / 2
 
+    def embed(self, interaction, domain):
+        """``([B, d] user, [B, d] item)``: the shared side (users, or items when the domains share items only)
+        combined over the domains, the other side the domain's own."""
+        users, items = interaction[self.USER_ID[domain]], interaction[self.ITEM_ID[domain]]
+        if self.overlap == "item":
+            return self.users[domain](users), self.combined(self.items, items)
+        return self.combined(self.users, users), self.items[domain](items)
+
     def score(self, interaction, domain):
-        user = self.user_vector(interaction[self.USER_ID[domain]])
-        item = self.items[domain](interaction[self.ITEM_ID[domain]])
+        user, item = self.embed(interaction, domain)
         head = self.source_head if domain == "source" else self.target_head
         return head(torch.cat([user * item, self.mlps[domain](torch.cat([user, item], -1))], -1)).squeeze(-1)
 
