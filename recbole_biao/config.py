@@ -13,6 +13,7 @@ import difflib
 import functools
 import math
 import os
+from typing import Any, Iterable, List, Optional, Set
 
 import yaml
 from recbole_cdr.config import CDRConfig
@@ -159,7 +160,7 @@ RANGES = {
 }
 
 
-def trainer_files(trainer):
+def trainer_files(trainer: Optional[str]) -> List[str]:
     """The properties files of a trainer name: ``BIAO`` -> ``trainer/BIAO.yaml``; a profile such as
     ``BIAO-paper`` -> ``trainer/BIAO.yaml`` then ``trainer/BIAO-paper.yaml`` (the profile overrides)."""
     if not trainer:
@@ -173,7 +174,7 @@ def _type_name(t):
     return " or ".join("null" if x is type(None) else x.__name__ for x in types)
 
 
-def check_config(config, model_class=None):
+def check_config(config: "BiaoConfig", model_class: Optional[type] = None) -> None:
     """Raise :class:`ConfigError` naming the first key whose value has the wrong type or choice (``model_class``:
     its ``PHASES``, the RecBole-CDR phases of ``train_epochs`` it trains in; BOTH by default)."""
     for key, expected in KEY_TYPES.items():
@@ -208,7 +209,7 @@ def check_config(config, model_class=None):
     check_metrics(config)
 
 
-def check_metrics(config):
+def check_metrics(config: "BiaoConfig") -> None:
     """The metrics must be those of the evaluation protocol that ``eval_args.mode`` chooses (CTR: AUC, LogLoss;
     ranking: Recall, NDCG, MRR, Hit at each of ``topk``), and ``valid_metric`` one of them."""
     from recbole_biao.evaluation import CTR_METRICS, RANKING_METRICS, metric_names, ranking_mode
@@ -232,7 +233,7 @@ def check_metrics(config):
 
 
 @functools.lru_cache(maxsize=1)
-def known_keys():
+def known_keys() -> Set[str]:
     """Every properties key some properties file of RecBole, RecBole-CDR or recbole-biao sets, plus those
     recbole-biao reads; a key outside it is most likely misspelled."""
     import recbole
@@ -274,7 +275,7 @@ def _read_mapping(path):
     return content or {}
 
 
-def check_known_keys(keys, where, extra=()):
+def check_known_keys(keys: Iterable[str], where: str, extra: Iterable[str] = ()) -> None:
     """Raise :class:`ConfigError` on the first key nobody reads (naming the closest known key), unless it is
     declared in ``extra`` (the ``extra_keys`` list: keys that a user's own model or trainer reads)."""
     known = known_keys() | set(extra)
@@ -286,7 +287,7 @@ def check_known_keys(keys, where, extra=()):
                               f"recbole-biao{hint} (a key your own model reads: list it under '{EXTRA_KEYS}')")
 
 
-def declared_extra_keys(config_file_list, config_dict):
+def declared_extra_keys(config_file_list: Optional[List[str]], config_dict: Optional[dict]) -> Set[str]:
     """The ``extra_keys`` of the files (those a run reads: see ``quick_start.run_config_files``) and of
     ``config_dict`` together, as :class:`BiaoConfig` collects them."""
     return _extra_keys([*(_read_mapping(path) for path in config_file_list or []), config_dict or {}])
@@ -306,7 +307,7 @@ PER_MODEL = "per_model"
 DOMAIN_BLOCKS = ("source_domain", "target_domain")
 
 
-def check_per_model(sections, path, extra=()):
+def check_per_model(sections: Any, path: str, extra: Iterable[str] = ()) -> None:
     """Raise :class:`ConfigError` unless ``sections`` (a file's ``per_model`` value) maps model names to mappings
     of properties keys (no domain blocks: a section tunes training, not the data)."""
     from recbole_biao.utils import MODELS, get_model
@@ -343,7 +344,8 @@ class BiaoConfig(CDRConfig):
         config_dict (dict): values that override every file.
     """
 
-    def __init__(self, model_class, config_file_list=None, config_dict=None):
+    def __init__(self, model_class: type, config_file_list: Optional[List[str]] = None,
+                 config_dict: Optional[dict] = None):
         self.model_name = model_class.__name__
         contents = {path: _read_mapping(path) for path in config_file_list or []}
         extra = _extra_keys([*contents.values(), config_dict or {}])

@@ -2,6 +2,7 @@
 (Recall, NDCG, MRR, Hit at K) for the ranking protocol (``eval_args: {mode: full}`` or ``uniN``)."""
 
 from logging import getLogger
+from typing import Dict, List, Optional
 
 import numpy as np
 from sklearn.metrics import log_loss, roc_auc_score
@@ -15,7 +16,7 @@ CTR_METRICS = ("auc", "logloss")
 RANKING_METRICS = ("recall", "ndcg", "mrr", "hit")
 
 
-def ctr_metrics(labels, probabilities, decimals=4):
+def ctr_metrics(labels: np.ndarray, probabilities: np.ndarray, decimals: int = 4) -> Dict[str, float]:
     """RecBole-style result dict ``{'auc': .., 'logloss': ..}`` over all behaviours of a split.
 
     AUC is ``nan`` (with a warning) when the split holds a single class.
@@ -31,12 +32,12 @@ def ctr_metrics(labels, probabilities, decimals=4):
     return {"auc": round(auc, decimals), "logloss": round(loss, decimals)}
 
 
-def rela_impr(auc, base_auc):
+def rela_impr(auc: float, base_auc: float) -> float:
     """RelaImpr of ``auc`` over ``base_auc`` in percent: ((AUC - 0.5) / (AUC_base - 0.5) - 1) * 100."""
     return ((auc - 0.5) / (base_auc - 0.5) - 1.0) * 100.0
 
 
-def ranking_mode(eval_args):
+def ranking_mode(eval_args: Optional[dict]) -> Optional[int]:
     """``None`` for the CTR protocol (``mode: labeled``), ``0`` for a full sort over the target items (``full``),
     ``N`` for ``uniN`` (the held-out item among N items drawn uniformly from those the user has not had)."""
     mode = str((eval_args or {}).get("mode", "labeled"))
@@ -50,7 +51,7 @@ def ranking_mode(eval_args):
                       f"got {mode!r}")
 
 
-def metric_names(config) -> list:
+def metric_names(config) -> List[str]:
     """The result keys an evaluation under ``config`` gives: ``auc``, ``logloss`` (CTR) or ``ndcg@10``, ...
     (ranking: each metric at each of ``topk``)."""
     metrics = [str(m).lower() for m in config["metrics"] or []]
@@ -68,7 +69,8 @@ def require_ctr(config, what: str) -> None:
                           f"{config['eval_args']['mode']!r} asks for ranking metrics: run single models for those")
 
 
-def ranking_metrics(ranks, metrics, topk, users=None, decimals=4):
+def ranking_metrics(ranks: np.ndarray, metrics: List[str], topk: List[int], users: Optional[np.ndarray] = None,
+                    decimals: int = 4) -> Dict[str, float]:
     """RecBole-style ``{'recall@10': .., 'ndcg@10': ..}`` from the 1-based rank of each held-out item among its
     candidates (the user's other held-out items among them, as in RecBole's full sort), averaged over users
     (``users``: the user of each rank; default one user per rank, as leave-one-out gives). For a user with

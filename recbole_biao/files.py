@@ -6,6 +6,7 @@ import contextlib
 import os
 import socket
 import tempfile
+from typing import Iterator
 
 __all__ = ["PROPERTIES_DIR", "atomic_path", "remove_orphans"]
 
@@ -18,7 +19,7 @@ if not os.path.isdir(PROPERTIES_DIR):
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path: str) -> Iterator[str]:
     """Yield a temporary name next to ``path``; on success it is flushed to disk and renamed onto ``path``
     (atomic on POSIX), on failure removed, so that an interrupted write never leaves a partial file under the
     final name, nor (after a power cut) an empty one. Temporary files of killed writers on this host are

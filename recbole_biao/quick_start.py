@@ -4,6 +4,7 @@ import logging
 import os
 import warnings
 from logging import getLogger
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from recbole.utils import set_color
@@ -22,7 +23,8 @@ __all__ = ["DEFAULT_DATASET", "build_config", "prepare_run", "run_recbole_biao",
 DEFAULT_DATASET = "ml-1m-genres"
 
 
-def build_config(model="CoNet", dataset=None, config_file_list=None, config_dict=None, trainer=None):
+def build_config(model: str = "CoNet", dataset: Optional[str] = None, config_file_list: Optional[List[str]] = None,
+                 config_dict: Optional[dict] = None, trainer: Optional[str] = None) -> Tuple[type, BiaoConfig]:
     """The :class:`BiaoConfig` of a run: the dataset yaml first, then the user's files, then ``config_dict``.
 
     Without ``dataset`` and without config files the embedded default ``ml-1m-genres`` is used; with config
@@ -53,7 +55,7 @@ def run_config_files(dataset=None, config_file_list=None) -> list:
     return files + list(config_file_list or [])
 
 
-def prepare_run(model_class, config):
+def prepare_run(model_class: type, config: BiaoConfig) -> tuple:
     """Everything :func:`run_recbole_biao` builds before training, from a :func:`build_config` result:
     ``(data, (train, valid, test), trainer)``. The dataset yaml's converter runs once if it names one; the
     model is built after re-seeding, so that its initialisation does not depend on the data's draws."""
@@ -98,8 +100,9 @@ def save_predictions(trainer, loaders: dict) -> str:
     return path
 
 
-def run_recbole_biao(model="CoNet", dataset=None, config_file_list=None, config_dict=None, trainer=None,
-                     saved=True, resume=None, trainer_hook=None):
+def run_recbole_biao(model: str = "CoNet", dataset: Optional[str] = None, config_file_list: Optional[List[str]] = None,
+                     config_dict: Optional[dict] = None, trainer: Optional[str] = None, saved: bool = True,
+                     resume: Optional[str] = None, trainer_hook: Optional[Callable] = None) -> dict:
     """Train and evaluate one model; returns RecBole's result dict (best valid and test results), plus
     ``training``: the best-valid and last epochs, ``still_improving`` (the best valid score came at the last
     epoch of ``train_epochs``) and ``collapsed`` (the evaluated model predicts one constant).

@@ -2,6 +2,7 @@
 
 import importlib
 import os
+from typing import List
 
 import torch
 from recbole.utils import init_seed as recbole_init_seed
@@ -20,7 +21,7 @@ MODELS = BACKBONES + ZOO
 TRAINERS = {"CrossDomain": "CDRTrainer", "BIAO": "BIAOTrainer"}
 
 
-def model_names():
+def model_names() -> List[str]:
     """Every model name ``--model`` takes: each model, and its -S / -0 variants where it trains jointly (a
     staged model, trained phase by phase, has none)."""
     return [m + suffix for m in MODELS
@@ -73,7 +74,7 @@ def get_model(name: str) -> type:
     return baseline_class(name)
 
 
-def models_for_overlap(kind: str) -> list:
+def models_for_overlap(kind: str) -> List[str]:
     """The cross-domain models (:data:`MODELS`) that transfer when the domains share ``kind``: ``user`` or
     ``item`` (a model's ``OVERLAP``)."""
     return sorted(m for m in MODELS if kind in getattr(get_model(m), "OVERLAP", ("user",)))
@@ -90,7 +91,7 @@ def check_overlap(model_class: type, config, overlap: str) -> None:
                       f"{config['model']}-S)")
 
 
-def trainer_names():
+def trainer_names() -> List[str]:
     """The trainers and the profiles found in ``properties/trainer/`` (``BIAO-paper``, ...)."""
     from recbole_biao.files import PROPERTIES_DIR
 
@@ -124,12 +125,12 @@ def get_pipeline(key: str):
     return getattr(importlib.import_module(module), name)
 
 
-def dataset_names(properties_dir):
+def dataset_names(properties_dir: str) -> List[str]:
     folder = os.path.join(properties_dir, "dataset")
     return sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".yaml"))
 
 
-def init_seed(seed, reproducibility):
+def init_seed(seed: int, reproducibility: bool) -> None:
     """RecBole's seeding, plus deterministic torch kernels when ``reproducibility`` is set: parallel
     scatter-adds (embedding and gather backward) otherwise make re-runs differ in the last float bits."""
     recbole_init_seed(seed, reproducibility)

@@ -14,9 +14,11 @@ The inverse-Hessian-vector product is approximated by an inverse solver chosen b
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
+
+Tensors = Sequence[torch.Tensor]  # one tensor per parameter, in the parameters' order
 
 __all__ = ["neumann", "identity", "SOLVERS", "USES_HESSIAN", "implicit_hypergradient", "clip_and_check"]
 
@@ -27,7 +29,7 @@ def _hvp(train_grads: Sequence[torch.Tensor], params: Sequence[torch.Tensor], ve
     return [torch.zeros_like(p) if h is None else h for h, p in zip(hv, params)]
 
 
-def neumann(v, train_grads, params, iterations=3, alpha=1.0):
+def neumann(v: Tensors, train_grads: Tensors, params: Tensors, iterations: int = 3, alpha: float = 1.0) -> Tensors:
     """K-truncated Neumann series: ``p = alpha * sum_{n=0}^{K} (I - alpha H)^n v``."""
     term = [x.clone() for x in v]
     total = [x.clone() for x in v]
@@ -39,7 +41,8 @@ def neumann(v, train_grads, params, iterations=3, alpha=1.0):
     return [alpha * s for s in total]
 
 
-def identity(v, train_grads, params, iterations=0, alpha=1.0):
+def identity(v: Tensors, train_grads: Tensors, params: Tensors, iterations: int = 0, alpha: float = 1.0
+             ) -> Tensors:
     """H^{-1} replaced by ``alpha * I``."""
     return [alpha * x for x in v]
 
@@ -49,7 +52,8 @@ SOLVERS: dict[str, Callable] = {"neumann": neumann, "identity": identity}
 USES_HESSIAN = frozenset({"neumann"})
 
 
-def implicit_hypergradient(dev_loss, train_loss, params, hyper_params, method="neumann", iterations=3, alpha=1.0):
+def implicit_hypergradient(dev_loss: torch.Tensor, train_loss: torch.Tensor, params: Tensors, hyper_params: Tensors,
+                           method: str = "neumann", iterations: int = 3, alpha: float = 1.0) -> Tensors:
     """Gradient of ``dev_loss`` w.r.t. ``hyper_params`` through the lower-level optimum.
 
     Args:
@@ -78,7 +82,7 @@ def implicit_hypergradient(dev_loss, train_loss, params, hyper_params, method="n
     return [torch.zeros_like(h) if m is None else -m for m, h in zip(mixed, hyper_params)]
 
 
-def clip_and_check(grads, max_norm=None):
+def clip_and_check(grads: Tensors, max_norm: Optional[float] = None) -> Tensors:
     """Clip the joint norm of ``grads`` to ``max_norm``; return ``(grads, norm)``, or ``(None, norm)`` if
     any entry is not finite (the caller then skips the step)."""
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))

@@ -15,7 +15,7 @@ scores this is ``gamma`` times the mean source loss, i.e. the Base model's joint
 
 import contextlib
 import math
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -275,14 +275,14 @@ class BehaviouralPerceptron(nn.Module):
         self.gamma_raw = nn.Parameter(torch.ones(()))
 
     @property
-    def gamma(self):
+    def gamma(self) -> torch.Tensor:
         return torch.relu(self.gamma_raw)
 
     @property
-    def needs_histories(self):
+    def needs_histories(self) -> bool:
         return self.use_user
 
-    def scores(self, item_emb, histories):
+    def scores(self, item_emb: torch.Tensor, histories: Optional[tuple]) -> torch.Tensor:
         """Unnormalised scores ``g1 * g2`` (``[B]``), independent of the batch.
 
         Args:
@@ -304,7 +304,7 @@ class BehaviouralPerceptron(nn.Module):
             score = score * self.local_mlp(torch.cat(pooled, dim=-1)).squeeze(-1)
         return score
 
-    def normalise(self, score):
+    def normalise(self, score: torch.Tensor) -> torch.Tensor:
         """``gamma * norm(score)`` over the batch; with ``score_bound`` c the scores first become
         ``c * tanh((score - batch mean) / c)`` (centred, so that a shift of all scores, to which the softmax is
         blind, can never push them into saturation)."""
@@ -315,6 +315,6 @@ class BehaviouralPerceptron(nn.Module):
             return self.gamma * torch.softmax(score, dim=0)
         return self.gamma * torch.sigmoid(score) / score.shape[0]
 
-    def forward(self, item_emb, histories):
+    def forward(self, item_emb: torch.Tensor, histories: Optional[tuple]) -> torch.Tensor:
         """Weights ``[B]`` of the source behaviours; the source loss term is ``(weights * losses).sum()``."""
         return self.normalise(self.scores(item_emb, histories))

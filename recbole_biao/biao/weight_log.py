@@ -13,6 +13,7 @@ when gamma = 1), and the users' five most recent items of each domain.
 from __future__ import annotations
 
 import csv
+from typing import Optional
 from logging import getLogger
 
 import numpy as np
@@ -42,12 +43,12 @@ def _batches(upper, data, index, batch_size):
         yield part, scores.cpu().numpy(), upper.initial.scores(*inputs).cpu().numpy(), weights.cpu().numpy()
 
 
-def weights_of_rows(upper, data, rows, batch_size):
+def weights_of_rows(upper, data, rows: np.ndarray, batch_size: int) -> np.ndarray:
     """Weights x batch size of the source training ``rows``, normalised within batches of ``batch_size``."""
     return np.concatenate([w for _, _, _, w in _batches(upper, data, np.asarray(rows), batch_size)] or [[]])
 
 
-def write_weight_log(upper, data, path, batch_size, sample=None, seed=0):
+def write_weight_log(upper, data, path: str, batch_size: int, sample: Optional[int] = None, seed: int = 0) -> str:
     """Write the weights of the source training behaviours (all, or a random ``sample``) to ``path``.
 
     Batches are random subsets of the logged rows, as in training. The file is written under a temporary name

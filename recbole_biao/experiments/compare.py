@@ -15,6 +15,7 @@ import math
 import os
 import time
 import warnings
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import stats
@@ -22,6 +23,8 @@ from tqdm import tqdm
 
 from recbole_biao.evaluation import rela_impr
 from recbole_biao.files import atomic_path, remove_orphans
+
+Results = Dict[str, List[Optional[dict]]]  # per row label, the test result of each seed (None: the run failed)
 
 __all__ = ["Row", "CONTROL", "SELECT", "RANDOM_DROP", "pair_note", "bound_note", "baseline_rows", "selection_rows",
            "ablation_rows", "model_rows", "split_rows",
@@ -36,7 +39,7 @@ VOLATILE_KEYS = ("seed", "checkpoint_dir", "show_progress", "state", "device", "
 
 
 @functools.lru_cache(maxsize=1)
-def code_hash():
+def code_hash() -> str:
     """sha1 of the sources that decide what a run computes (the package without its command line and
     experiments, which only schedule runs): cached results of other training code are not reused."""
     digest = hashlib.sha1()
@@ -65,7 +68,8 @@ def _settings(model, trainer, dataset, files, config_json):
     return hashlib.sha1((text + code_hash()).encode()).hexdigest()[:20]
 
 
-def settings_fingerprint(model, trainer, dataset, config_files, config_dict):
+def settings_fingerprint(model: str, trainer: Optional[str], dataset: Optional[str], config_files: Optional[List[str]],
+                         config_dict: Optional[dict]) -> str:
     """A hash of everything a run of ``model`` would compute with: its resolved configuration (every
     properties file it reads, the dataset's ``per_model`` section included, and the overrides) and the code.
     Part of a run's cache key, so that retuned settings or changed code never reuse an older result."""
@@ -76,10 +80,11 @@ def settings_fingerprint(model, trainer, dataset, config_files, config_dict):
 class Row:
     """One line of a comparison table: a model name, a trainer and properties overrides."""
 
-    def __init__(self, label, model, trainer=None, values=None):
+    def __init__(self, label: str, model: str, trainer: Optional[str] = None, values: Optional[dict] = None):
         self.label, self.model, self.trainer, self.values = label, model, trainer, dict(values or {})
 
-    def spec(self, seed, dataset, file_hashes, config_dict, config_files=None):
+    def spec(self, seed: int, dataset: Optional[str], file_hashes: Dict[str, str], config_dict: Optional[dict],
+             config_files: Optional[List[str]] = None) -> dict:
         """Everything that identifies a run; ``file_hashes`` maps each config file to its content hash."""
         config = {**(config_dict or {}), **self.values}
         return {"model": self.model, "trainer": self.trainer, "dataset": dataset, "config_files": file_hashes,
@@ -91,19 +96,19 @@ CONTROL = "BIAO upper lr 0 (control)"
 SELECT, RANDOM_DROP = "learn, then select", "random drop (same size)"
 
 
-def baseline_rows(model):
+def baseline_rows(model: str) -> List["Row"]:
     """Base-S, Base-0, Base, Base+BIAO and the control that BIAO's learned weights are judged against (upper
     learning rate 0: the same run with the perceptron frozen at its start)."""
     return [Row(f"{model}-S", f"{model}-S"), Row(f"{model}-0", f"{model}-0"), Row(model, model),
             Row(f"{model}+BIAO", model, "BIAO"), Row(CONTROL, model, "BIAO", {"upper_learning_rate": 0.0})]
 
 
-def selection_rows(model):
+def selection_rows(model: str) -> List["Row"]:
     """Learn, then select (trainer BIAO-select) and its control: as many source interactions dropped at random."""
     return [Row(SELECT, model, "BIAO-select"), Row(RANDOM_DROP, model, "BIAO-select", {"select_random": True})]
 
 
-def ablation_rows(model):
+def ablation_rows(model: str) -> List["Row"]:
     """Paper Table 2 (w/o global, w/o user), a further attribution control (gamma only: uniform weights, only
     their scale learned) and the two reference profiles (the paper's settings, the authors' code's settings)."""
     return [Row("w/o global", model, "BIAO", {"use_global": False}),
@@ -113,7 +118,7 @@ def ablation_rows(model):
             Row("BIAO-reference", model, "BIAO-reference")]
 
 
-def model_rows(names):
+def model_rows(names: List[str]) -> List["Row"]:
     """One row per model name given as a baseline, trained with its own properties: a zoo model (``CMF``) or a
     RecBole model (``DeepFM``, trained unchanged on the target domain); the label says which kind it is."""
     from recbole_biao.utils import model_kind
@@ -121,11 +126,11 @@ def model_rows(names):
     return [Row(f"{name} ({model_kind(name)})", name) for name in names]
 
 
-def split_rows(model, ratios=(0.01, 0.05, 0.1)):
+def split_rows(model: str, ratios: Sequence[float] = (0.01, 0.05, 0.1)) -> List["Row"]:
     return [Row(f"split {r}", model, "BIAO", {"dev_strategy": "split", "dev_split_ratio": r}) for r in ratios]
 
 
-def sweep_rows(model, key, values):
+def sweep_rows(model: str, key: str, values: list) -> List["Row"]:
     """BIAO with ``key`` set to each of ``values``, plus the base model as the reference."""
     return [Row(model, model)] + [Row(f"{key}={v}", model, "BIAO", {key: v}) for v in values]
 
@@ -135,7 +140,7 @@ class RunCache:
     it came from. Files are written under a temporary name and renamed; an unreadable one is discarded (with a
     warning) and its run recomputed."""
 
-    def __init__(self, folder):
+    def __init__(self, folder: str):
         self.folder = folder
         os.makedirs(folder, exist_ok=True)
         remove_orphans(folder)  # entries half-written by killed comparisons
@@ -150,7 +155,7 @@ class RunCache:
         key = hashlib.sha1(text.encode()).hexdigest()[:20]
         return os.path.join(self.folder, f"{key}.json")
 
-    def entry(self, spec):
+    def entry(self, spec: dict) -> Optional[dict]:
         """``{"result": test result, "valid": best valid result or None, ...}`` of a finished run, or None."""
         path = self._path(spec)
         if not os.path.isfile(path):
@@ -169,12 +174,13 @@ class RunCache:
             os.remove(path)
             return None
 
-    def put(self, spec, result, run=None, valid=None, seconds=None):
+    def put(self, spec: dict, result: dict, run: Optional[str] = None, valid: Optional[dict] = None,
+            seconds: Optional[float] = None) -> None:
         with atomic_path(self._path(spec)) as tmp, open(tmp, "w", encoding="utf-8") as f:
             json.dump({"spec": spec, "run": run, "result": result, "valid": valid, "seconds": seconds}, f, default=str)
 
 
-def file_hashes(config_files):
+def file_hashes(config_files: Optional[List[str]]) -> Dict[str, str]:
     """``{path: sha1 of its content}``: a run's config files enter its cache key by content."""
     hashes = {}
     for path in config_files or []:
@@ -183,8 +189,9 @@ def file_hashes(config_files):
     return hashes
 
 
-def run_one(row, seed, runner, cache, dataset=None, config_files=None, config_dict=None, need_valid=True,
-            hashes=None):
+def run_one(row: Row, seed: int, runner: Callable[[dict], dict], cache: "RunCache", dataset: Optional[str] = None,
+            config_files: Optional[List[str]] = None, config_dict: Optional[dict] = None, need_valid: bool = True,
+            hashes: Optional[Dict[str, str]] = None) -> Tuple[Optional[dict], Any]:
     """Run (or reuse) ``row`` with ``seed``; returns ``(test result, best valid result)`` (the valid result is
     None for an entry cached without it when ``need_valid`` is false; with it, such an entry is rerun), or
     ``(None, error)`` when the run failed (nothing is cached then)."""
@@ -199,7 +206,7 @@ def run_one(row, seed, runner, cache, dataset=None, config_files=None, config_di
     return entry["result"], entry["valid"]
 
 
-def record(cache, spec, out):
+def record(cache: "RunCache", spec: dict, out: dict) -> dict:
     """Cache a run's output (:func:`~recbole_biao.experiments.parallel.run_safely`'s dict); returns the entry
     (``{"error": ...}`` for a failed run, which is not cached)."""
     if "error" in out:
@@ -210,8 +217,10 @@ def record(cache, spec, out):
     return {"result": result, "valid": valid}
 
 
-def run_rows(rows, seeds, runner, cache, dataset=None, config_files=None, config_dict=None, progress=True,
-             pool=None, need_valid=False):
+def run_rows(rows: List[Row], seeds: List[int], runner: Callable[[dict], dict], cache: "RunCache",
+             dataset: Optional[str] = None, config_files: Optional[List[str]] = None,
+             config_dict: Optional[dict] = None, progress: bool = True, pool=None, need_valid: bool = False
+             ) -> Tuple[Results, list]:
     """Run (or reuse) every row for every seed; returns ``({label: [test result or None per seed]}, failures)``
     with ``failures`` a list of ``(label, seed, error)``: a failed run is reported, the others go on.
 
@@ -250,12 +259,12 @@ def run_rows(rows, seeds, runner, cache, dataset=None, config_files=None, config
     return results, failures
 
 
-def failure_notes(failures):
+def failure_notes(failures: List[tuple]) -> List[str]:
     """One line per failed run, for the notes under a table."""
     return [f"failed: {label}, seed {seed}: {error}" for label, seed, error in failures]
 
 
-def paired_p_value(a, b):
+def paired_p_value(a: Sequence[float], b: Sequence[float]) -> float:
     """Two-sided paired t-test of ``a`` against ``b`` (nan with fewer than two pairs or no variance); a pair with
     a missing value (None or nan: a failed run) is left out."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -266,7 +275,8 @@ def paired_p_value(a, b):
     return float(stats.ttest_rel(a, b).pvalue)
 
 
-def comparison_table(results, reference, tested=None, baselines=()):
+def comparison_table(results: Results, reference: str, tested: Optional[str] = None, baselines: Sequence[str] = ()
+                     ) -> List[tuple]:
     """Rows ``(label, mean AUC, RelaImpr % vs reference, star, p)`` from ``{label: [result per seed]}``.
 
     ``tested`` (e.g. Base+BIAO) gets a paired t-test against the best of ``baselines`` by mean AUC and a
@@ -288,13 +298,13 @@ def comparison_table(results, reference, tested=None, baselines=()):
     return table
 
 
-def aucs(runs):
+def aucs(runs: List[Optional[dict]]) -> List[float]:
     """The test AUC of each run of a row; nan for a failed run (None) and for a collapsed one (its model
     predicts one constant, so its AUC of 0.5 measures nothing)."""
     return [r["auc"] if r is not None and not r.get("collapsed") else float("nan") for r in runs]
 
 
-def training_notes(results):
+def training_notes(results: Results) -> List[str]:
     """Lines for the notes under a table: per row, the runs that collapsed (left out of the means and tests) and
     those whose best valid epoch was the last one trained (more epochs might have helped)."""
     notes = []
@@ -310,7 +320,7 @@ def training_notes(results):
     return notes
 
 
-def mark_collapsed(table, results):
+def mark_collapsed(table: List[tuple], results: Results) -> List[tuple]:
     """The table with ``(k of n collapsed)`` after the label of every row that has collapsed runs."""
     marked = []
     for label, *rest in table:
@@ -320,7 +330,7 @@ def mark_collapsed(table, results):
     return marked
 
 
-def bound_note(results, base_s, base_0, base):
+def bound_note(results: Results, base_s: str, base_0: str, base: str) -> str:
     """One line: what weighting or selecting the source *loss* can reach, max(Base, Base-0), beside Base-S (where
     the harm enters through the source inputs, only the target-only model avoids it)."""
     mean = {label: float(np.nanmean(aucs(results[label]))) for label in (base_s, base_0, base)}
@@ -329,7 +339,7 @@ def bound_note(results, base_s, base_0, base):
             f"{base_s} (no source at all) {mean[base_s]:.4f}")
 
 
-def pair_note(results, a, b):
+def pair_note(results: Results, a: str, b: str) -> str:
     """One line: row ``a`` against row ``b`` (mean AUC difference over the seeds both finished, paired t-test)."""
     x, y = np.array(aucs(results[a])), np.array(aucs(results[b]))
     p = paired_p_value(x, y)
@@ -338,7 +348,7 @@ def pair_note(results, a, b):
             f"(paired t-test p = {'n/a' if math.isnan(p) else f'{p:.3g}'})")
 
 
-def to_markdown(table, title=""):
+def to_markdown(table: List[tuple], title: str = "") -> str:
     lines = [f"**{title}**", ""] if title else []
     lines += ["| model | AUC | RelaImpr | p (paired t-test vs best baseline) |", "|---|---|---|---|"]
     for label, auc, impr, star, p in table:
@@ -346,7 +356,8 @@ def to_markdown(table, title=""):
     return "\n".join(lines)
 
 
-def write_table(table, path_stem, title="", notes=(), results=None, seeds=()):
+def write_table(table: List[tuple], path_stem: str, title: str = "", notes: Sequence[str] = (),
+                results: Optional[Results] = None, seeds: Sequence[int] = ()) -> str:
     """Write ``<path_stem>.csv`` and ``<path_stem>.md`` (with ``notes`` under the table) and, given the
     ``results`` per row and the ``seeds``, ``<path_stem>-seeds.csv``: every run's metrics, the values behind
     the means and the paired tests. Returns the Markdown."""
@@ -364,7 +375,7 @@ def write_table(table, path_stem, title="", notes=(), results=None, seeds=()):
     return markdown
 
 
-def write_seeds(results, seeds, path):
+def write_seeds(results: Results, seeds: Sequence[int], path: str) -> None:
     """One line per (row, seed): its test metrics and how training went (empty where the run failed)."""
     runs = [(label, seed, run) for label, row_runs in results.items() for seed, run in zip(seeds, row_runs)]
     metrics = list(dict.fromkeys(k for _, _, run in runs if run for k in run))

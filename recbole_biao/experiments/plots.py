@@ -1,5 +1,7 @@
 """Figures of the experiments (matplotlib, written as PNG files)."""
 
+from typing import Optional, Sequence
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
@@ -8,7 +10,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 __all__ = ["bar_chart", "line_chart"]
 
 
-def bar_chart(labels, values, path, title, xlabel, ylabel):
+def bar_chart(labels: Sequence[str], values: Sequence[float], path: str, title: str, xlabel: str, ylabel: str
+              ) -> str:
     fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(labels)), 4.5))
     ax.bar(range(len(labels)), values, color="tab:blue")
     low, high = min(values), max(values)
@@ -22,7 +25,9 @@ def bar_chart(labels, values, path, title, xlabel, ylabel):
     return path
 
 
-def line_chart(x, y, path, title, xlabel, ylabel, label=None, reference=None, reference_label=None):
+def line_chart(x: Sequence[float], y: Sequence[float], path: str, title: str, xlabel: str, ylabel: str,
+               label: Optional[str] = None, reference: Optional[float] = None, reference_label: Optional[str] = None
+               ) -> str:
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     ax.plot(x, y, marker="o", label=label)
     if reference is not None:

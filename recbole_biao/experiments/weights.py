@@ -7,6 +7,7 @@ and a report of the highest- and lowest-weighted behaviours with the users' rece
 
 import argparse
 import os
+from typing import List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,7 @@ __all__ = ["load_weights", "learned_statement", "analyse", "analysis_lines"]
 COLUMNS = ("user", "item", "category", "user_source_behaviours", "user_target_behaviours", "weight")
 
 
-def load_weights(path):
+def load_weights(path: str) -> pd.DataFrame:
     if not os.path.isfile(path):
         raise DataError(f"{path}: weight CSV not found (write one with --weight_log=True)")
     try:
@@ -37,7 +38,7 @@ def load_weights(path):
     return df
 
 
-def learned_statement(df):
+def learned_statement(df: pd.DataFrame) -> str:
     """One line: how far the scores are from those the untrained perceptron gives the same behaviours."""
     if "initial_score" not in df.columns:
         return "no initial_score column (a weight log of an older version): learning cannot be told from initialisation"
@@ -49,7 +50,8 @@ def learned_statement(df):
     return f"correlation of the scores with the untrained perceptron's on the same behaviours: r = {r:.6f} ({verdict})"
 
 
-def analyse(path, out_dir=None, top=10, df=None):
+def analyse(path: str, out_dir: Optional[str] = None, top: int = 10, df: Optional[pd.DataFrame] = None
+            ) -> Tuple[str, str, str]:
     """Write ``category_weights.png``, ``history_difference_weights.png`` and ``report.txt``; return their paths.
     ``df``: the CSV already loaded by :func:`load_weights` (read from ``path`` otherwise)."""
     df = load_weights(path) if df is None else df
@@ -88,13 +90,13 @@ def analyse(path, out_dir=None, top=10, df=None):
     return figure3, figure4, report
 
 
-def analysis_lines(path, out_dir=None, top=10):
+def analysis_lines(path: str, out_dir: Optional[str] = None, top: int = 10) -> List[str]:
     """What ``--analyse_weights`` prints: the written files, then :func:`learned_statement` (one read of the CSV)."""
     df = load_weights(path)
     return [*analyse(path, out_dir, top, df=df), learned_statement(df)]
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("csv", help="weight CSV of a BIAO run")
     parser.add_argument("--out", help="output folder (default: <csv>-analysis/)")

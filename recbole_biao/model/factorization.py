@@ -54,18 +54,18 @@ class FactorizationRecommender(CrossDomainCTRRecommender):
         """The logit before the bias of broadcastable ``[..., d]`` user and item vectors: their dot product."""
         return (user * item).sum(-1)
 
-    def score(self, interaction, domain):
+    def score(self, interaction: Interaction, domain: str) -> torch.Tensor:
         user = self.user_vector(interaction[self.USER_ID[domain]], domain)
         item = self.item_table(domain)(interaction[self.ITEM_ID[domain]])
         head = self.source_head if domain == "source" else self.target_head
         return head(self.match(user, item))
 
-    def candidate_scores(self, interaction, items):
+    def candidate_scores(self, interaction: Interaction, items: torch.Tensor) -> torch.Tensor:
         user = self.user_vector(interaction[self.USER_ID["target"]], "target")[:, None, :]
         item = self.item_table("target")(items)
         return self.target_head(self.match(user, item if items.dim() == 2 else item[None]))
 
-    def domain_losses(self, interaction, domain):
+    def domain_losses(self, interaction: Interaction, domain: str) -> torch.Tensor:
         losses = super().domain_losses(interaction, domain)
         if self.reg_weight:
             user, item = self.factors(interaction, domain)

@@ -55,7 +55,7 @@ class AttentionPooling(nn.Module):
         super().__init__()
         self.score = nn.Sequential(nn.Linear(3 * dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
-    def forward(self, history, query, mask):
+    def forward(self, history: torch.Tensor, query: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """history ``[B, N, D]``, query ``[B, D]``, mask ``[B, N]`` -> (pooled ``[B, D]``, weights ``[B, N]``)."""
         q = query[:, None, :].expand_as(history)
         weights = masked_softmax(self.score(torch.cat([history, q, history * q], -1)).squeeze(-1), mask)
@@ -70,5 +70,5 @@ class Bias(nn.Module):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(()))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.bias

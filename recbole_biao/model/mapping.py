@@ -2,6 +2,7 @@
 SOURCE and TARGET phases), then a map of user factors fitted on the users of both domains (the OVERLAP phase),
 through which a target behaviour is scored once the map is being fitted and after training."""
 
+import torch
 import torch.nn as nn
 
 from recbole_biao.data.dataset import DOMAINS
@@ -35,10 +36,10 @@ class MappingRecommender(FactorizationRecommender):
                 layers += [nn.Linear(a, b)] + ([nn.Tanh()] if i < len(sizes) - 2 else [])
             self.mapping = nn.Sequential(*layers)
 
-    def user_table(self, domain):
+    def user_table(self, domain: str) -> nn.Embedding:
         return self.users[domain]
 
-    def item_table(self, domain):
+    def item_table(self, domain: str) -> nn.Embedding:
         return self.items[domain]
 
     @property
@@ -48,7 +49,7 @@ class MappingRecommender(FactorizationRecommender):
 
     MAP_FROM = "source"  # the domain whose user factor the mapping reads
 
-    def user_vector(self, users, domain):
+    def user_vector(self, users: torch.Tensor, domain: str) -> torch.Tensor:
         if domain == "target" and self.mapped:
             return self.mapping(self.users[self.MAP_FROM](users))
         return self.users[domain](users)

@@ -6,12 +6,13 @@ Reference:
     Graph Collaborative Filtering Networks." in CIKM 2020.
 """
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from recbole.data.interaction import Interaction
 
 from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.model.abstract import CrossDomainCTRRecommender
@@ -151,10 +152,10 @@ class BiTGCF(CrossDomainCTRRecommender):
         head = self.source_head if domain == "source" else self.target_head
         return head((user * item).sum(-1))
 
-    def score(self, interaction, domain):
+    def score(self, interaction: Interaction, domain: str) -> torch.Tensor:
         return self._score(self.propagated_tables(), interaction, domain)
 
-    def candidate_scores(self, interaction, items):
+    def candidate_scores(self, interaction: Interaction, items: torch.Tensor) -> torch.Tensor:
         table = self.propagated_tables()["target"]
         user = table[interaction[self.USER_ID["target"]]]
         item = table[self.total_num_users + items]
@@ -168,10 +169,10 @@ class BiTGCF(CrossDomainCTRRecommender):
             losses = losses + self.reg_weight * sum(e.pow(2).sum(-1) for e in ego)
         return losses
 
-    def domain_losses(self, interaction, domain):
+    def domain_losses(self, interaction: Interaction, domain: str) -> torch.Tensor:
         return self._losses(self.propagated_tables(), interaction, domain)
 
-    def behaviour_losses(self, interaction):
+    def behaviour_losses(self, interaction: Interaction) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         tables = self.propagated_tables()  # one propagation serves both domains' rows
         target = self._losses(tables, interaction, "target")
         return target, (self._losses(tables, interaction, "source") if self.has_source_rows(interaction) else None)

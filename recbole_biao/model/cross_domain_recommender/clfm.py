@@ -43,11 +43,11 @@ class CLFM(FactorizationRecommender):
         self.domain_patterns = nn.ModuleDict({dom: nn.Linear(d, d - shared, bias=False) for dom in DOMAINS})
         self.init_weights()
 
-    def user_table(self, domain):
+    def user_table(self, domain: str) -> nn.Embedding:
         return self.users[domain]
 
-    def item_table(self, domain):
+    def item_table(self, domain: str) -> nn.Embedding:
         return self.items[domain]
 
-    def project(self, user, domain):
+    def project(self, user: torch.Tensor, domain: str) -> torch.Tensor:
         return torch.cat([self.shared_pattern(user), self.domain_patterns[domain](user)], dim=-1)

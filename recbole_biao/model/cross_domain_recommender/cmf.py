@@ -34,8 +34,8 @@ class CMF(FactorizationRecommender):
         self.item_factors = nn.Embedding(self.total_num_items, self.embedding_size, padding_idx=0)
         self.init_weights()
 
-    def user_table(self, domain):
+    def user_table(self, domain: str) -> nn.Embedding:
         return self.user_factors
 
-    def item_table(self, domain):
+    def item_table(self, domain: str) -> nn.Embedding:
         return self.item_factors

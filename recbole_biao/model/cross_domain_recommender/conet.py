@@ -11,6 +11,7 @@ Reference:
 
 import torch
 import torch.nn as nn
+from recbole.data.interaction import Interaction
 
 from recbole_biao.model.abstract import CrossDomainCTRRecommender
 
@@ -54,7 +55,7 @@ class CoNet(CrossDomainCTRRecommender):
     def _input(self, user, items, domain):
         return torch.cat([self.user_embedding(user), self.embed_items(items, domain)], dim=-1)
 
-    def score(self, interaction, domain):
+    def score(self, interaction: Interaction, domain: str) -> torch.Tensor:
         other = "target" if domain == "source" else "source"
         user = interaction[self.USER_ID[domain]]
         x = {domain: self._input(user, interaction[self.ITEM_ID[domain]], domain)}

@@ -8,6 +8,7 @@ Reference:
 
 import torch
 import torch.nn as nn
+from recbole.data.interaction import Interaction
 from recbole.model.layers import MLPLayers
 
 from recbole_biao.model.abstract import CrossDomainCTRRecommender
@@ -60,7 +61,7 @@ class DASL(CrossDomainCTRRecommender):
             if self.uses_source:
                 self.mapping.copy_(torch.eye(dim))
 
-    def user_vector(self, user, domain):
+    def user_vector(self, user: torch.Tensor, domain: str) -> torch.Tensor:
         own = self.user_tables[domain](user)
         if not self.uses_source:
             return own
@@ -68,7 +69,7 @@ class DASL(CrossDomainCTRRecommender):
             return (own + self.user_tables["source"](user) @ self.mapping.T) / 2
         return (own + self.user_tables["target"](user) @ self.mapping) / 2
 
-    def encode(self, items, lengths, domain):
+    def encode(self, items: torch.Tensor, lengths: torch.Tensor, domain: str) -> torch.Tensor:
         """GRU outputs ``[B, N, D]`` over the history, oldest first, and their mask."""
         n = items.shape[1]
         # histories come most recent first; reverse the valid part of each row
@@ -81,7 +82,7 @@ class DASL(CrossDomainCTRRecommender):
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=n)
         return out, mask
 
-    def score(self, interaction, domain):
+    def score(self, interaction: Interaction, domain: str) -> torch.Tensor:
         user_ids = interaction[self.USER_ID[domain]]
         items = interaction[self.ITEM_ID[domain]]
         user = self.user_vector(user_ids, domain)
@@ -97,7 +98,7 @@ class DASL(CrossDomainCTRRecommender):
         logit = head(torch.cat([preference, candidate, user], dim=-1)).squeeze(-1)
         return logit + self.user_bias[bias_domain](user_ids).squeeze(-1) + self.item_bias[bias_domain](items).squeeze(-1)
 
-    def regularization(self):
+    def regularization(self) -> torch.Tensor:
         if not self.uses_source:
             return 0.0
         eye = torch.eye(self.mapping.shape[0], device=self.mapping.device)

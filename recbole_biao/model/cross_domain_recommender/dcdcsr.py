@@ -8,6 +8,7 @@ Reference:
 
 import numpy as np
 import torch
+from recbole.data.interaction import Interaction
 
 from recbole_biao.data.dataloader import OVERLAP_FIELD
 from recbole_biao.model.mapping import MappingRecommender
@@ -54,6 +55,6 @@ class DCDCSR(MappingRecommender):
         share = n / n.sum(1, keepdim=True).clamp(min=1)
         return (share[:, :1] * self.users["source"](users) + share[:, 1:] * self.users["target"](users)).detach()
 
-    def overlap_loss(self, interaction):
+    def overlap_loss(self, interaction: Interaction) -> torch.Tensor:
         users = interaction[OVERLAP_FIELD]
         return (self.mapping(self.users["target"](users).detach()) - self.benchmark(users)).pow(2).sum(-1).mean()

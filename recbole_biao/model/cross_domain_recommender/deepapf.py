@@ -8,6 +8,7 @@ Reference:
 
 import torch
 import torch.nn as nn
+from recbole.data.interaction import Interaction
 
 from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.model.abstract import CrossDomainCTRRecommender
@@ -43,7 +44,7 @@ class DeepAPF(CrossDomainCTRRecommender):
         """``[B, 2]`` softmax attention of the (shared, domain) interests ``[B, 2, d]`` for the items ``[B, d]``."""
         return torch.softmax(self.attention(interests * item[:, None, :]).squeeze(-1), dim=-1)
 
-    def score(self, interaction, domain):
+    def score(self, interaction: Interaction, domain: str) -> torch.Tensor:
         users = interaction[self.USER_ID[domain]]
         item = self.items[domain](interaction[self.ITEM_ID[domain]])
         interests = torch.stack([self.shared_users(users), self.users[domain](users)], dim=1)

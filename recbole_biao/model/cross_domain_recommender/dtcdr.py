@@ -6,8 +6,11 @@ Reference:
     Cross-Domain Recommendation." in CIKM 2019.
 """
 
+from typing import Tuple
+
 import torch
 import torch.nn as nn
+from recbole.data.interaction import Interaction
 from recbole.model.layers import MLPLayers
 
 from recbole_biao.data.dataset import DOMAINS
@@ -51,7 +54,7 @@ class DTCDR(CrossDomainCTRRecommender):
         source = tables["source"](ids)
         return torch.maximum(source, target) if self.combination == "max" else (source + target) / 2
 
-    def embed(self, interaction, domain):
+    def embed(self, interaction: Interaction, domain: str) -> Tuple[torch.Tensor, torch.Tensor]:
         """``([B, d] user, [B, d] item)``: the shared side (users, or items when the domains share items only)
         combined over the domains, the other side the domain's own."""
         users, items = interaction[self.USER_ID[domain]], interaction[self.ITEM_ID[domain]]
@@ -59,7 +62,7 @@ class DTCDR(CrossDomainCTRRecommender):
             return self.users[domain](users), self.combined(self.items, items)
         return self.combined(self.users, users), self.items[domain](items)
 
-    def score(self, interaction, domain):
+    def score(self, interaction: Interaction, domain: str) -> torch.Tensor:
         user, item = self.embed(interaction, domain)
         head = self.source_head if domain == "source" else self.target_head
         return head(torch.cat([user * item, self.mlps[domain](torch.cat([user, item], -1))], -1)).squeeze(-1)

@@ -6,6 +6,9 @@ Reference:
     Mapping Approach." in IJCAI 2017.
 """
 
+import torch
+from recbole.data.interaction import Interaction
+
 from recbole_biao.data.dataloader import OVERLAP_FIELD
 from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.model.mapping import MappingRecommender
@@ -36,7 +39,7 @@ class EMCDR(MappingRecommender):
         super().__init__(config, dataset)
         self.init_weights()
 
-    def overlap_loss(self, interaction):
+    def overlap_loss(self, interaction: Interaction) -> torch.Tensor:
         users = interaction[OVERLAP_FIELD]
         source, target = (self.users[dom](users).detach() for dom in DOMAINS)  # the stages' factors stay fixed
         return (self.mapping(source) - target).pow(2).sum(-1).mean()

@@ -8,6 +8,7 @@ Reference:
 
 import torch
 import torch.nn as nn
+from recbole.data.interaction import Interaction
 from recbole.model.layers import MLPLayers
 
 from recbole_biao.model.abstract import CrossDomainCTRRecommender
@@ -63,12 +64,12 @@ class MiNet(CrossDomainCTRRecommender):
             return self.source_attention(self.transfer(emb), candidate, history_mask(items, lengths))[0]
         return self.target_attention(emb, candidate, history_mask(items, lengths))[0]
 
-    def interest_weights(self, interests, candidate):
+    def interest_weights(self, interests: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
         """``[B, k]`` positive weights of the ``k`` interests."""
         logits = self.interest_attention(torch.cat([*interests, candidate], dim=-1))
         return torch.exp(logits.clamp(max=20.0))  # clamped so that exp never overflows
 
-    def score(self, interaction, domain):
+    def score(self, interaction: Interaction, domain: str) -> torch.Tensor:
         user = self.user_embedding(interaction[self.USER_ID[domain]])
         candidate = self.embed_items(interaction[self.ITEM_ID[domain]], domain)
         if domain == "source":

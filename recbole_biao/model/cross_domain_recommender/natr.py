@@ -9,6 +9,7 @@ Reference:
 import numpy as np
 import torch
 import torch.nn as nn
+from recbole.data.interaction import Interaction
 
 from recbole_biao.data.dataloader import batch_field
 from recbole_biao.data.dataset import DOMAINS
@@ -76,7 +77,7 @@ class NATR(CrossDomainCTRRecommender):
         users = torch.from_numpy(users).to(items.device)
         return users, history_mask(users, torch.from_numpy(lengths).to(items.device))
 
-    def score(self, interaction, domain):
+    def score(self, interaction: Interaction, domain: str) -> torch.Tensor:
         user, item = interaction[self.USER_ID[domain]], interaction[self.ITEM_ID[domain]]
         if domain == "source":
             return self.source_head((self.users["source"](user) * self.items["source"](item)).sum(-1))
@@ -90,7 +91,7 @@ class NATR(CrossDomainCTRRecommender):
         z = b[:, :1] * s + b[:, 1:] * q
         return self.target_head((z * p).sum(-1))
 
-    def domain_losses(self, interaction, domain):
+    def domain_losses(self, interaction: Interaction, domain: str) -> torch.Tensor:
         losses = super().domain_losses(interaction, domain)
         if self.reg_weight:
             factors = (self.users[domain](interaction[self.USER_ID[domain]]),

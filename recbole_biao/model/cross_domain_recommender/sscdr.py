@@ -8,6 +8,7 @@ Reference:
 
 import numpy as np
 import torch
+from recbole.data.interaction import Interaction
 
 from recbole_biao.data.dataloader import OVERLAP_FIELD
 from recbole_biao.data.dataset import DOMAINS
@@ -53,7 +54,7 @@ class SSCDR(MappingRecommender):
         # sorted by user: each user's items are one slice; the (user, item) keys for the had-not check
         self.had = (users, items, np.unique(items), users.astype(np.int64) * self.bound + items)
 
-    def match(self, user, item):
+    def match(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         return -(unit_ball(user) - unit_ball(item)).pow(2).sum(-1)
 
     def draw_items(self, users: np.ndarray, rng: np.random.Generator):
@@ -70,7 +71,7 @@ class SSCDR(MappingRecommender):
             had_not[clash] = pool[rng.integers(len(pool), size=int(clash.sum()))]
         return had, had_not
 
-    def overlap_loss(self, interaction):
+    def overlap_loss(self, interaction: Interaction) -> torch.Tensor:
         users = interaction[OVERLAP_FIELD]
         source, target = (self.users[dom](users).detach() for dom in DOMAINS)  # the stages' points stay fixed
         supervised = (self.mapping(source) - target).pow(2).sum(-1).mean()
