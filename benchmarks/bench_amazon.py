@@ -52,7 +52,7 @@ def child(folder, out):
     print(json.dumps({"lines": lines, "seconds": seconds, "peak_mb": peak_mb, "summary": report["summary"]}))
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 4_000_000])
     parser.add_argument("--workdir", default="/tmp/bench_amazon")

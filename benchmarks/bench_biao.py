@@ -28,7 +28,7 @@ from bench_planted import parse_set  # (this script's folder is on the path)
 PARTS = ("loading", "gathering", "perceptron", "model", "upper")
 
 
-def rss_mb():
+def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
@@ -134,7 +134,7 @@ def child(spec):
                       "device": str(config["device"]) + (f" ({torch.cuda.get_device_name(0)})" if cuda else "")}))
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=["CoNet", "MiNet", "DASL"])
     parser.add_argument("--intervals", type=int, nargs="+", default=[5, 100], help="default: BIAO's (5) and 100")

@@ -30,7 +30,7 @@ BEFORE = {"train_batch_size": 512, "learning_rate": 0.001, "train_epochs": ["BOT
           "pairing": "stream", "pairing_ratio": 1}
 
 
-def rule(model, dataset):
+def rule(model: str, dataset: str) -> dict:
     """The rule's settings for ``model`` on ``dataset``, from the loaded data's counts."""
     from recbole_biao.data import load_data
     from recbole_biao.quick_start import build_config
@@ -42,7 +42,7 @@ def rule(model, dataset):
     return {**top, **sections.get(model, {})}
 
 
-def shipped(model, dataset):
+def shipped(model: str, dataset: str) -> dict:
     """The lower level the dataset's properties file gives ``model``, as explicit values: a run of the search with
     the same values is then the same cached run."""
     from recbole_biao.quick_start import build_config
@@ -51,7 +51,7 @@ def shipped(model, dataset):
     return {key: config[key] for key in BEFORE}
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", default="ml-1m-genres,movies-books,food-kitchen")
     parser.add_argument("--models", default="CoNet,MiNet,DASL")

@@ -34,6 +34,7 @@ import json
 import os
 import sys
 import time
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -48,14 +49,14 @@ from recbole_biao.files import atomic_path  # noqa: E402
 ML1M_CORRUPTIONS = ("users", "swap", "labels", "flip", "flood")
 
 
-def read_atomic(path):
+def read_atomic(path: str) -> Tuple[pd.DataFrame, List[str]]:
     df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
     header = list(df.columns)
     df.columns = [c.split(":")[0] for c in header]
     return df, header
 
 
-def write_atomic(df, header, path):
+def write_atomic(df: pd.DataFrame, header: List[str], path: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with atomic_path(path) as tmp:
         out = df.copy()
@@ -63,7 +64,8 @@ def write_atomic(df, header, path):
         out.to_csv(tmp, sep="\t", index=False, quoting=3)
 
 
-def make_ml1m_data(source_dir, target_dir, out, categories, corruption, target_keep, copies=1, data_seed=0):
+def make_ml1m_data(source_dir: str, target_dir: str, out: str, categories: List[str], corruption: str,
+                   target_keep: float, copies: int = 1, data_seed: int = 0) -> Tuple[Dict[str, str], int, int, int]:
     """Write ``planted-clean-*`` and ``planted-corrupt-*`` atomic files under ``out``; return the dataset yamls."""
     rng = np.random.default_rng(data_seed)
     src, src_header = read_atomic(os.path.join(source_dir, os.path.basename(source_dir) + ".inter"))
@@ -134,7 +136,7 @@ class UpperObserver:
             self.signs.append(grads[bad].mean() > grads[~bad].mean())
             self.ratios.append((record["step"], weights[bad].mean() / weights[~bad].mean()))
 
-    def ratio_until(self, step, last=5):
+    def ratio_until(self, step: int, last: int = 5) -> float:
         """Mean weight ratio over the ``last`` upper steps up to lower step ``step`` (the evaluated model's)."""
         before = [r for s, r in self.ratios if s <= step][-last:]
         return float(np.mean(before)) if before else 1.0
@@ -203,12 +205,12 @@ def selection_stats(info, yaml_path, corrupted_categories):
     return out
 
 
-def share(row, base, oracle):
+def share(row: float, base: float, oracle: float) -> float:
     """The share of the reachable gap a row closes: (row - Base corrupted) / (oracle - Base corrupted)."""
     return (row - base) / (oracle - base) if oracle != base else float("nan")
 
 
-def parse_set(items):
+def parse_set(items: Optional[List[str]]) -> dict:
     """``key=value`` items to properties, the values parsed as literals (never evaluated as code)."""
     values = {}
     for item in items or []:
@@ -219,7 +221,7 @@ def parse_set(items):
     return literal_config_values(values)
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="CoNet,MiNet,DASL", help="backbones, comma-separated")
     parser.add_argument("--seeds", type=int, default=5)

@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 import time
+from typing import Dict
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.results_page import write_page  # noqa: E402  (after the path insertion)
@@ -22,7 +23,7 @@ from recbole_biao.experiments.compare import RunCache, baseline_rows, file_hashe
 from recbole_biao.experiments.parallel import make_pool  # noqa: E402
 
 
-def run_seconds(model, dataset, seeds, selection):
+def run_seconds(model: str, dataset: str, seeds: int, selection: bool) -> Dict[str, float]:
     """``{row label: mean seconds of its runs}`` from the runs' cache entries (rows without them left out)."""
     cache = RunCache(os.path.join(commands.OUT_DIR, "cache"))
     out = {}
@@ -35,7 +36,7 @@ def run_seconds(model, dataset, seeds, selection):
     return out
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", default="ml-1m-genres,movies-books")
     parser.add_argument("--models", default="CoNet,MiNet,DASL")

@@ -60,7 +60,7 @@ def summary(results: List[dict], keys) -> List[str]:
             if len(results) > 1 else f"{results[0][k]:.4f}" for k in keys]
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="CMF,CLFM,DTCDR")
     parser.add_argument("--ctr-baseline", default="DeepFM")

@@ -33,12 +33,12 @@ SIZES = {"small": (250_000, 1_000_000), "large": (1_000_000, 4_000_000)}  # (tar
 TARGET_PER_USER, ROWS_PER_ITEM, CATEGORIES = 20, 25, 20
 
 
-def rss_mb():
+def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def peak_rss_mb():
+def peak_rss_mb() -> float:
     """This process's peak resident memory (VmHWM; unlike ``ru_maxrss`` it does not carry over the parent's
     peak through fork and exec)."""
     with open("/proc/self/status") as f:
@@ -125,7 +125,7 @@ def child(spec):
                       "device": str(config["device"])}))
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
     parser.add_argument("--models", nargs="+", default=["CoNet", "MiNet"])

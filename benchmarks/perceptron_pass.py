@@ -190,7 +190,7 @@ def print_passes(result, batch, history, embedding, model="CoNet"):
               f"{1000 * (total - attention):.2f} ms")
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--history", type=int, default=50)

@@ -37,7 +37,7 @@ def trials(report):
     return found, chosen or previous
 
 
-def main():
+def main() -> None:
     started = time.time()
     reports = {}
     for path in sys.argv[1:]:

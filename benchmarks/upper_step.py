@@ -39,7 +39,7 @@ class _SourceLosses(nn.Module):
         return self.model.domain_losses(interaction, "source")
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=["CoNet", "MiNet"])
     parser.add_argument("--pairs", type=int, default=6)
