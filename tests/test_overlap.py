@@ -153,7 +153,7 @@ def test_dtcdr_combines_the_shared_items_when_the_domains_share_items(item_overl
     assert torch.allclose(model.score(batch, "target"), expected.squeeze(-1))
 
 
-@pytest.mark.parametrize("model_name", ["CMF", "DTCDR"])
+@pytest.mark.parametrize("model_name", ["CMF", "CLFM", "DTCDR"])  # (BiTGCF: 18 s, learns too)
 def test_a_short_run_on_shared_items_learns(item_overlap_path, model_name):
     """Three epochs lift the test AUC well above the untrained model's on the same ratio split."""
     from recbole_biao.data import data_preparation
@@ -205,3 +205,17 @@ def test_resampled_negatives_are_new_unseen_items_each_epoch_and_the_positives_s
     for _batch in train:
         pass
     assert train.data is data
+
+
+def test_domains_that_share_nothing_are_refused_in_one_line(item_overlap_path, tmp_path):
+    """Items renamed apart as well: nothing links the domains."""
+    for name in ("a", "b"):
+        os.makedirs(tmp_path / name)
+        for ext in ("inter", "item"):
+            rows = pd.read_csv(os.path.join(item_overlap_path, name, f"{name}.{ext}"), sep="\t", quoting=3, dtype=str)
+            rows["item_id:token"] = name + "_" + rows["item_id:token"]
+            rows.to_csv(tmp_path / name / f"{name}.{ext}", sep="\t", index=False, quoting=3)
+    _, config = overlap_config(str(tmp_path))
+    with pytest.raises(DataError, match="share no user and no item") as e:
+        build_cdr_data(BiaoDataset(config), config)
+    assert "\n" not in str(e.value)
