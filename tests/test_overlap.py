@@ -151,6 +151,12 @@ def test_dtcdr_combines_the_shared_items_when_the_domains_share_items(item_overl
     item = (model.items["source"](items) + model.items["target"](items)) / 2
     expected = model.target_head(torch.cat([user * item, model.mlps["target"](torch.cat([user, item], -1))], -1))
     assert torch.allclose(model.score(batch, "target"), expected.squeeze(-1))
+    # its batched candidate scores (the ranking protocol) equal scoring each candidate as a row
+    from recbole_biao.model.abstract import CrossDomainCTRRecommender
+
+    candidates = torch.tensor([[3, 5, 7], [2, 4, 6]])
+    assert torch.allclose(model.candidate_scores(batch, candidates),
+                          CrossDomainCTRRecommender.candidate_scores(model, batch, candidates), atol=1e-6)
 
 
 @pytest.mark.parametrize("model_name", ["CMF", "CLFM", "DTCDR"])  # (BiTGCF: 18 s, learns too)

@@ -69,7 +69,7 @@ def test_uniform_candidates_are_the_item_then_unknown_items_and_repeat_with_the_
     assert (draw_candidates(users, positives, known, 9, 100, 5, seed=3) == a).all()
 
 
-@pytest.mark.parametrize("model_name", ["CoNet", "CMF", "BiTGCF"])
+@pytest.mark.parametrize("model_name", ["CoNet", "CMF", "BiTGCF", "DTCDR"])
 def test_candidate_scores_equal_scoring_each_candidate_as_a_row(ml1m_loaded, model_name):
     """The base class's row-per-candidate scores are the reference for the models' own (batched) versions."""
     config, model, data = build_model(ml1m_loaded, model_name, embedding_size=8)

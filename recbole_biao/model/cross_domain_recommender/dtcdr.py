@@ -67,5 +67,18 @@ class DTCDR(CrossDomainCTRRecommender):
         head = self.source_head if domain == "source" else self.target_head
         return head(torch.cat([user * item, self.mlps[domain](torch.cat([user, item], -1))], -1)).squeeze(-1)
 
+    def candidate_scores(self, interaction: Interaction, items: torch.Tensor) -> torch.Tensor:
+        """``[B, C]`` target logits for candidate ``items`` (``[B, C]`` or ``[C]``), the pairs formed as tensors
+        instead of repeated rows (the ranking protocol's full sort)."""
+        users = interaction[self.USER_ID["target"]]
+        if self.overlap == "item":
+            user, item = self.users["target"](users), self.combined(self.items, items)
+        else:
+            user, item = self.combined(self.users, users), self.items["target"](items)
+        item = item if items.dim() == 2 else item.expand(len(users), -1, -1)
+        user = user[:, None, :].expand_as(item)
+        pairs = torch.cat([user * item, self.mlps["target"](torch.cat([user, item], -1))], -1)
+        return self.target_head(pairs).squeeze(-1)
+
     def item_embedding(self, items: torch.Tensor, domain: str) -> torch.Tensor:
         return self.items[domain](items).detach()
