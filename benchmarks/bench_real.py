@@ -17,7 +17,7 @@ import time
 from typing import Dict
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.results_page import write_page  # noqa: E402  (after the path insertion)
+from benchmarks.results_page import real_data_arguments, write_page  # noqa: E402  (after the path insertion)
 from recbole_biao.experiments import commands  # noqa: E402
 from recbole_biao.experiments.compare import RunCache, baseline_rows, file_hashes, selection_rows  # noqa: E402
 from recbole_biao.experiments.parallel import make_pool  # noqa: E402
@@ -38,12 +38,9 @@ def run_seconds(model: str, dataset: str, seeds: int, selection: bool) -> Dict[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--datasets", default="ml-1m-genres,movies-books")
+    real_data_arguments(parser, "real-data")
     parser.add_argument("--models", default="CoNet,MiNet,DASL")
-    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--selection", action="store_true", help="the learn-then-select rows too")
-    parser.add_argument("--workers", type=int, default=None, help="runs in parallel on a local Ray")
-    parser.add_argument("--page", default="real-data", help="docs/results/<page>.md")
     args = parser.parse_args()
     started = time.time()
     pool = make_pool(args.workers, None)

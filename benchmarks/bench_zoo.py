@@ -20,7 +20,7 @@ from typing import Dict, List
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.results_page import write_page  # noqa: E402  (after the path insertion)
+from benchmarks.results_page import real_data_arguments, write_page  # noqa: E402  (after the path insertion)
 from recbole_biao.experiments import commands  # noqa: E402
 from recbole_biao.experiments.parallel import make_pool  # noqa: E402
 from recbole_biao.quick_start import run_recbole_biao  # noqa: E402
@@ -57,12 +57,9 @@ def ranking_rows(dataset: str, seeds: List[int]) -> List[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--datasets", default="ml-1m-genres,movies-books")
+    real_data_arguments(parser, "zoo-tables")
     parser.add_argument("--backbone", default="MiNet", help="the backbone whose rows the zoo is set beside")
-    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--ranking", default="movies-books", help="datasets with a ranking table too ('' for none)")
-    parser.add_argument("--workers", type=int, default=None, help="runs in parallel on a local Ray")
-    parser.add_argument("--page", default="zoo-tables", help="docs/results/<page>.md")
     args = parser.parse_args()
     started = time.time()
     pool = make_pool(args.workers, None)

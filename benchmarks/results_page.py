@@ -11,7 +11,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from recbole_biao.files import atomic_path  # noqa: E402  (after the path insertion)
 
-__all__ = ["commit", "write_page"]
+__all__ = ["commit", "write_page", "real_data_arguments"]
+
+
+def real_data_arguments(parser, page: str) -> None:
+    """The options every real-data benchmark takes: ``--datasets``, ``--seeds``, ``--workers`` and ``--page``."""
+    parser.add_argument("--datasets", default="ml-1m-genres,movies-books")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=None, help="runs in parallel on a local Ray")
+    parser.add_argument("--page", default=page, help="docs/results/<page>.md")
 
 
 def commit() -> str:
