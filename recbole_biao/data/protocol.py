@@ -123,7 +123,6 @@ class CDRData:
             copy.bounds[name] = {d: (start[index], end[index]) for d, (start, end) in self.bounds[split].items()}
         return copy
 
-
     def with_fresh_negatives(self, splits: List[str], seed: int) -> "CDRData":
         """A copy in which the sampled negatives (label 0) of the training ``splits`` of implicit domains have new
         items, drawn as the protocol draws them (from the same pool, never the user's own); their users, times
