@@ -103,12 +103,13 @@ def test_a_two_rank_run_resumes_where_it_stopped(ml1m_path, tmp_path):
     (each rank's random state and upper-level streams are restored, not rank 0's)."""
     for name in ("straight", "stopped"):
         (tmp_path / name).mkdir()
-    fast = "--train_batch_size=2048"  # (fewer, larger steps: the test is about the state, not the model)
-    straight = torchrun(tmp_path / "straight", ml1m_path[0], "2", "", fast)
-    torchrun(tmp_path / "stopped", ml1m_path[0], "1", "", fast)
+    # fewer, larger steps and short histories: the test is about the state, not the model
+    fast = ("--train_batch_size=2048", "--history_length=5", "--perceptron_history_length=5", "--upper_users=32")
+    straight = torchrun(tmp_path / "straight", ml1m_path[0], "2", "", *fast)
+    torchrun(tmp_path / "stopped", ml1m_path[0], "1", "", *fast)
     last = next((tmp_path / "stopped" / "saved").glob("*-last.pth"))
     assert torch.load(last, weights_only=True)["world_size"] == 2
-    resumed = torchrun(tmp_path / "stopped", ml1m_path[0], "2", str(last), fast)
+    resumed = torchrun(tmp_path / "stopped", ml1m_path[0], "2", str(last), *fast)
     assert resumed[0]["upper_steps"] == straight[0]["upper_steps"] > 0
     for part in ("model", "perceptron"):
         for key, value in straight[0][part].items():
@@ -125,7 +126,9 @@ def test_compare_on_two_ray_workers_gives_the_serial_table(ml1m_path, tmp_path):
     from recbole_biao.experiments import commands, parallel
     from recbole_biao.experiments.parallel import make_pool
 
-    values = {**FAST, "data_path": ml1m_path[0], "checkpoint_dir": str(tmp_path / "saved")}
+    # (a cheaper upper level: the test compares two schedules of the same runs, not what they learn)
+    values = {**FAST, "data_path": ml1m_path[0], "checkpoint_dir": str(tmp_path / "saved"), "interval": 20,
+              "perceptron_history_length": 5, "upper_users": 32}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -35,7 +35,7 @@ def test_checkpoint_round_trip_with_weights_only(ml1m_loaded, tmp_path):
 def test_resume_continues_like_an_uninterrupted_run(ml1m_loaded, tmp_path, learner):
     def run(epochs, resume=None, folder="a"):
         config, model, data = build(ml1m_loaded, tmp=tmp_path / folder, train_epochs=[f"BOTH:{epochs}"],
-                                    stopping_step=10, learner=learner)
+                                    stopping_step=10, learner=learner, train_batch_size=2048)  # (fewer steps)
         trainer = get_trainer(None)(config, model)
         if resume:
             trainer.resume_checkpoint(resume)
@@ -43,12 +43,14 @@ def test_resume_continues_like_an_uninterrupted_run(ml1m_loaded, tmp_path, learn
         trainer.fit(train, valid, saved=True)
         return model, trainer
 
-    full, _ = run(3, folder="full")
-    _, first = run(2, folder="part")  # "interrupted" after two epochs
-    resumed, _ = run(3, resume=first.resume_file, folder="part")
+    full, _ = run(2, folder="full")
+    _, first = run(1, folder="part")  # "interrupted" after one epoch
+    resumed, _ = run(2, resume=first.resume_file, folder="part")
     for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
-    assert load_checkpoint(first.resume_file)["epoch"] == 2  # the resumed run wrote its last epoch there
+    assert load_checkpoint(first.resume_file)["epoch"] == 1  # the resumed run wrote its last epoch (0-based) there
+    untrained = build(ml1m_loaded, tmp=tmp_path / "fresh", learner=learner)[1]
+    assert any(not torch.equal(p, q) for p, q in zip(full.parameters(), untrained.parameters()))  # it trained
 
 
 @pytest.mark.parametrize("rows", [1, 5_000, 12_000, 30_000, 51_200, 71_830, 10**7])
