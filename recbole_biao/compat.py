@@ -95,7 +95,7 @@ def load_checkpoint(path: str, map_location: Any = "cpu") -> dict:
     return checkpoint
 
 
-def fill_nan(self):
+def fill_nan(self) -> None:
     """RecBole 1.0.1's ``Dataset._fill_nan`` with assignments: its ``feat[field].fillna(..., inplace=True)`` on
     a column is a no-op under pandas 3's copy-on-write (a FutureWarning before), which would leave missing
     token and float values in place instead of 0 and the column mean."""

@@ -107,3 +107,26 @@ def test_tests_and_benchmarks_use_the_public_api():
                 if folder == "tests" and isinstance(node, ast.ImportFrom) and (node.module or "").startswith("benchmarks"):
                     from_benchmarks.append(f"tests/{name}")
     assert private == [] and from_benchmarks == []
+
+
+def untyped_public_functions(folder):
+    """``["path:line name"]`` of the functions under ``folder`` whose name has no leading underscore and that
+    annotate neither their return nor all of their parameters (``self`` / ``cls`` aside)."""
+    found = []
+    for base, _, names in os.walk(folder):
+        for name in sorted(n for n in names if n.endswith(".py")):
+            path = os.path.join(base, name)
+            with open(path, encoding="utf-8") as f:
+                tree = ast.parse(f.read())
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
+                    params = [a for a in node.args.args + node.args.kwonlyargs if a.arg not in ("self", "cls")]
+                    if node.returns is None and not (params and all(a.annotation is not None for a in params)):
+                        found.append(f"{os.path.relpath(path, ROOT)}:{node.lineno} {node.name}")
+    return found
+
+
+def test_every_public_function_of_the_package_is_typed(tmp_path):
+    assert untyped_public_functions(os.path.join(ROOT, "recbole_biao")) == []
+    (tmp_path / "m.py").write_text("def a(x: int):\n    pass\n\ndef b(x):\n    pass\n\ndef _c(x):\n    pass\n")
+    assert [f.split()[-1] for f in untyped_public_functions(str(tmp_path))] == ["b"]  # the scan finds them

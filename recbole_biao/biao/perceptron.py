@@ -163,7 +163,8 @@ def pool_jointly(modules: Sequence[PooledSelfAttention],
     return outputs
 
 
-def pool_torch(first, index, mask, q_item, k_item, v_item, q_row, h, d_head):
+def pool_torch(first: torch.Tensor, index: torch.Tensor, mask: torch.Tensor, q_item: torch.Tensor, k_item: torch.Tensor,
+               v_item: torch.Tensor, q_row: torch.Tensor, h: int, d_head: int) -> torch.Tensor:
     """``[rows, h * d_head]`` the pooled attention before the value's row term, in torch (the reference, the
     path under autograd and on a GPU): rows grouped by the reach of their valid positions, see
     :class:`PooledSelfAttention`."""

@@ -185,7 +185,7 @@ def run_selection(model: str, dataset=None, config_file_list=None, config_dict=N
     scores_file = stem + "-scores.csv"
     kept = {}
 
-    def hook(trainer, data):
+    def hook(trainer, data) -> None:
         kept["trainer"], kept["data"] = trainer, data
 
     if not os.path.isfile(scores_file):

@@ -236,7 +236,7 @@ def run_rows(rows: List[Row], seeds: List[int], runner: Callable[[dict], dict], 
     if pool is not None:
         entries = [cache.entry(spec) for spec in specs]
         missing = [i for i, entry in enumerate(entries) if entry is None or (need_valid and entry["valid"] is None)]
-        def finished(k, out):  # recorded as it ends: an interrupted comparison keeps the finished runs
+        def finished(k: int, out: dict) -> None:  # recorded as it ends: an interrupted comparison keeps the finished runs
             entry = record(cache, specs[missing[k]], out)
             if "error" in entry:
                 failed[missing[k]] = entry["error"]

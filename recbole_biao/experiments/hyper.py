@@ -18,7 +18,7 @@ import io
 import math
 import os
 import warnings
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import yaml
 
@@ -178,7 +178,7 @@ def tune(model: str, hyper_config: str, max_evals: int = 10, algo: str = "auto",
 
     failed = {}  # label -> error of the trials that failed on the workers (not run again)
 
-    def objective(params, _config_files):
+    def objective(params: dict, _config_files) -> dict:
         values = _trial_values(params, parsed)
         if _label(values) in failed:
             test, valid = None, failed[_label(values)]
@@ -192,7 +192,7 @@ def tune(model: str, hyper_config: str, max_evals: int = 10, algo: str = "auto",
         return {"best_valid_score": valid["auc"], "valid_score_bigger": True, "best_valid_result": valid,
                 "test_result": test}
 
-    def search(function):
+    def search(function: Callable) -> None:
         tuner = HyperTuning(function, space=search_space(parsed), algo=suggest, max_evals=max_evals)
         tuner.max_evals = min(int(tuner.max_evals), max_evals)  # RecBole's grid would run every combination
         os.environ["HYPEROPT_FMIN_SEED"] = str(seed)  # hyperopt's draws follow the run's seed
@@ -201,7 +201,7 @@ def tune(model: str, hyper_config: str, max_evals: int = 10, algo: str = "auto",
     if pool is not None:  # draw the trials, run them in parallel into the cache; the search below reads them
         drawn = []
 
-        def draw(params, _config_files):
+        def draw(params: dict, _config_files) -> dict:
             drawn.append(_trial_values(params, parsed))
             return {"best_valid_score": 0.0, "valid_score_bigger": True, "best_valid_result": {},
                     "test_result": {}}

@@ -116,7 +116,7 @@ class CrossDomainCTRRecommender(CrossDomainRecommender):
         """Whether the model reads source inputs (false only for the single-domain variant ``S``)."""
         return self.variant != "S"
 
-    def init_weights(self):
+    def init_weights(self) -> None:
         """RecBole's Xavier initialisation; padding rows at zero, and the category table of a domain whose items
         all share one category (data without item metadata) at zero too. That embedding is the same input for
         every behaviour, and Xavier gives a table of two rows a scale 15-30x that of the ID tables (0.33 against

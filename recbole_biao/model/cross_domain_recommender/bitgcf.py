@@ -6,7 +6,7 @@ Reference:
     Graph Collaborative Filtering Networks." in CIKM 2020.
 """
 
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -103,7 +103,7 @@ class BiTGCF(CrossDomainCTRRecommender):
         self._evaluated = None  # parameters may change again
         return super().train(mode)
 
-    def load_state_dict(self, *args, **kwargs):
+    def load_state_dict(self, *args, **kwargs) -> Any:  # nn.Module's, after dropping the cached propagation
         self._evaluated = None
         return super().load_state_dict(*args, **kwargs)
 

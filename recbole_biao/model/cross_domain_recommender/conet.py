@@ -44,7 +44,7 @@ class CoNet(CrossDomainCTRRecommender):
         self.build_item_embeddings(d)
 
         # towers, shared cross connections and heads
-        def layers(bias=True):
+        def layers(bias: bool = True) -> nn.ModuleList:
             return nn.ModuleList(nn.Linear(a, b, bias=bias) for a, b in zip(sizes[:-1], sizes[1:]))
 
         self.source_layers, self.target_layers, self.cross_layers = layers(), layers(), layers(bias=False)
