@@ -13,6 +13,7 @@ import difflib
 import functools
 import math
 import os
+import re
 from typing import Any, Iterable, List, Optional, Set
 
 import yaml
@@ -22,100 +23,66 @@ from recbole_biao.compat import isolated_argv, literal_config_values
 from recbole_biao.errors import ConfigError
 from recbole_biao.files import PROPERTIES_DIR
 
-__all__ = ["PROPERTIES_DIR", "BiaoConfig", "check_config", "trainer_files", "KEY_TYPES", "RANGES", "PER_MODEL"]
+__all__ = ["PROPERTIES_DIR", "BiaoConfig", "check_config", "trainer_files", "KEY_TYPES", "CHECKED_KEYS", "RANGES",
+           "PER_MODEL", "COMMENT_LINE", "documented_types"]
 
-_NUMBER = (int, float)
-# Every key recbole-biao reads, with the type it must have (None is allowed where the value is optional).
-KEY_TYPES = {
-    "seed": int,
-    "train_batch_size": int,
-    "eval_batch_size": int,
-    "learning_rate": _NUMBER,
-    "weight_decay": _NUMBER,
-    "learner": str,
-    "stopping_step": int,
-    "eval_step": int,
-    "train_epochs": list,
-    "threshold": (dict, type(None)),
-    "history_length": int,
-    "implicit_negatives": int,
-    "negative_pool": str,
-    "resample_negatives": bool,
-    "variant": str,
-    "loss_gamma": _NUMBER,
-    "embedding_size": int,
-    "mlp_hidden_size": list,
-    "attention_size": int,
-    "orthogonal_weight": _NUMBER,
-    "reg_weight": _NUMBER,
-    "shared_embedding_size": int,
-    "combination": str,
-    "n_layers": int,
-    "lambda_source": _NUMBER,
-    "lambda_target": _NUMBER,
-    "connect_way": str,
-    "mapping_function": str,
-    "max_inter_length": int,
-    "lambda": _NUMBER,
-    "margin": _NUMBER,
-    "dropout_prob": _NUMBER,
-    "trainer": (str, type(None)),
-    "dataset_converter": (str, type(None)),
-    "ml1m_target_genres": (list, type(None)),
-    "checkpoint_dir": str,
-    "extra_keys": (list, type(None)),
-    "show_progress": bool,
-    "clip_grad_norm": (dict, type(None)),
-    "pairing": str,
-    "pairing_ratio": int,
-    "keep_file": (str, type(None)),
-    # learn, then select (properties/trainer/BIAO-select.yaml)
-    "selection": bool,
-    "select_epochs": int,
-    "select_batchings": int,
-    "select_cutoffs": list,
-    "select_level": _NUMBER,
-    "select_bootstrap": int,
-    "select_random": bool,
-    # BIAO (properties/trainer/BIAO.yaml)
-    "interval": int,
-    "upper_learner": str,
-    "upper_batching": str,
-    "upper_users": int,
-    "upper_source_per_user": (int, type(None)),
-    "upper_dev_per_user": (int, type(None)),
-    "upper_batches": int,
-    "upper_warmup_steps": int,
-    "upper_probe_size": int,
-    "dev_batch_size": (int, type(None)),
-    "dev_order": str,
-    "dev_loss_reduction": str,
-    "perceptron_mode": str,
-    "score_bound": (_NUMBER, type(None)),
-    "local_bias_init": (_NUMBER, type(None)),
-    "global_init_scale": (_NUMBER, type(None)),
-    "learn_gamma": bool,
-    "learn_attention": bool,
-    "aux_head_learning_rate": _NUMBER,
-    "hypergrad_method": str,
-    "neumann_iterations": int,
-    "neumann_alpha": _NUMBER,
-    "hypergrad_clip": (_NUMBER, type(None)),
-    "upper_learning_rate": _NUMBER,
-    "upper_weight_decay": _NUMBER,
-    "perceptron_history_length": int,
-    "perceptron_heads": int,
-    "perceptron_hidden_size": list,
-    "perceptron_norm": str,
-    "use_global": bool,
-    "use_user": bool,
-    "dev_strategy": str,
-    "dev_split_ratio": _NUMBER,
-    "aux_head": bool,
-    "aux_head_steps": int,
-    "weight_log": (str, bool, type(None)),
-    "weight_log_sample": (int, type(None)),
-}
+# The yaml comment ``key: default  # (type) what it does`` of the properties files is the one place a key's type
+# is written: ``int``, ``float`` (an int is accepted), ``str``, ``bool``, ``list`` (``list of int``), ``dict``,
+# joined by ``or`` (``null``: the key may be unset). The reference (docs/configuration.md) is generated from the
+# same comments.
+COMMENT_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_]\w*):\s*(?P<value>.*?)\s*"
+                          r"(#\s*(?:\((?P<type>[^)]*)\))?\s*(?P<text>.*))?$")
+_TYPE_WORDS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list,),
+               "dict": (dict,), "null": (type(None),)}
+
+
+def documented_types(folder: str = PROPERTIES_DIR) -> dict:
+    """``{key: tuple of types}`` from the ``(type)`` comments of every properties file under ``folder``; a key
+    documented with two different types is a :class:`ConfigError` (the files would contradict each other)."""
+    found, where = {}, {}
+    for base, _, names in os.walk(folder):
+        for name in sorted(n for n in names if n.endswith(".yaml")):
+            path = os.path.join(base, name)
+            with open(path, encoding="utf-8") as f:
+                for number, line in enumerate(f, 1):
+                    match = COMMENT_LINE.match(line.rstrip("\n"))
+                    if not (match and not match["indent"] and match["type"]):
+                        continue
+                    words = re.split(r"\s*,\s*|\s+or\s+", match["type"].split(" of ")[0].strip())
+                    unknown = [w for w in words if w not in _TYPE_WORDS]
+                    if unknown:
+                        raise ConfigError(f"{path}:{number}: unknown type {unknown[0]!r} in the comment of "
+                                          f"'{match['key']}'; expected {', '.join(_TYPE_WORDS)}")
+                    types = tuple(dict.fromkeys(t for w in words for t in _TYPE_WORDS[w]))
+                    key = match["key"]
+                    if key in found and set(found[key]) != set(types):
+                        raise ConfigError(f"{path}:{number}: '{key}' is documented as {match['type']!r} here and "
+                                          f"otherwise in {where[key]}")
+                    found[key], where[key] = types, f"{path}:{number}"
+    return found
+
+
+# Every key recbole-biao reads and checks; its type is the one its comment documents.
+CHECKED_KEYS = (
+    "seed", "train_batch_size", "eval_batch_size", "learning_rate", "weight_decay", "learner", "stopping_step",
+    "eval_step", "train_epochs", "threshold", "history_length", "implicit_negatives", "negative_pool",
+    "resample_negatives", "variant", "loss_gamma", "embedding_size", "mlp_hidden_size", "attention_size",
+    "orthogonal_weight", "reg_weight", "shared_embedding_size", "combination", "n_layers", "lambda_source",
+    "lambda_target", "connect_way", "mapping_function", "max_inter_length", "lambda", "margin", "dropout_prob",
+    "trainer", "dataset_converter", "ml1m_target_genres", "checkpoint_dir", "extra_keys", "show_progress",
+    "clip_grad_norm", "pairing", "pairing_ratio", "keep_file", "selection", "select_epochs", "select_batchings",
+    "select_cutoffs", "select_level", "select_bootstrap", "select_random", "interval", "upper_learner",
+    "upper_batching", "upper_users", "upper_source_per_user", "upper_dev_per_user", "upper_batches",
+    "upper_warmup_steps", "upper_probe_size", "dev_batch_size", "dev_order", "dev_loss_reduction", "perceptron_mode",
+    "score_bound", "local_bias_init", "global_init_scale", "learn_gamma", "learn_attention",
+    "aux_head_learning_rate", "hypergrad_method", "neumann_iterations", "neumann_alpha", "hypergrad_clip",
+    "upper_learning_rate", "upper_weight_decay", "perceptron_history_length", "perceptron_heads",
+    "perceptron_hidden_size", "perceptron_norm", "use_global", "use_user", "dev_strategy", "dev_split_ratio",
+    "aux_head", "aux_head_steps", "weight_log", "weight_log_sample"
+)
+_DOCUMENTED = documented_types()
+KEY_TYPES = {key: _DOCUMENTED[key] for key in CHECKED_KEYS}
+
 CHOICES = {
     "learner": ("adam", "sgd", "adagrad", "rmsprop", "sparse_adam"),  # RecBole's; it would fall back to adam
     "variant": ("base", "S", "0"),

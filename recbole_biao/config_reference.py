@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from typing import List, NamedTuple
 
-from recbole_biao.config import CHOICES, PROPERTIES_DIR, RANGES
+from recbole_biao.config import CHOICES, COMMENT_LINE, PROPERTIES_DIR, RANGES
 from recbole_biao.files import atomic_path
 
 __all__ = ["Entry", "entries", "documented_keys", "render", "main", "DOC_PATH"]
@@ -26,7 +25,7 @@ SECTIONS = [("General, training, protocol and evaluation", "overall.yaml"),
             ("The paper's BIAO (`--trainer=BIAO-paper`, on top of BIAO)", "trainer/BIAO-paper.yaml"),
             ("The reference code's BIAO (`--trainer=BIAO-reference`, on top of BIAO)", "trainer/BIAO-reference.yaml"),
             ("The embedded dataset (`properties/dataset/ml-1m-genres.yaml`)", "dataset/ml-1m-genres.yaml")]
-LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_]\w*):\s*(?P<value>.*?)\s*(#\s*(?:\((?P<type>[^)]*)\))?\s*(?P<text>.*))?$")
+LINE = COMMENT_LINE  # the one grammar of a documented key, also the source of its checked type
 
 
 class Entry(NamedTuple):

@@ -5,6 +5,8 @@ import glob
 import os
 import re
 
+import pytest
+
 from recbole_biao import config_reference
 from recbole_biao.config import CHOICES, KEY_TYPES, RANGES
 
@@ -47,8 +49,9 @@ def type_names(expected):
 
 
 def test_the_validation_tables_agree_with_the_documented_keys():
-    """The checks of ``config.py`` (types, choices, ranges) and the yaml comments the reference is generated from
-    describe the same keys alike: a type the comment does not name, or a choice it does not list, fails here."""
+    """The checks of ``config.py`` and the yaml comments the reference is generated from describe the same keys
+    alike: the checked types are read from the comments; a choice the comment does not list, or a range on an
+    undocumented key, fails here."""
     docs = documented_entries()
     for key, expected in KEY_TYPES.items():
         for typ, _, path in docs[key]:
@@ -82,3 +85,19 @@ def test_every_link_in_the_docs_resolves_inside_the_repository():
             if not path.startswith(ROOT + os.sep) or not os.path.exists(path):
                 broken.append(f"{os.path.relpath(page, ROOT)}: {target}")
     assert broken == [] and checked > 20
+
+
+def test_the_checked_types_come_from_the_comments_and_contradictions_are_refused(tmp_path):
+    from recbole_biao.config import documented_types
+    from recbole_biao.errors import ConfigError
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "a.yaml").write_text("alpha: 1   # (float or null) a rate\nbeta: [1]  # (list of int) sizes\n")
+    assert documented_types(str(tmp_path)) == {"alpha": (int, float, type(None)), "beta": (list,)}
+    (tmp_path / "model" / "b.yaml").write_text("alpha: x   # (str) the same key, another type\n")
+    with pytest.raises(ConfigError, match=r"b.yaml:1: 'alpha' is documented as 'str' here"):
+        documented_types(str(tmp_path))
+    (tmp_path / "model" / "b.yaml").write_text("gamma: 1   # (integer) a typo\n")
+    with pytest.raises(ConfigError, match=r"b.yaml:1: unknown type 'integer'"):
+        documented_types(str(tmp_path))
+
