@@ -32,16 +32,19 @@ __all__ = ["PROPERTIES_DIR", "BiaoConfig", "check_config", "trainer_files", "KEY
 # same comments.
 COMMENT_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_]\w*):\s*(?P<value>.*?)\s*"
                           r"(#\s*(?:\((?P<type>[^)]*)\))?\s*(?P<text>.*))?$")
+EMBEDDED = "ml-1m-genres"  # the dataset recbole-biao ships and documents
 _TYPE_WORDS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list,),
                "dict": (dict,), "null": (type(None),)}
 
 
 def documented_types(folder: str = PROPERTIES_DIR) -> dict:
-    """``{key: tuple of types}`` from the ``(type)`` comments of every properties file under ``folder``; a key
-    documented with two different types is a :class:`ConfigError` (the files would contradict each other)."""
+    """``{key: tuple of types}`` from the ``(type)`` comments of the properties files under ``folder`` that
+    recbole-biao ships (``overall.yaml``, ``trainer/``, ``model/`` and the embedded dataset's yaml; the other
+    dataset yamls are the user's); a key documented with two different types is a :class:`ConfigError`."""
     found, where = {}, {}
     for base, _, names in os.walk(folder):
-        for name in sorted(n for n in names if n.endswith(".yaml")):
+        shipped = os.path.basename(base) != "dataset"
+        for name in sorted(n for n in names if n.endswith(".yaml") and (shipped or n == f"{EMBEDDED}.yaml")):
             path = os.path.join(base, name)
             with open(path, encoding="utf-8") as f:
                 for number, line in enumerate(f, 1):

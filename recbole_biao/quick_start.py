@@ -11,7 +11,7 @@ from recbole.utils import set_color
 
 from recbole_biao import distributed
 from recbole_biao.compat import init_run_logger
-from recbole_biao.config import PROPERTIES_DIR, BiaoConfig
+from recbole_biao.config import EMBEDDED, PROPERTIES_DIR, BiaoConfig
 from recbole_biao.data import data_preparation, load_data
 from recbole_biao.errors import ConfigError
 from recbole_biao.utils import (check_overlap, dataset_names, get_model, get_pipeline, get_trainer, init_seed,
@@ -20,7 +20,7 @@ from recbole_biao.utils import (check_overlap, dataset_names, get_model, get_pip
 __all__ = ["DEFAULT_DATASET", "build_config", "prepare_run", "run_recbole_biao", "predictions_file",
            "save_predictions"]
 
-DEFAULT_DATASET = "ml-1m-genres"
+DEFAULT_DATASET = EMBEDDED
 
 
 def build_config(model: str = "CoNet", dataset: Optional[str] = None, config_file_list: Optional[List[str]] = None,

@@ -100,4 +100,8 @@ def test_the_checked_types_come_from_the_comments_and_contradictions_are_refused
     (tmp_path / "model" / "b.yaml").write_text("gamma: 1   # (integer) a typo\n")
     with pytest.raises(ConfigError, match=r"b.yaml:1: unknown type 'integer'"):
         documented_types(str(tmp_path))
+    (tmp_path / "model" / "b.yaml").unlink()
+    (tmp_path / "dataset").mkdir()  # a user's dataset yaml: its comments are notes, not the key's documentation
+    (tmp_path / "dataset" / "mine.yaml").write_text("alpha: x   # (optional) my note\n")
+    assert documented_types(str(tmp_path))["alpha"] == (int, float, type(None))
 
