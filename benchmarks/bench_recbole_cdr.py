@@ -23,10 +23,8 @@ import tempfile
 import time
 from typing import Dict, List
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.results_page import write_page  # noqa: E402  (after the path insertion)
+from benchmarks.results_page import mean_sd, write_page  # noqa: E402  (after the path insertion)
 from recbole_biao.quick_start import run_recbole_biao  # noqa: E402
 
 DATASET = "ml-1m-ml-100k"
@@ -59,8 +57,7 @@ def theirs(checkout: str, seed: int) -> dict:
 
 
 def summary(results: List[dict], keys) -> List[str]:
-    return [f"{np.mean([r[k] for r in results]):.4f} ({np.std([r[k] for r in results], ddof=1):.4f})"
-            if len(results) > 1 else f"{results[0][k]:.4f}" for k in keys]
+    return [mean_sd([r[k] for r in results]) for k in keys]
 
 
 def main() -> None:

@@ -17,10 +17,8 @@ import sys
 import time
 from typing import Dict, List
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.results_page import real_data_arguments, write_page  # noqa: E402  (after the path insertion)
+from benchmarks.results_page import mean_sd, real_data_arguments, write_page  # noqa: E402  (after the path insertion)
 from recbole_biao.experiments import commands  # noqa: E402
 from recbole_biao.experiments.parallel import make_pool  # noqa: E402
 from recbole_biao.quick_start import run_recbole_biao  # noqa: E402
@@ -46,8 +44,7 @@ def ranking_rows(dataset: str, seeds: List[int]) -> List[str]:
         started = time.time()
         runs = [run_recbole_biao(model, dataset, config_dict={**ranking_values(mode), "seed": s})["test_result"]
                 for s in seeds]
-        cells = [f"{np.mean([r[k] for r in runs]):.4f} ({np.std([r[k] for r in runs], ddof=1):.4f})"
-                 if len(runs) > 1 else f"{runs[0][k]:.4f}" for k in RANKING_KEYS]
+        cells = [mean_sd([r[k] for r in runs]) for k in RANKING_KEYS]
         minutes = (time.time() - started) / 60 / len(seeds)
         lines.append(f"| {model} | {'every target item' if mode == 'full' else '100 drawn'} | "
                      + " | ".join(cells) + f" | {minutes:.1f} |")

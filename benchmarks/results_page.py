@@ -7,11 +7,19 @@ import subprocess
 import sys
 from typing import List
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from recbole_biao.files import atomic_path  # noqa: E402  (after the path insertion)
 
-__all__ = ["commit", "write_page", "real_data_arguments"]
+__all__ = ["commit", "write_page", "real_data_arguments", "mean_sd"]
+
+
+def mean_sd(values) -> str:
+    """A table cell: ``mean (sd)`` of ``values`` over seeds, or the value alone for one seed."""
+    values = [float(v) for v in values]
+    return f"{np.mean(values):.4f} ({np.std(values, ddof=1):.4f})" if len(values) > 1 else f"{values[0]:.4f}"
 
 
 def real_data_arguments(parser, page: str) -> None:

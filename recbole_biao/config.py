@@ -14,7 +14,7 @@ import functools
 import math
 import os
 import re
-from typing import Any, Iterable, List, Optional, Set
+from typing import Any, Iterable, Iterator, List, Optional, Set, Tuple
 
 import yaml
 from recbole_cdr.config import CDRConfig
@@ -24,7 +24,7 @@ from recbole_biao.errors import ConfigError
 from recbole_biao.files import PROPERTIES_DIR
 
 __all__ = ["PROPERTIES_DIR", "BiaoConfig", "check_config", "trainer_files", "KEY_TYPES", "CHECKED_KEYS", "RANGES",
-           "PER_MODEL", "COMMENT_LINE", "documented_types"]
+           "PER_MODEL", "COMMENT_LINE", "top_level_keys", "documented_types"]
 
 # The yaml comment ``key: default  # (type) what it does`` of the properties files is the one place a key's type
 # is written: ``int``, ``float`` (an int is accepted), ``str``, ``bool``, ``list`` (``list of int``), ``dict``,
@@ -37,6 +37,16 @@ _TYPE_WORDS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (boo
                "dict": (dict,), "null": (type(None),)}
 
 
+def top_level_keys(path: str) -> Iterator[Tuple[int, "re.Match"]]:
+    """``(line number, match of COMMENT_LINE)`` of each top-level key of the yaml file ``path`` (nested keys, such
+    as those of ``source_domain``, are part of their block's value)."""
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            match = COMMENT_LINE.match(line.rstrip("\n"))
+            if match and not match["indent"]:
+                yield number, match
+
+
 def documented_types(folder: str = PROPERTIES_DIR) -> dict:
     """``{key: tuple of types}`` from the ``(type)`` comments of the properties files under ``folder`` that
     recbole-biao ships (``overall.yaml``, ``trainer/``, ``model/`` and the embedded dataset's yaml; the other
@@ -46,22 +56,20 @@ def documented_types(folder: str = PROPERTIES_DIR) -> dict:
         shipped = os.path.basename(base) != "dataset"
         for name in sorted(n for n in names if n.endswith(".yaml") and (shipped or n == f"{EMBEDDED}.yaml")):
             path = os.path.join(base, name)
-            with open(path, encoding="utf-8") as f:
-                for number, line in enumerate(f, 1):
-                    match = COMMENT_LINE.match(line.rstrip("\n"))
-                    if not (match and not match["indent"] and match["type"]):
-                        continue
-                    words = re.split(r"\s*,\s*|\s+or\s+", match["type"].split(" of ")[0].strip())
-                    unknown = [w for w in words if w not in _TYPE_WORDS]
-                    if unknown:
-                        raise ConfigError(f"{path}:{number}: unknown type {unknown[0]!r} in the comment of "
-                                          f"'{match['key']}'; expected {', '.join(_TYPE_WORDS)}")
-                    types = tuple(dict.fromkeys(t for w in words for t in _TYPE_WORDS[w]))
-                    key = match["key"]
-                    if key in found and set(found[key]) != set(types):
-                        raise ConfigError(f"{path}:{number}: '{key}' is documented as {match['type']!r} here and "
-                                          f"otherwise in {where[key]}")
-                    found[key], where[key] = types, f"{path}:{number}"
+            for number, match in top_level_keys(path):
+                if not match["type"]:
+                    continue
+                words = re.split(r"\s*,\s*|\s+or\s+", match["type"].split(" of ")[0].strip())
+                unknown = [w for w in words if w not in _TYPE_WORDS]
+                if unknown:
+                    raise ConfigError(f"{path}:{number}: unknown type {unknown[0]!r} in the comment of "
+                                      f"'{match['key']}'; expected {', '.join(_TYPE_WORDS)}")
+                types = tuple(dict.fromkeys(t for w in words for t in _TYPE_WORDS[w]))
+                key = match["key"]
+                if key in found and set(found[key]) != set(types):
+                    raise ConfigError(f"{path}:{number}: '{key}' is documented as {match['type']!r} here and "
+                                      f"otherwise in {where[key]}")
+                found[key], where[key] = types, f"{path}:{number}"
     return found
 
 

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import List, NamedTuple
 
-from recbole_biao.config import CHOICES, COMMENT_LINE, PROPERTIES_DIR, RANGES
+from recbole_biao.config import CHOICES, PROPERTIES_DIR, RANGES, top_level_keys
 from recbole_biao.files import atomic_path
 
 __all__ = ["Entry", "entries", "documented_keys", "render", "main", "DOC_PATH"]
@@ -25,7 +25,6 @@ SECTIONS = [("General, training, protocol and evaluation", "overall.yaml"),
             ("The paper's BIAO (`--trainer=BIAO-paper`, on top of BIAO)", "trainer/BIAO-paper.yaml"),
             ("The reference code's BIAO (`--trainer=BIAO-reference`, on top of BIAO)", "trainer/BIAO-reference.yaml"),
             ("The embedded dataset (`properties/dataset/ml-1m-genres.yaml`)", "dataset/ml-1m-genres.yaml")]
-LINE = COMMENT_LINE  # the one grammar of a documented key, also the source of its checked type
 
 
 class Entry(NamedTuple):
@@ -38,13 +37,8 @@ class Entry(NamedTuple):
 def entries(relative: str) -> List[Entry]:
     """The top-level keys of ``properties/<relative>`` with their default, type and comment (nested keys, such as
     those of ``source_domain``, are part of their block's value)."""
-    out = []
-    with open(os.path.join(PROPERTIES_DIR, relative), encoding="utf-8") as f:
-        for line in f:
-            match = LINE.match(line.rstrip("\n"))
-            if match and not match["indent"]:
-                out.append(Entry(match["key"], match["value"] or "(block)", match["type"] or "", match["text"] or ""))
-    return out
+    return [Entry(match["key"], match["value"] or "(block)", match["type"] or "", match["text"] or "")
+            for _, match in top_level_keys(os.path.join(PROPERTIES_DIR, relative))]
 
 
 def model_files() -> List[str]:

