@@ -13,8 +13,9 @@ Data (``--data``):
   become valid and test, and a fraction ``--target_keep`` of the earlier ones, drawn once with a fixed seed);
   every source behaviour of ``--categories`` is corrupted: ``users`` (moved to a random other user), ``swap``
   (moved to one other user, the same for all of a user's corrupted behaviours: mislinked accounts),
-  ``labels`` (a random rating 1-5), ``flip`` (rating r becomes 6 - r) or ``flood`` (kept, plus ``--copies``
-  copies each with a random user and rating: spam).
+  ``labels`` (a random rating 1-5), ``flip`` (rating r becomes 6 - r), ``userflip`` (the same flip, only for
+  a random ``--user_share`` of the users) or ``flood`` (kept, plus ``--copies`` copies each with a random user
+  and rating: spam).
 
 Runs per backbone and seed (``--rows``): Base on the clean data, Base on the corrupted data, the oracle (Base on
 the corrupted data without its corrupted behaviours: the reachable ceiling), soft BIAO on the corrupted data with
@@ -46,7 +47,7 @@ from recbole_biao.compat import literal_config_values  # noqa: E402  (after the 
 from recbole_biao.biao.diagnostics import effective_sample_size  # noqa: E402
 from recbole_biao.files import atomic_path  # noqa: E402
 
-ML1M_CORRUPTIONS = ("users", "swap", "labels", "flip", "flood")
+ML1M_CORRUPTIONS = ("users", "swap", "labels", "flip", "flood", "userflip")
 
 
 def read_atomic(path: str) -> Tuple[pd.DataFrame, List[str]]:
@@ -65,7 +66,8 @@ def write_atomic(df: pd.DataFrame, header: List[str], path: str) -> None:
 
 
 def make_ml1m_data(source_dir: str, target_dir: str, out: str, categories: List[str], corruption: str,
-                   target_keep: float, copies: int = 1, data_seed: int = 0) -> Tuple[Dict[str, str], int, int, int]:
+                   target_keep: float, copies: int = 1, data_seed: int = 0,
+                   user_share: float = 0.5) -> Tuple[Dict[str, str], int, int, int]:
     """Write ``planted-clean-*`` and ``planted-corrupt-*`` atomic files under ``out``; return the dataset yamls."""
     rng = np.random.default_rng(data_seed)
     src, src_header = read_atomic(os.path.join(source_dir, os.path.basename(source_dir) + ".inter"))
@@ -84,6 +86,8 @@ def make_ml1m_data(source_dir: str, target_dir: str, out: str, categories: List[
     hit = src["item_id"].map(category).isin(categories).to_numpy()
     bad = src.copy()
     users = np.unique(src["user_id"].to_numpy())
+    if corruption == "userflip":  # only a share of the users: a flip no category or item input can absorb
+        hit &= src["user_id"].isin(users[rng.random(len(users)) < user_share]).to_numpy()
     if corruption == "users":
         bad.loc[hit, "user_id"] = users[rng.integers(len(users), size=int(hit.sum()))]
     elif corruption == "swap":
@@ -92,7 +96,7 @@ def make_ml1m_data(source_dir: str, target_dir: str, out: str, categories: List[
         bad.loc[hit, "user_id"] = bad.loc[hit, "user_id"].map(partner)
     elif corruption == "labels":
         bad.loc[hit, "rating"] = rng.integers(1, 6, size=int(hit.sum())).astype(str)
-    elif corruption == "flip":
+    elif corruption in ("flip", "userflip"):
         bad.loc[hit, "rating"] = (6 - bad.loc[hit, "rating"].astype(float)).astype(int).astype(str)
     else:
         spam = pd.concat([src[hit]] * copies, ignore_index=True)
@@ -227,13 +231,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--data", choices=("generated", "ml-1m-genres"), default="generated")
     parser.add_argument("--corruption", default=None, help="generated: random (default) or flip; ml-1m-genres: "
-                        "users (default), swap, labels, flip or flood")
+                        "users (default), swap, labels, flip, userflip or flood")
     parser.add_argument("--users", type=int, default=2000, help="generated: number of users")
     parser.add_argument("--planted_share", type=float, default=0.6, help="generated: share of planted source items")
     parser.add_argument("--target_per_user", type=int, default=6, help="generated: target behaviours per user")
     parser.add_argument("--source_per_user", type=int, default=40, help="generated: source behaviours per user")
-    parser.add_argument("--categories", default="Action,Comedy", help="ml-1m-genres: corrupted categories")
+    parser.add_argument("--categories", default="Action,Comedy", help="ml-1m-genres: corrupted categories "
+                        "(or all)")
     parser.add_argument("--target_keep", type=float, default=0.2)
+    parser.add_argument("--user_share", type=float, default=0.5, help="with --corruption userflip: share of users")
     parser.add_argument("--copies", type=int, default=1, help="with --corruption flood: spam copies per behaviour")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the dataset's)")
     parser.add_argument("--data_path", default="dataset/", help="where ml-1m-genres is (converted if missing)")
@@ -274,9 +280,14 @@ def main() -> None:
         ml1m_genres.prepare(config)
         folders = {d: os.path.join(args.data_path, f"ml-1m-genres-{d}") for d in ("source", "target")}
         categories = [c.strip() for c in args.categories.split(",") if c.strip()]
+        if categories == ["all"]:
+            items, _ = read_atomic(os.path.join(folders["source"], "ml-1m-genres-source.item"))
+            categories = sorted(set(items["category"]))
         yamls, corrupted, source_rows, target_rows = make_ml1m_data(
-            folders["source"], folders["target"], args.out, categories, corruption, args.target_keep, args.copies)
-        description = (f"ML-1M genre split; {corruption} on every source behaviour of {', '.join(categories)} "
+            folders["source"], folders["target"], args.out, categories, corruption, args.target_keep, args.copies,
+            user_share=args.user_share)
+        whose = f" of {100 * args.user_share:.0f}% of the users" if corruption == "userflip" else ""
+        description = (f"ML-1M genre split; {corruption} on every source behaviour{whose} of {', '.join(categories)} "
                        f"({corrupted:,} of {source_rows:,} source rows, {100 * corrupted / source_rows:.1f}%); "
                        f"target rows kept {target_rows:,} (fraction {args.target_keep} of the earlier behaviours)")
         print(f"planted harm: {description}; models {args.model}", flush=True)

@@ -47,7 +47,8 @@ def main() -> None:
     body = ["Target test AUC at each dataset's shipped lower level (its properties file, `per_model` sections "
             "included), mean of the seeds; every row of a table trains with the same lower level. The bound line: "
             "weighting or selecting the source loss cannot beat max(Base, Base-0) where the harm enters through "
-            "the source inputs; Base-S uses no source at all.", ""]
+            "the source inputs; Base-S uses no source at all. The minutes in the line above are this invocation's: "
+            "runs found in the run cache were not run again; each table's own line gives its runs' wall times.", ""]
     for dataset in [d for d in args.datasets.split(",") if d]:
         for model in [m for m in args.models.split(",") if m]:
             t0 = time.time()

@@ -40,3 +40,35 @@ def test_the_control_keeps_the_weights_uniform(planted_yaml, tmp_path):
     ratio, ess, steps = planted_weight_ratio(planted_yaml, tmp_path, upper_learning_rate=0.0)
     assert steps > 30
     assert 0.97 < ratio < 1.03 and ess > 0.99, (ratio, ess)
+
+
+def write_tsv(path, header, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\t".join(header) + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows))
+
+
+def test_userflip_flips_only_the_chosen_users_and_the_oracle_drops_exactly_them(tmp_path):
+    from benchmarks.bench_planted import make_ml1m_data, read_atomic
+
+    inter = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
+    item = ["item_id:token", "category:token"]
+    users = [f"u{k}" for k in range(40)]
+    source = [(u, f"s{j}", 1 + (k + j) % 5, 10 * j) for k, u in enumerate(users) for j in range(6)]
+    write_tsv(tmp_path / "src" / "src.inter", inter, source)
+    write_tsv(tmp_path / "src" / "src.item", item, [(f"s{j}", "A" if j < 4 else "B") for j in range(6)])
+    write_tsv(tmp_path / "tgt" / "tgt.inter", inter, [(u, f"t{j}", 4, j) for u in users for j in range(3)])
+    write_tsv(tmp_path / "tgt" / "tgt.item", item, [(f"t{j}", "T") for j in range(3)])
+    yamls, corrupted, rows, _ = make_ml1m_data(str(tmp_path / "src"), str(tmp_path / "tgt"), str(tmp_path / "out"),
+                                               ["A"], "userflip", 1.0, user_share=0.5)
+    clean, _ = read_atomic(str(tmp_path / "out/planted-clean-source/planted-clean-source.inter"))
+    bad, _ = read_atomic(str(tmp_path / "out/planted-corrupt-source/planted-corrupt-source.inter"))
+    oracle, _ = read_atomic(str(tmp_path / "out/planted-oracle-source/planted-oracle-source.inter"))
+    changed = clean["rating"].astype(int) != bad["rating"].astype(int)
+    flipped = (6 - clean["rating"].astype(int)) == bad["rating"].astype(int)
+    hit_users = set(bad["user_id"][changed])  # every user has a rating other than 3 in category A
+    assert 5 < len(hit_users) < 35  # about half of the 40 users
+    chosen = clean["user_id"].isin(hit_users) & clean["item_id"].isin(["s0", "s1", "s2", "s3"])
+    assert (flipped | ~chosen).all() and not (changed & ~chosen).any()  # category B and other users untouched
+    assert corrupted == int(chosen.sum()) and rows == len(clean)
+    kept = set(zip(oracle["user_id"], oracle["item_id"]))
+    assert kept == set(zip(clean["user_id"][~chosen], clean["item_id"][~chosen]))
