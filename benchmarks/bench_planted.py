@@ -379,6 +379,9 @@ def summarise(model, results, specs, wanted, seeds, seconds, out=print):
         harm = auc["base_clean"].mean() - base.mean()
         out(f"  harm of the corruption to Base: {harm:+.4f} AUC"
               + ("" if harm >= 0.01 else "  (< 0.01: the corruption barely hurts Base; this setting tests nothing)"))
+    if "oracle" in auc and base is not None and auc["oracle"].mean() <= base.mean():
+        out("  the oracle does not beat Base corrupted: the corrupted rows are worth more than none, so there is "
+            "no gap for weighting or selection to close; this setting tests nothing")
     pairs = [("oracle", "base"), ("biao", "base"), ("biao", "control"), ("select", "base"), ("select", "random"),
              ("random", "base")]
     for a, b in pairs:

@@ -72,3 +72,19 @@ def test_userflip_flips_only_the_chosen_users_and_the_oracle_drops_exactly_them(
     assert corrupted == int(chosen.sum()) and rows == len(clean)
     kept = set(zip(oracle["user_id"], oracle["item_id"]))
     assert kept == set(zip(clean["user_id"][~chosen], clean["item_id"][~chosen]))
+
+
+def test_the_summary_says_when_the_oracle_leaves_no_gap_to_close():
+    from benchmarks.bench_planted import summarise
+
+    specs = {r: (r, None, {}, None) for r in ("base_clean", "base", "oracle")}
+
+    def lines(oracle):
+        results = {"base_clean": [{"auc": 0.80}, {"auc": 0.81}], "base": [{"auc": 0.78}, {"auc": 0.785}],
+                   "oracle": [{"auc": a} for a in oracle]}
+        out = []
+        summarise("CoNet", results, specs, list(specs), 2, 1.0, out.append)
+        return "\n".join(out)
+
+    assert "no gap" in lines([0.70, 0.71]) and "harm of the corruption to Base: +0.0225" in lines([0.70, 0.71])
+    assert "no gap" not in lines([0.80, 0.82])
