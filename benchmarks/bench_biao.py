@@ -1,6 +1,6 @@
 """Seconds per epoch and peak memory of backbones with the base trainer and with BIAO, on the same data.
 
-    python benchmarks/bench_biao.py [--models CoNet MiNet DASL] [--intervals 5 100] [--epochs 2] [--repeats 3]
+    python benchmarks/bench_biao.py [--models CoNet MiNet DASL] [--intervals default 100] [--epochs 2] [--repeats 3]
                                     [--selection]
 
 Each configuration runs in its own process (so that peak memory is its own), ``--repeats`` times, interleaved with
@@ -134,10 +134,19 @@ def child(spec):
                       "device": str(config["device"]) + (f" ({torch.cuda.get_device_name(0)})" if cuda else "")}))
 
 
+def default_interval(model: str, data_path: str) -> int:
+    """The interval a plain ``--trainer=BIAO`` run of ``model`` uses (BIAO.yaml and its ``per_model`` section)."""
+    from recbole_biao.quick_start import build_config
+
+    return build_config(model, "ml-1m-genres", None, {"data_path": data_path}, "BIAO")[1]["interval"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=["CoNet", "MiNet", "DASL"])
-    parser.add_argument("--intervals", type=int, nargs="+", default=[5, 100], help="default: BIAO's (5) and 100")
+    parser.add_argument("--intervals", nargs="+", default=["default", "100"],
+                        help="numbers, or default: the model's own under --trainer=BIAO (CoNet 10, others 5); "
+                             "default: default and 100")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3,
                         help="processes per configuration, interleaved; the fastest is kept (default 3)")
@@ -166,7 +175,8 @@ def main() -> None:
     print(f"{'run':<26}{'s/epoch':>8}{'spread':>7}{'ratio':>7}{'theory':>7}" + "".join(f"{p:>11}" for p in PARTS)
           + f"{'peak RSS MB':>12}{'growth MB':>10}{'CUDA MB':>8}")
     for model in args.models:
-        runs = [("", None, {})] + [(f" + BIAO interval {i}", "BIAO", {**biao, "interval": i}) for i in args.intervals]
+        intervals = [default_interval(model, args.data_path) if i == "default" else int(i) for i in args.intervals]
+        runs = [("", None, {})] + [(f" + BIAO interval {i}", "BIAO", {**biao, "interval": i}) for i in intervals]
         results = {name: [] for name, _, _ in runs}
         # interleaved (base, BIAO, ..., base, BIAO, ...): on this machine one process's epochs can be 50 % slower
         # than another's with the same work, so each configuration keeps its fastest process

@@ -9,13 +9,9 @@ Data (``--data``):
   a planted source category (``--planted_share`` of the source items) whose labels are random
   (``--corruption random``) or flipped (``flip``); the clean reference is the same data with correct labels,
   the oracle the corrupted data without the planted behaviours;
-- ``ml-1m-genres``: the embedded split with a sparser target (per user the last two target behaviours, which
-  become valid and test, and a fraction ``--target_keep`` of the earlier ones, drawn once with a fixed seed);
-  every source behaviour of ``--categories`` is corrupted: ``users`` (moved to a random other user), ``swap``
-  (moved to one other user, the same for all of a user's corrupted behaviours: mislinked accounts),
-  ``labels`` (a random rating 1-5), ``flip`` (rating r becomes 6 - r), ``userflip`` (the same flip, only for
-  a random ``--user_share`` of the users) or ``flood`` (kept, plus ``--copies`` copies each with a random user
-  and rating: spam).
+- ``ml-1m-genres``: :mod:`dataset_converters.planted_ml1m`, the embedded split with a sparser target
+  (``--target_keep``) and every source behaviour of ``--categories`` corrupted (``--corruption`` users, swap,
+  labels, flip, userflip with ``--user_share``, or flood with ``--copies``).
 
 Runs per backbone and seed (``--rows``): Base on the clean data, Base on the corrupted data, the oracle (Base on
 the corrupted data without its corrupted behaviours: the reachable ceiling), soft BIAO on the corrupted data with
@@ -31,11 +27,10 @@ corruption hurts Base by at least 0.01 AUC; otherwise the setting tests nothing 
 """
 
 import argparse
-import json
 import os
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional
 
 import numpy as np
 import pandas as pd
@@ -45,82 +40,7 @@ from scipy import stats
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from recbole_biao.compat import literal_config_values  # noqa: E402  (after the path insertion)
 from recbole_biao.biao.diagnostics import effective_sample_size  # noqa: E402
-from recbole_biao.files import atomic_path  # noqa: E402
-
-ML1M_CORRUPTIONS = ("users", "swap", "labels", "flip", "flood", "userflip")
-
-
-def read_atomic(path: str) -> Tuple[pd.DataFrame, List[str]]:
-    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
-    header = list(df.columns)
-    df.columns = [c.split(":")[0] for c in header]
-    return df, header
-
-
-def write_atomic(df: pd.DataFrame, header: List[str], path: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with atomic_path(path) as tmp:
-        out = df.copy()
-        out.columns = header
-        out.to_csv(tmp, sep="\t", index=False, quoting=3)
-
-
-def make_ml1m_data(source_dir: str, target_dir: str, out: str, categories: List[str], corruption: str,
-                   target_keep: float, copies: int = 1, data_seed: int = 0,
-                   user_share: float = 0.5) -> Tuple[Dict[str, str], int, int, int]:
-    """Write ``planted-clean-*`` and ``planted-corrupt-*`` atomic files under ``out``; return the dataset yamls."""
-    rng = np.random.default_rng(data_seed)
-    src, src_header = read_atomic(os.path.join(source_dir, os.path.basename(source_dir) + ".inter"))
-    src_items, item_header = read_atomic(os.path.join(source_dir, os.path.basename(source_dir) + ".item"))
-    tgt, tgt_header = read_atomic(os.path.join(target_dir, os.path.basename(target_dir) + ".inter"))
-    tgt_items, tgt_item_header = read_atomic(os.path.join(target_dir, os.path.basename(target_dir) + ".item"))
-
-    # sparser target: the last two behaviours of each user (valid, test) and a fraction of the earlier ones
-    tgt = tgt.assign(_t=tgt["timestamp"].astype(float), _r=np.arange(len(tgt)))
-    tgt = tgt.sort_values(["user_id", "_t", "_r"])
-    from_end = tgt.groupby("user_id").cumcount(ascending=False).to_numpy()
-    keep = (from_end < 2) | (rng.random(len(tgt)) < target_keep)
-    tgt = tgt[keep].drop(columns=["_t", "_r"])
-
-    category = dict(zip(src_items["item_id"], src_items["category"]))
-    hit = src["item_id"].map(category).isin(categories).to_numpy()
-    bad = src.copy()
-    users = np.unique(src["user_id"].to_numpy())
-    if corruption == "userflip":  # only a share of the users: a flip no category or item input can absorb
-        hit &= src["user_id"].isin(users[rng.random(len(users)) < user_share]).to_numpy()
-    if corruption == "users":
-        bad.loc[hit, "user_id"] = users[rng.integers(len(users), size=int(hit.sum()))]
-    elif corruption == "swap":
-        order = users[rng.permutation(len(users))]
-        partner = dict(zip(order, np.roll(order, 1)))  # a cycle: nobody keeps their own behaviours
-        bad.loc[hit, "user_id"] = bad.loc[hit, "user_id"].map(partner)
-    elif corruption == "labels":
-        bad.loc[hit, "rating"] = rng.integers(1, 6, size=int(hit.sum())).astype(str)
-    elif corruption in ("flip", "userflip"):
-        bad.loc[hit, "rating"] = (6 - bad.loc[hit, "rating"].astype(float)).astype(int).astype(str)
-    else:
-        spam = pd.concat([src[hit]] * copies, ignore_index=True)
-        spam["user_id"] = users[rng.integers(len(users), size=len(spam))]
-        spam["rating"] = rng.integers(1, 6, size=len(spam)).astype(str)
-        bad = pd.concat([src, spam], ignore_index=True)
-        hit = np.concatenate([hit, np.ones(len(spam), dtype=bool)])
-
-    yamls = {}
-    oracle = bad[~hit] if corruption != "flood" else src  # the corrupted data without its corrupted behaviours
-    for name, source in (("clean", src), ("corrupt", bad), ("oracle", oracle)):
-        names = {d: f"planted-{name}-{d}" for d in ("source", "target")}
-        write_atomic(source, src_header, os.path.join(out, names["source"], names["source"] + ".inter"))
-        write_atomic(src_items, item_header, os.path.join(out, names["source"], names["source"] + ".item"))
-        write_atomic(tgt, tgt_header, os.path.join(out, names["target"], names["target"] + ".inter"))
-        write_atomic(tgt_items, tgt_item_header, os.path.join(out, names["target"], names["target"] + ".item"))
-        lines = [f"data_path: {json.dumps(out + '/')}"]
-        for d in ("source", "target"):
-            lines += [f"{d}_domain:", f"  dataset: {names[d]}", "  load_col: {inter: [user_id, item_id, rating, timestamp]}",
-                      '  user_inter_num_interval: "[0,inf)"', '  item_inter_num_interval: "[0,inf)"', "  val_interval: ~"]
-        yamls[name] = os.path.join(out, f"planted-{name}.yaml")
-        with atomic_path(yamls[name]) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-    return yamls, int(hit.sum()), len(bad), len(tgt)
+from dataset_converters.planted_ml1m import CORRUPTIONS as ML1M_CORRUPTIONS, read_atomic, write  # noqa: E402
 
 
 class UpperObserver:
@@ -283,7 +203,7 @@ def main() -> None:
         if categories == ["all"]:
             items, _ = read_atomic(os.path.join(folders["source"], "ml-1m-genres-source.item"))
             categories = sorted(set(items["category"]))
-        yamls, corrupted, source_rows, target_rows = make_ml1m_data(
+        yamls, corrupted, source_rows, target_rows = write(
             folders["source"], folders["target"], args.out, categories, corruption, args.target_keep, args.copies,
             user_share=args.user_share)
         whose = f" of {100 * args.user_share:.0f}% of the users" if corruption == "userflip" else ""

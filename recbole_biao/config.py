@@ -404,6 +404,9 @@ class BiaoConfig(CDRConfig):
             if path and os.path.isfile(path):
                 domains = {d: dict(self.internal_config_dict.get(d, {})) for d in ("source_domain", "target_domain")}
                 loaded = self._update_internal_config_dict(path) or {}
+                # a shipped file's per_model section applies on top of that file, before the next file
+                sections = self.internal_config_dict.pop(PER_MODEL, None) or {}
+                self.internal_config_dict.update(sections.get(model) or {})
                 # A later file adds to the per-domain blocks instead of replacing them.
                 for d in domains:
                     domains[d].update(loaded.get(d, {}))

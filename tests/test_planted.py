@@ -48,7 +48,7 @@ def write_tsv(path, header, rows):
 
 
 def test_userflip_flips_only_the_chosen_users_and_the_oracle_drops_exactly_them(tmp_path):
-    from benchmarks.bench_planted import make_ml1m_data, read_atomic
+    from dataset_converters.planted_ml1m import read_atomic, write
 
     inter = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
     item = ["item_id:token", "category:token"]
@@ -58,8 +58,8 @@ def test_userflip_flips_only_the_chosen_users_and_the_oracle_drops_exactly_them(
     write_tsv(tmp_path / "src" / "src.item", item, [(f"s{j}", "A" if j < 4 else "B") for j in range(6)])
     write_tsv(tmp_path / "tgt" / "tgt.inter", inter, [(u, f"t{j}", 4, j) for u in users for j in range(3)])
     write_tsv(tmp_path / "tgt" / "tgt.item", item, [(f"t{j}", "T") for j in range(3)])
-    yamls, corrupted, rows, _ = make_ml1m_data(str(tmp_path / "src"), str(tmp_path / "tgt"), str(tmp_path / "out"),
-                                               ["A"], "userflip", 1.0, user_share=0.5)
+    yamls, corrupted, rows, _ = write(str(tmp_path / "src"), str(tmp_path / "tgt"), str(tmp_path / "out"),
+                                      ["A"], "userflip", 1.0, user_share=0.5)
     clean, _ = read_atomic(str(tmp_path / "out/planted-clean-source/planted-clean-source.inter"))
     bad, _ = read_atomic(str(tmp_path / "out/planted-corrupt-source/planted-corrupt-source.inter"))
     oracle, _ = read_atomic(str(tmp_path / "out/planted-oracle-source/planted-oracle-source.inter"))
@@ -72,19 +72,3 @@ def test_userflip_flips_only_the_chosen_users_and_the_oracle_drops_exactly_them(
     assert corrupted == int(chosen.sum()) and rows == len(clean)
     kept = set(zip(oracle["user_id"], oracle["item_id"]))
     assert kept == set(zip(clean["user_id"][~chosen], clean["item_id"][~chosen]))
-
-
-def test_the_summary_says_when_the_oracle_leaves_no_gap_to_close():
-    from benchmarks.bench_planted import summarise
-
-    specs = {r: (r, None, {}, None) for r in ("base_clean", "base", "oracle")}
-
-    def lines(oracle):
-        results = {"base_clean": [{"auc": 0.80}, {"auc": 0.81}], "base": [{"auc": 0.78}, {"auc": 0.785}],
-                   "oracle": [{"auc": a} for a in oracle]}
-        out = []
-        summarise("CoNet", results, specs, list(specs), 2, 1.0, out.append)
-        return "\n".join(out)
-
-    assert "no gap" in lines([0.70, 0.71]) and "harm of the corruption to Base: +0.0225" in lines([0.70, 0.71])
-    assert "no gap" not in lines([0.80, 0.82])

@@ -56,6 +56,17 @@ def test_trainer_profiles_load_on_top_of_the_trainer_properties(ml1m_path):
         assert by_file[key] == reference[key], key
 
 
+def test_a_trainer_files_per_model_section_applies_before_the_profiles(ml1m_path):
+    from recbole_biao.config import PROPERTIES_DIR
+
+    # BIAO.yaml gives CoNet (only) interval 10; a profile loaded after it sets its own
+    assert config_for(ml1m_path[0], trainer="BIAO")[1]["interval"] == 10
+    assert config_for(ml1m_path[0], "MiNet", trainer="BIAO")[1]["interval"] == 5
+    assert config_for(ml1m_path[0], trainer="BIAO-paper")[1]["interval"] == 100
+    # the file given with --config_files gives the same run as --trainer=BIAO
+    assert config_for(ml1m_path[0], config_file=f"{PROPERTIES_DIR}/trainer/BIAO.yaml")[1]["interval"] == 10
+
+
 def test_unknown_dataset(ml1m_path):
     with pytest.raises(ConfigError, match=r"unknown dataset 'books-toyz': no .*books-toyz.yaml; available: .*ml-1m-genres"):
         from recbole_biao.quick_start import build_config
