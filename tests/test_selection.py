@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 
 from recbole_biao.biao.selection import DROP_ALL, KEEP_ALL, choose, paired_bootstrap
@@ -151,3 +152,26 @@ def test_the_gap_cutoff_is_the_split_of_least_spread_within_the_two_groups():
     cutoff = gap_cutoff(np.concatenate([clean, planted]))
     assert planted.max() < cutoff < clean.min()
     assert gap_cutoff(np.ones(5)) == 1.0  # one value: nothing below the cutoff
+
+
+def test_stable_weights_equal_normalising_every_random_batch_separately(ml1m_loaded):
+    from recbole_biao.biao.selection import stable_weights
+    from recbole_biao.biao.weight_log import weights_of_rows
+    from recbole_biao.data import data_preparation
+    from recbole_biao.trainer import BIAOTrainer
+    from tests.helpers import build_model
+
+    config, model, data = build_model(ml1m_loaded, "CoNet", trainer="BIAO", score_bound=3.0)
+    trainer = BIAOTrainer(config, model)
+    trainer.upper.bind(data_preparation(config, data)[0])
+    with torch.no_grad():  # a perceptron whose weights differ clearly from uniform
+        for p in trainer.upper.perceptron.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    batch, n = 997, len(data.splits["train_source"])
+    fast = stable_weights(trainer.upper, data, batch, 2, seed=3)
+    rng, slow = np.random.default_rng(3), np.zeros(n)
+    for _ in range(2):  # the reference: every batch through the perceptron on its own
+        order = rng.permutation(n)
+        slow[order] += weights_of_rows(trainer.upper, data, order, batch)
+    assert n % batch and np.std(fast) > 0.05  # a short last batch, and weights far from uniform
+    np.testing.assert_allclose(fast, slow / 2, rtol=1e-4, atol=1e-6)

@@ -306,15 +306,15 @@ class BehaviouralPerceptron(nn.Module):
         return score
 
     def normalise(self, score: torch.Tensor) -> torch.Tensor:
-        """``gamma * norm(score)`` over the batch; with ``score_bound`` c the scores first become
-        ``c * tanh((score - batch mean) / c)`` (centred, so that a shift of all scores, to which the softmax is
-        blind, can never push them into saturation)."""
+        """``gamma * norm(score)`` over the batch (the last dimension: ``[batches, B]`` normalises each row);
+        with ``score_bound`` c the scores first become ``c * tanh((score - batch mean) / c)`` (centred, so that
+        a shift of all scores, to which the softmax is blind, can never push them into saturation)."""
         if self.score_bound:
             c = self.score_bound
-            score = c * torch.tanh((score - score.mean()) / c)
+            score = c * torch.tanh((score - score.mean(dim=-1, keepdim=True)) / c)
         if self.norm == "softmax":
-            return self.gamma * torch.softmax(score, dim=0)
-        return self.gamma * torch.sigmoid(score) / score.shape[0]
+            return self.gamma * torch.softmax(score, dim=-1)
+        return self.gamma * torch.sigmoid(score) / score.shape[-1]
 
     def forward(self, item_emb: torch.Tensor, histories: Optional[tuple]) -> torch.Tensor:
         """Weights ``[B]`` of the source behaviours; the source loss term is ``(weights * losses).sum()``."""

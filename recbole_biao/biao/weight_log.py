@@ -24,7 +24,7 @@ from recbole_biao.data.dataloader import make_batch
 from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.files import atomic_path
 
-__all__ = ["COLUMNS", "weights_of_rows", "write_weight_log"]
+__all__ = ["COLUMNS", "scores_of_rows", "weights_of_rows", "write_weight_log"]
 
 COLUMNS = ["user", "item", "timestamp", "category", "source_history_length", "target_history_length",
            "user_source_behaviours", "user_target_behaviours", "score", "initial_score", "weight",
@@ -41,6 +41,16 @@ def _batches(upper, data, index, batch_size):
         scores = upper.perceptron.scores(*inputs)
         weights = upper.perceptron.normalise(scores) * len(part)
         yield part, scores.cpu().numpy(), upper.initial.scores(*inputs).cpu().numpy(), weights.cpu().numpy()
+
+
+@torch.no_grad()
+def scores_of_rows(upper, data, rows: np.ndarray, chunk: int = 4096) -> torch.Tensor:
+    """The perceptron's scores (batch-independent) of the source training ``rows``, in chunks of ``chunk``, on
+    the upper level's device."""
+    parts = [upper.perceptron.scores(*upper.inputs(Interaction(make_batch(
+        data, "train_source", rows[begin:begin + chunk], upper.history_length)).to(upper.device)))
+        for begin in range(0, len(rows), chunk)]
+    return torch.cat(parts) if parts else torch.zeros(0, device=upper.device)
 
 
 def weights_of_rows(upper, data, rows: np.ndarray, batch_size: int) -> np.ndarray:
