@@ -155,9 +155,11 @@ def test_the_gap_cutoff_is_the_split_of_least_spread_within_the_two_groups():
 
 
 def test_stable_weights_equal_normalising_every_random_batch_separately(ml1m_loaded):
+    from recbole.data.interaction import Interaction
+
     from recbole_biao.biao.selection import stable_weights
-    from recbole_biao.biao.weight_log import weights_of_rows
     from recbole_biao.data import data_preparation
+    from recbole_biao.data.dataloader import make_batch
     from recbole_biao.trainer import BIAOTrainer
     from tests.helpers import build_model
 
@@ -170,8 +172,13 @@ def test_stable_weights_equal_normalising_every_random_batch_separately(ml1m_loa
     batch, n = 997, len(data.splits["train_source"])
     fast = stable_weights(trainer.upper, data, batch, 2, seed=3)
     rng, slow = np.random.default_rng(3), np.zeros(n)
-    for _ in range(2):  # the reference: every batch through the perceptron on its own
+    upper = trainer.upper
+    for _ in range(2):  # the reference: every batch through the perceptron on its own, as in training
         order = rng.permutation(n)
-        slow[order] += weights_of_rows(trainer.upper, data, order, batch)
+        for begin in range(0, n, batch):
+            part = order[begin:begin + batch]
+            inputs = upper.inputs(Interaction(make_batch(data, "train_source", part, upper.history_length)))
+            with torch.no_grad():
+                slow[part] += (upper.perceptron(*inputs) * len(part)).numpy()
     assert n % batch and np.std(fast) > 0.05  # a short last batch, and weights far from uniform
     np.testing.assert_allclose(fast, slow / 2, rtol=1e-4, atol=1e-6)

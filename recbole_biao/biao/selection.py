@@ -53,7 +53,7 @@ def stable_weights(upper, data, batch_size: int, batchings: int, seed: int) -> n
     """``[rows]``: each source training row's normalised weight x ``batch_size``, averaged over ``batchings``
     random batchings of all source training rows (as training batches them). The scores do not depend on the
     batch, so they are computed once; only the normalisation is redone per batching."""
-    from recbole_biao.biao.weight_log import scores_of_rows
+    from recbole_biao.biao.weight_log import batch_weights, scores_of_rows
 
     n = len(data.splits["train_source"])
     scores = scores_of_rows(upper, data, np.arange(n))
@@ -61,20 +61,9 @@ def stable_weights(upper, data, batch_size: int, batchings: int, seed: int) -> n
     rng = np.random.default_rng(seed)
     for _ in range(batchings):
         order = rng.permutation(n)
-        total[order] += _batch_weights(upper.perceptron, scores[torch.from_numpy(order).to(scores.device)],
-                                       batch_size)
+        total[order] += batch_weights(upper.perceptron, scores[torch.from_numpy(order).to(scores.device)],
+                                      batch_size)
     return total / batchings
-
-
-@torch.no_grad()
-def _batch_weights(perceptron, scores: torch.Tensor, batch_size: int) -> np.ndarray:
-    """Normalised weights x batch size of ``scores`` cut into consecutive batches of ``batch_size`` (the last
-    one shorter), every full batch normalised at once."""
-    full = len(scores) - len(scores) % batch_size
-    parts = [perceptron.normalise(scores[:full].view(-1, batch_size)).reshape(-1) * batch_size] if full else []
-    if full < len(scores):
-        parts.append(perceptron.normalise(scores[full:]) * (len(scores) - full))
-    return torch.cat(parts).double().cpu().numpy()
 
 
 def gap_cutoff(weights: np.ndarray) -> float:

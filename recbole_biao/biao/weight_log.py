@@ -24,7 +24,7 @@ from recbole_biao.data.dataloader import make_batch
 from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.files import atomic_path
 
-__all__ = ["COLUMNS", "scores_of_rows", "weights_of_rows", "write_weight_log"]
+__all__ = ["COLUMNS", "scores_of_rows", "batch_weights", "weights_of_rows", "write_weight_log"]
 
 COLUMNS = ["user", "item", "timestamp", "category", "source_history_length", "target_history_length",
            "user_source_behaviours", "user_target_behaviours", "score", "initial_score", "weight",
@@ -53,9 +53,21 @@ def scores_of_rows(upper, data, rows: np.ndarray, chunk: int = 4096) -> torch.Te
     return torch.cat(parts) if parts else torch.zeros(0, device=upper.device)
 
 
+@torch.no_grad()
+def batch_weights(perceptron, scores: torch.Tensor, batch_size: int) -> np.ndarray:
+    """Normalised weights x batch size of ``scores`` cut into consecutive batches of ``batch_size`` (the last
+    one shorter), every full batch normalised at once."""
+    full = len(scores) - len(scores) % batch_size
+    parts = [perceptron.normalise(scores[:full].view(-1, batch_size)).reshape(-1) * batch_size] if full else []
+    if full < len(scores):
+        parts.append(perceptron.normalise(scores[full:]) * (len(scores) - full))
+    return torch.cat(parts).double().cpu().numpy() if parts else np.zeros(0)
+
+
 def weights_of_rows(upper, data, rows: np.ndarray, batch_size: int) -> np.ndarray:
-    """Weights x batch size of the source training ``rows``, normalised within batches of ``batch_size``."""
-    return np.concatenate([w for _, _, _, w in _batches(upper, data, np.asarray(rows), batch_size)] or [[]])
+    """Weights x batch size of the source training ``rows``, normalised within consecutive batches of
+    ``batch_size`` (the scores do not depend on the batch: each row is scored once)."""
+    return batch_weights(upper.perceptron, scores_of_rows(upper, data, np.asarray(rows)), batch_size)
 
 
 def write_weight_log(upper, data, path: str, batch_size: int, sample: Optional[int] = None, seed: int = 0) -> str:
