@@ -69,6 +69,9 @@ def dataset_table(model: str, dataset: str, seeds: List[int]) -> List[str]:
         lines.append(f"- dev {dev}: gamma below 1 in {sum(x < 1 for x in g)} of {len(g)} seeds (mean {np.mean(g):.2f}); "
                      f"gamma-only - control {np.mean(learned) - np.mean(control):+.4f} AUC "
                      f"(p {paired_p_value(learned, control):.3g})")
+    reuse, split = (gammas[f"gamma-only BIAO, dev {dev}"] for dev in DEV_STRATEGIES)
+    lines.append(f"- gamma, dev split - dev reuse: {np.mean(split) - np.mean(reuse):+.2f} "
+                 f"(p {paired_p_value(split, reuse):.3g})")
     return lines + [""]
 
 
