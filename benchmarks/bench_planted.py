@@ -11,7 +11,10 @@ Data (``--data``):
   the oracle the corrupted data without the planted behaviours;
 - ``ml-1m-genres``: :mod:`dataset_converters.planted_ml1m`, the embedded split with a sparser target
   (``--target_keep``) and every source behaviour of ``--categories`` corrupted (``--corruption`` users, swap,
-  labels, flip, userflip with ``--user_share``, or flood with ``--copies``).
+  labels, flip, userflip with ``--user_share``, or flood with ``--copies``);
+- ``movies-books``: :mod:`dataset_converters.planted_implicit`, the real implicit pair with spam positives of
+  random users on new source items of a planted category (``--corruption spam``, ``--spam_share`` x the source
+  rows on ``--planted_items`` items); the oracle is the real data.
 
 Runs per backbone and seed (``--rows``): Base on the clean data, Base on the corrupted data, the oracle (Base on
 the corrupted data without its corrupted behaviours: the reachable ceiling), soft BIAO on the corrupted data with
@@ -149,9 +152,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="CoNet,MiNet,DASL", help="backbones, comma-separated")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--data", choices=("generated", "ml-1m-genres"), default="generated")
+    parser.add_argument("--data", choices=("generated", "ml-1m-genres", "movies-books"), default="generated")
     parser.add_argument("--corruption", default=None, help="generated: random (default) or flip; ml-1m-genres: "
-                        "users (default), swap, labels, flip, userflip or flood")
+                        "users (default), swap, labels, flip, userflip or flood; movies-books: spam")
     parser.add_argument("--users", type=int, default=2000, help="generated: number of users")
     parser.add_argument("--planted_share", type=float, default=0.6, help="generated: share of planted source items")
     parser.add_argument("--target_per_user", type=int, default=6, help="generated: target behaviours per user")
@@ -161,6 +164,8 @@ def main() -> None:
     parser.add_argument("--target_keep", type=float, default=0.2)
     parser.add_argument("--user_share", type=float, default=0.5, help="with --corruption userflip: share of users")
     parser.add_argument("--copies", type=int, default=1, help="with --corruption flood: spam copies per behaviour")
+    parser.add_argument("--spam_share", type=float, default=1.0, help="movies-books: spam rows per source row")
+    parser.add_argument("--planted_items", type=int, default=2000, help="movies-books: planted source items")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the dataset's)")
     parser.add_argument("--data_path", default="dataset/", help="where ml-1m-genres is (converted if missing)")
     parser.add_argument("--out", default="dataset/planted", help="where the planted data are written")
@@ -189,6 +194,20 @@ def main() -> None:
         description = (f"generated, {args.users} users; source labels of the category '{planted.PLANTED}' "
                        f"({100 * args.planted_share:.0f}% of the source items) {corruption}")
         print(f"planted harm ({description}); models {args.model}", flush=True)
+    elif args.data == "movies-books":
+        from dataset_converters import planted_implicit
+        from recbole_biao.config import PROPERTIES_DIR
+
+        if (args.corruption or "spam") != "spam":
+            sys.exit(f"--corruption {args.corruption}: expected spam with --data movies-books")
+        yamls, corrupted, source_rows, target_rows = planted_implicit.write(
+            os.path.join(PROPERTIES_DIR, "dataset", "movies-books.yaml"), args.out, args.spam_share,
+            args.planted_items)
+        categories = [planted_implicit.PLANTED]
+        description = (f"Movies -> Books; {corrupted:,} spam positives of random users on {args.planted_items:,} "
+                       f"planted source items ({100 * corrupted / source_rows:.1f}% of {source_rows:,} source "
+                       f"rows); target rows {target_rows:,}")
+        print(f"planted harm: {description}; models {args.model}", flush=True)
     else:
         from dataset_converters import ml1m_genres
         from recbole_biao.quick_start import build_config

@@ -72,3 +72,38 @@ def test_userflip_flips_only_the_chosen_users_and_the_oracle_drops_exactly_them(
     assert corrupted == int(chosen.sum()) and rows == len(clean)
     kept = set(zip(oracle["user_id"], oracle["item_id"]))
     assert kept == set(zip(clean["user_id"][~chosen], clean["item_id"][~chosen]))
+
+
+def test_spam_positives_land_only_on_planted_items_of_real_users_and_the_oracle_is_the_real_data(tmp_path):
+    import yaml
+
+    from dataset_converters.planted_implicit import PLANTED, write
+    from dataset_converters.planted_ml1m import read_atomic
+
+    inter = ["user_id:token", "item_id:token", "timestamp:float"]
+    item = ["item_id:token", "category:token", "title:token_seq"]
+    users = [f"u{k}" for k in range(30)]
+    source = [(u, f"s{j}", 100 + 10 * j) for u in users for j in range(4)]
+    write_tsv(tmp_path / "d" / "src" / "src.inter", inter, source)
+    write_tsv(tmp_path / "d" / "src" / "src.item", item, [(f"s{j}", "others", "") for j in range(4)])
+    write_tsv(tmp_path / "d" / "tgt" / "tgt.inter", inter, [(u, f"t{j}", j) for u in users for j in range(3)])
+    write_tsv(tmp_path / "d" / "tgt" / "tgt.item", item, [(f"t{j}", "others", "") for j in range(3)])
+    (tmp_path / "pair.yaml").write_text(
+        f"data_path: {tmp_path / 'd'}/\ntrain_batch_size: 64\nsource_domain:\n  dataset: src\n"
+        "target_domain:\n  dataset: tgt\nper_model:\n  MiNet:\n    learning_rate: 0.01\n")
+    yamls, spam, rows, target_rows = write(str(tmp_path / "pair.yaml"), str(tmp_path / "out"), share=0.5, items=5)
+    out = tmp_path / "out"
+    clean, _ = read_atomic(str(out / "planted-clean-source/planted-clean-source.inter"))
+    bad, _ = read_atomic(str(out / "planted-corrupt-source/planted-corrupt-source.inter"))
+    oracle, _ = read_atomic(str(out / "planted-oracle-source/planted-oracle-source.inter"))
+    items, _ = read_atomic(str(out / "planted-corrupt-source/planted-corrupt-source.item"))
+    planted = set(items["item_id"][items["category"] == PLANTED])
+    added = bad[len(clean):]
+    assert len(planted) == 5 and set(added["item_id"]) <= planted and not clean["item_id"].isin(planted).any()
+    assert set(added["user_id"]) <= set(users) and 0 < spam == len(added) <= 60 and rows == len(bad) == 120 + spam
+    assert not added.duplicated(["user_id", "item_id"]).any()
+    assert set(added["timestamp"]) <= set(clean["timestamp"])  # times of real source rows
+    assert oracle.equals(clean) and bad[:len(clean)].equals(clean) and target_rows == 90
+    config = yaml.safe_load(open(yamls["corrupt"]))
+    assert config["source_domain"]["dataset"] == "planted-corrupt-source" and config["data_path"] == f"{out}/"
+    assert config["per_model"] == {"MiNet": {"learning_rate": 0.01}} and config["train_batch_size"] == 64
