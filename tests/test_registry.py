@@ -59,16 +59,17 @@ def test_trainer_profiles_load_on_top_of_the_trainer_properties(ml1m_path):
 def test_a_trainer_files_per_model_section_applies_before_the_profiles(ml1m_path):
     from recbole_biao.config import PROPERTIES_DIR
 
-    # BIAO.yaml gives CoNet and MiNet (only) interval 10; a profile loaded after it sets its own, and the
-    # select profile's per_model section puts MiNet back to 5 for MiNet alone
-    assert config_for(ml1m_path[0], trainer="BIAO")[1]["interval"] == 10
+    # BIAO.yaml gives CoNet interval 20 and MiNet 10 (DASL keeps 5); a profile loaded after it sets its own,
+    # and the select profile's per_model section sets each model's own again
+    assert config_for(ml1m_path[0], trainer="BIAO")[1]["interval"] == 20
     assert config_for(ml1m_path[0], "MiNet", trainer="BIAO")[1]["interval"] == 10
     assert config_for(ml1m_path[0], "DASL", trainer="BIAO")[1]["interval"] == 5
     assert config_for(ml1m_path[0], trainer="BIAO-paper")[1]["interval"] == 100
     assert config_for(ml1m_path[0], "MiNet", trainer="BIAO-select")[1]["interval"] == 5
     assert config_for(ml1m_path[0], trainer="BIAO-select")[1]["interval"] == 10
+    assert config_for(ml1m_path[0], "DASL", trainer="BIAO-select")[1]["interval"] == 5
     # the file given with --config_files gives the same run as --trainer=BIAO
-    assert config_for(ml1m_path[0], config_file=f"{PROPERTIES_DIR}/trainer/BIAO.yaml")[1]["interval"] == 10
+    assert config_for(ml1m_path[0], config_file=f"{PROPERTIES_DIR}/trainer/BIAO.yaml")[1]["interval"] == 20
 
 
 def test_unknown_dataset(ml1m_path):
