@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.results_page import write_page  # noqa: E402  (after the path insertion)
 from recbole_biao.experiments import commands, parallel  # noqa: E402
-from recbole_biao.experiments.compare import Row, RunCache, paired_p_value, run_rows  # noqa: E402
+from recbole_biao.experiments.compare import RunCache, baseline_rows, paired_p_value, run_rows  # noqa: E402
 from recbole_biao.quick_start import run_recbole_biao  # noqa: E402
 
 DEV_STRATEGIES = ("reuse", "split")
@@ -40,7 +40,7 @@ def gamma_run(model: str, dataset: str, seed: int, values: dict) -> Dict[str, fl
 
 def dataset_table(model: str, dataset: str, seeds: List[int]) -> List[str]:
     """The Markdown lines of one dataset: the rows' mean AUC, gamma per seed, paired tests."""
-    rows = [Row(f"{model}-S", f"{model}-S"), Row(f"{model}-0", f"{model}-0"), Row(model, model)]
+    rows = baseline_rows(model)[:3]  # Base-S, Base-0, Base
     cached, failures = run_rows(rows, seeds, parallel.runner(False), RunCache(os.path.join(commands.OUT_DIR, "cache")),
                                 dataset)
     if failures:

@@ -32,22 +32,11 @@ COLUMNS = ["user", "item", "timestamp", "category", "source_history_length", "ta
 
 
 @torch.no_grad()
-def _batches(upper, data, index, batch_size):
-    """For each batch of ``index`` (in the given order): (rows, scores, initial scores, weights x batch size)."""
-    for begin in range(0, len(index), batch_size):
-        part = index[begin:begin + batch_size]
-        batch = Interaction(make_batch(data, "train_source", part, upper.history_length)).to(upper.device)
-        inputs = upper.inputs(batch)
-        scores = upper.perceptron.scores(*inputs)
-        weights = upper.perceptron.normalise(scores) * len(part)
-        yield part, scores.cpu().numpy(), upper.initial.scores(*inputs).cpu().numpy(), weights.cpu().numpy()
-
-
-@torch.no_grad()
-def scores_of_rows(upper, data, rows: np.ndarray, chunk: int = 4096) -> torch.Tensor:
-    """The perceptron's scores (batch-independent) of the source training ``rows``, in chunks of ``chunk``, on
-    the upper level's device."""
-    parts = [upper.perceptron.scores(*upper.inputs(Interaction(make_batch(
+def scores_of_rows(upper, data, rows: np.ndarray, chunk: int = 4096, perceptron=None) -> torch.Tensor:
+    """The scores (batch-independent) of the source training ``rows`` by ``perceptron`` (default: the upper
+    level's learned one), in chunks of ``chunk``, on the upper level's device."""
+    perceptron = upper.perceptron if perceptron is None else perceptron
+    parts = [perceptron.scores(*upper.inputs(Interaction(make_batch(
         data, "train_source", rows[begin:begin + chunk], upper.history_length)).to(upper.device)))
         for begin in range(0, len(rows), chunk)]
     return torch.cat(parts) if parts else torch.zeros(0, device=upper.device)
@@ -84,23 +73,29 @@ def write_weight_log(upper, data, path: str, batch_size: int, sample: Optional[i
               for d, s in (("source", "train_source"), ("target", "train_target"))}
     bounds = data.bounds["train_source"]
     upper.model.eval()
+    scores = scores_of_rows(upper, data, index)
+    weights = batch_weights(upper.perceptron, scores, batch_size)  # batches: consecutive rows of ``index``
+    initial = scores_of_rows(upper, data, index, perceptron=upper.initial).cpu().numpy()
+    scores = scores.cpu().numpy()
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(COLUMNS)
-        for part, scores, initial, weights in _batches(upper, data, index, batch_size):
+        for begin in range(0, len(index), batch_size):
+            part = index[begin:begin + batch_size]
             users, items = rows.user[part], rows.item[part]
             recent = {}  # the user's five most recent positives of each domain before the behaviour
             for d in DOMAINS:
                 ids, _ = data.history[d].gather(bounds[d][0][part], bounds[d][1][part], 5)
                 recent[d] = ["|".join(data.tokens[f"{d}_item"][x] for x in row if x) for row in ids]
             for k, i in enumerate(part):
+                j = begin + k
                 writer.writerow([data.tokens["user"][users[k]], data.tokens["source_item"][items[k]],
                                  repr(float(rows.time[i])),
                                  data.tokens["source_category"][data.item_category["source"][items[k]]],
                                  bounds["source"][1][i] - bounds["source"][0][i],
                                  bounds["target"][1][i] - bounds["target"][0][i], counts["source"][users[k]],
-                                 counts["target"][users[k]], f"{scores[k]:.6g}", f"{initial[k]:.6g}",
-                                 f"{weights[k]:.6g}", recent["source"][k], recent["target"][k]])
+                                 counts["target"][users[k]], f"{scores[j]:.6g}", f"{initial[j]:.6g}",
+                                 f"{weights[j]:.6g}", recent["source"][k], recent["target"][k]])
     upper.model.train()
     getLogger().info(f"learned source weights of {len(index)} behaviours written to {path}")
     return path
