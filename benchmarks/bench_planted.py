@@ -43,7 +43,7 @@ from scipy import stats
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from recbole_biao.compat import literal_config_values  # noqa: E402  (after the path insertion)
 from recbole_biao.biao.diagnostics import effective_sample_size  # noqa: E402
-from dataset_converters.planted_ml1m import CORRUPTIONS as ML1M_CORRUPTIONS, read_atomic, write  # noqa: E402
+from dataset_converters.planted_ml1m import CORRUPTIONS as ML1M_CORRUPTIONS, PLANTED as ML1M_PLANTED, read_atomic, write  # noqa: E402
 
 
 class UpperObserver:
@@ -154,7 +154,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--data", choices=("generated", "ml-1m-genres", "movies-books"), default="generated")
     parser.add_argument("--corruption", default=None, help="generated: random (default) or flip; ml-1m-genres: "
-                        "users (default), swap, labels, flip, userflip or flood; movies-books: spam")
+                        "users (default), swap, labels, flip, userflip, flood or noise; movies-books: spam")
     parser.add_argument("--users", type=int, default=2000, help="generated: number of users")
     parser.add_argument("--planted_share", type=float, default=0.6, help="generated: share of planted source items")
     parser.add_argument("--target_per_user", type=int, default=6, help="generated: target behaviours per user")
@@ -162,10 +162,10 @@ def main() -> None:
     parser.add_argument("--categories", default="Action,Comedy", help="ml-1m-genres: corrupted categories "
                         "(or all)")
     parser.add_argument("--target_keep", type=float, default=0.2)
-    parser.add_argument("--user_share", type=float, default=0.5, help="with --corruption userflip: share of users")
-    parser.add_argument("--copies", type=int, default=1, help="with --corruption flood: spam copies per behaviour")
+    parser.add_argument("--user_share", type=float, default=0.5, help="with --corruption userflip or noise: share of users")
+    parser.add_argument("--copies", type=int, default=1, help="with --corruption flood or noise: planted copies per behaviour")
     parser.add_argument("--spam_share", type=float, default=1.0, help="movies-books: spam rows per source row")
-    parser.add_argument("--planted_items", type=int, default=2000, help="movies-books: planted source items")
+    parser.add_argument("--planted_items", type=int, default=2000, help="movies-books, or ml-1m-genres with --corruption noise: planted source items")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the dataset's)")
     parser.add_argument("--data_path", default="dataset/", help="where ml-1m-genres is (converted if missing)")
     parser.add_argument("--out", default="dataset/planted", help="where the planted data are written")
@@ -224,11 +224,15 @@ def main() -> None:
             categories = sorted(set(items["category"]))
         yamls, corrupted, source_rows, target_rows = write(
             folders["source"], folders["target"], args.out, categories, corruption, args.target_keep, args.copies,
-            user_share=args.user_share)
-        whose = f" of {100 * args.user_share:.0f}% of the users" if corruption == "userflip" else ""
+            user_share=args.user_share, planted_items=args.planted_items)
+        whose = f" of {100 * args.user_share:.0f}% of the users" if corruption in ("userflip", "noise") else ""
+        if corruption == "noise":
+            whose += f", {args.copies} random-rating copies each on {args.planted_items:,} planted items"
         description = (f"ML-1M genre split; {corruption} on every source behaviour{whose} of {', '.join(categories)} "
                        f"({corrupted:,} of {source_rows:,} source rows, {100 * corrupted / source_rows:.1f}%); "
                        f"target rows kept {target_rows:,} (fraction {args.target_keep} of the earlier behaviours)")
+        if corruption == "noise":
+            categories = [ML1M_PLANTED]  # the corrupted rows are the ones on planted items
         print(f"planted harm: {description}; models {args.model}", flush=True)
 
     common = {"show_progress": False, "state": "ERROR", "checkpoint_dir": os.path.join(args.out, "saved"),

@@ -1,6 +1,7 @@
 """The CDR model zoo on real data, behind ``docs/results/<page>.md``: for each dataset, what
-``run_recbole_biao.py --model=<backbone> --dataset=<D> --compare --baselines=cdr,DeepFM`` prints (the backbone's
-Base-S / Base-0 / Base / BIAO / control rows, every zoo model and a single-domain DeepFM; paired t-tests), and
+``run_recbole_biao.py --model=<backbone> --dataset=<D> --compare --baselines=cdr,cdr+BIAO,DeepFM`` prints (the
+backbone's Base-S / Base-0 / Base / BIAO / control rows, every zoo model, each joint zoo model under BIAO with its
+control, and a single-domain DeepFM; paired t-tests), and
 with ``--ranking`` the zoo models' ranking metrics on the same seeds (RecBole's full sort for the models that
 score all items at once, ``uni100`` for the others).
 
@@ -25,6 +26,7 @@ from recbole_biao.quick_start import run_recbole_biao  # noqa: E402
 from recbole_biao.utils import ZOO, get_model  # noqa: E402
 
 RANKING_KEYS = ("recall@10", "ndcg@10")
+BASELINES = ["cdr", "cdr+BIAO", "DeepFM"]
 # the models whose candidate_scores score every item in one product (a full sort is cheap for them)
 FULL_SORT = ("CMF", "CLFM", "BiTGCF", "EMCDR", "SSCDR", "DCDCSR")
 
@@ -67,11 +69,11 @@ def main() -> None:
     minutes: Dict[str, float] = {}
     for dataset in [d for d in args.datasets.split(",") if d]:
         t0 = time.time()
-        table = commands.compare(args.backbone, args.seeds, dataset, baselines=["cdr", "DeepFM"], pool=pool)
+        table = commands.compare(args.backbone, args.seeds, dataset, baselines=BASELINES, pool=pool)
         minutes[dataset] = (time.time() - t0) / 60
         body += [f"## CTR on {dataset}", "",
                  f"`python run_recbole_biao.py --model={args.backbone} --dataset={dataset} --compare "
-                 f"--baselines=cdr,DeepFM" + (f" --seeds={args.seeds}`" if args.seeds != 5 else "`"),
+                 f"--baselines={','.join(BASELINES)}" + (f" --seeds={args.seeds}`" if args.seeds != 5 else "`"),
                  "", f"All runs of the table: {minutes[dataset]:.0f} min.", "", table, ""]
         if dataset in args.ranking.split(","):
             body += [f"## Ranking on {dataset}", "",

@@ -6,8 +6,10 @@ ones, drawn once with a fixed seed. Every source behaviour of ``categories`` is 
 random other user), ``swap`` (moved to one other user, the same for all of a user's corrupted behaviours:
 mislinked accounts), ``labels`` (a random rating 1-5), ``flip`` (rating r becomes 6 - r), ``userflip`` (the same
 flip, only for a random share ``user_share`` of the users) or ``flood`` (kept, plus ``copies`` copies each with a
-random user and rating: spam). Three datasets are written: clean, corrupted and the oracle (the corrupted data
-without its corrupted behaviours).
+random user and rating: spam) or ``noise`` (kept, plus for a random share ``user_share`` of the users ``copies``
+noise behaviours per real one: a random rating on one of ``planted_items`` new items of the category ``planted``,
+at the real behaviour's time; the noise concentrates on few users, as a shared or hijacked account would). Three
+datasets are written: clean, corrupted and the oracle (the corrupted data without its corrupted behaviours).
 """
 
 import json
@@ -19,9 +21,10 @@ import pandas as pd
 
 from recbole_biao.files import atomic_path
 
-__all__ = ["CORRUPTIONS", "read_atomic", "write"]
+__all__ = ["CORRUPTIONS", "PLANTED", "read_atomic", "write"]
 
-CORRUPTIONS = ("users", "swap", "labels", "flip", "flood", "userflip")
+CORRUPTIONS = ("users", "swap", "labels", "flip", "flood", "userflip", "noise")
+PLANTED = "planted"
 
 
 def read_atomic(path: str) -> Tuple[pd.DataFrame, List[str]]:
@@ -41,7 +44,7 @@ def write_atomic(df: pd.DataFrame, header: List[str], path: str) -> None:
 
 def write(source_dir: str, target_dir: str, out: str, categories: List[str], corruption: str,
                    target_keep: float, copies: int = 1, data_seed: int = 0,
-                   user_share: float = 0.5) -> Tuple[Dict[str, str], int, int, int]:
+                   user_share: float = 0.5, planted_items: int = 2000) -> Tuple[Dict[str, str], int, int, int]:
     """Write ``planted-clean-*``, ``planted-corrupt-*`` and ``planted-oracle-*`` atomic files (and a yaml each)
     under ``out``; return ``(the yaml paths by name, corrupted rows, source rows, target rows kept)``."""
     rng = np.random.default_rng(data_seed)
@@ -61,7 +64,8 @@ def write(source_dir: str, target_dir: str, out: str, categories: List[str], cor
     hit = src["item_id"].map(category).isin(categories).to_numpy()
     bad = src.copy()
     users = np.unique(src["user_id"].to_numpy())
-    if corruption == "userflip":  # only a share of the users: a flip no category or item input can absorb
+    items_of = {"clean": src_items, "corrupt": src_items, "oracle": src_items}
+    if corruption in ("userflip", "noise"):  # only a share of the users: a flip no category or item input can absorb
         hit &= src["user_id"].isin(users[rng.random(len(users)) < user_share]).to_numpy()
     if corruption == "users":
         bad.loc[hit, "user_id"] = users[rng.integers(len(users), size=int(hit.sum()))]
@@ -73,6 +77,17 @@ def write(source_dir: str, target_dir: str, out: str, categories: List[str], cor
         bad.loc[hit, "rating"] = rng.integers(1, 6, size=int(hit.sum())).astype(str)
     elif corruption in ("flip", "userflip"):
         bad.loc[hit, "rating"] = (6 - bad.loc[hit, "rating"].astype(float)).astype(int).astype(str)
+    elif corruption == "noise":
+        names = np.array([f"{PLANTED}-{k:05d}" for k in range(planted_items)])
+        noise = pd.concat([src[hit]] * copies, ignore_index=True)
+        noise["item_id"] = names[rng.integers(planted_items, size=len(noise))]
+        noise["rating"] = rng.integers(1, 6, size=len(noise)).astype(str)
+        noise = noise.drop_duplicates(["user_id", "item_id"])  # one behaviour per (user, item), as in real data
+        new_items = pd.DataFrame({c: "" for c in src_items.columns}, index=range(planted_items))
+        new_items["item_id"], new_items["category"] = names, PLANTED
+        items_of["corrupt"] = pd.concat([src_items, new_items], ignore_index=True)
+        bad = pd.concat([src, noise], ignore_index=True)
+        hit = np.concatenate([np.zeros(len(src), dtype=bool), np.ones(len(noise), dtype=bool)])
     else:
         spam = pd.concat([src[hit]] * copies, ignore_index=True)
         spam["user_id"] = users[rng.integers(len(users), size=len(spam))]
@@ -85,7 +100,7 @@ def write(source_dir: str, target_dir: str, out: str, categories: List[str], cor
     for name, source in (("clean", src), ("corrupt", bad), ("oracle", oracle)):
         names = {d: f"planted-{name}-{d}" for d in ("source", "target")}
         write_atomic(source, src_header, os.path.join(out, names["source"], names["source"] + ".inter"))
-        write_atomic(src_items, item_header, os.path.join(out, names["source"], names["source"] + ".item"))
+        write_atomic(items_of[name], item_header, os.path.join(out, names["source"], names["source"] + ".item"))
         write_atomic(tgt, tgt_header, os.path.join(out, names["target"], names["target"] + ".inter"))
         write_atomic(tgt_items, tgt_item_header, os.path.join(out, names["target"], names["target"] + ".item"))
         lines = [f"data_path: {json.dumps(out + '/')}"]

@@ -9,7 +9,8 @@ from recbole.utils import init_seed as recbole_init_seed
 
 from recbole_biao.errors import ConfigError
 
-__all__ = ["VARIANTS", "BACKBONES", "ZOO", "MODELS", "get_model", "model_kind", "expand_baselines", "model_variant",
+__all__ = ["VARIANTS", "BACKBONES", "ZOO", "MODELS", "BIAO_SUFFIX", "check_baseline", "trains_jointly", "get_model", "model_kind",
+           "expand_baselines", "model_variant",
            "get_trainer", "get_pipeline", "model_names", "models_for_overlap", "check_overlap", "trainer_names",
            "dataset_names", "init_seed"]
 
@@ -25,7 +26,7 @@ def model_names() -> List[str]:
     """Every model name ``--model`` takes: each model, and its -S / -0 variants where it trains jointly (a
     staged model, trained phase by phase, has none)."""
     return [m + suffix for m in MODELS
-            for suffix in (("", *VARIANTS) if "BOTH" in get_model(m).PHASES else ("",))]
+            for suffix in (("", *VARIANTS) if trains_jointly(m) else ("",))]
 
 
 def _split_name(name: str):
@@ -45,9 +46,33 @@ def model_kind(name: str) -> str:
     return {"S": "target only", "0": "source loss off"}.get(variant.get("variant"), "cross-domain")
 
 
+BIAO_SUFFIX = "+BIAO"
+
+
 def expand_baselines(names) -> list:
-    """``--baselines`` names with ``cdr`` standing for every zoo model (:data:`ZOO`); order kept, no repeats."""
-    return list(dict.fromkeys(m for name in names for m in (ZOO if name.lower() == "cdr" else (name,))))
+    """``--baselines`` names with ``cdr`` standing for every zoo model (:data:`ZOO`) and ``cdr+BIAO`` for
+    ``<model>+BIAO`` of each zoo model that trains jointly (the ones trainer BIAO can weight); order kept, no
+    repeats."""
+    shorthand = {"cdr": ZOO, "cdr" + BIAO_SUFFIX.lower(): tuple(m + BIAO_SUFFIX for m in ZOO if trains_jointly(m))}
+    return list(dict.fromkeys(m for name in names for m in shorthand.get(name.lower(), (name,))))
+
+
+def check_baseline(name: str) -> None:
+    """A ``--baselines`` name must resolve to a model; ``<model>+BIAO`` to one that trains jointly."""
+    if name.endswith(BIAO_SUFFIX):
+        base = name[: -len(BIAO_SUFFIX)]
+        if base not in MODELS:
+            raise ConfigError(f"--baselines {name}: expected <model>+BIAO for one of {', '.join(MODELS)}")
+        if not trains_jointly(base):
+            raise ConfigError(f"--baselines {name}: trainer BIAO weights a joint (BOTH) training's source loss; "
+                              f"{base} trains in stages {list(get_model(base).PHASES)}")
+        return
+    get_model(name)
+
+
+def trains_jointly(name: str) -> bool:
+    """Whether a model trains both domains at once (a BOTH phase): the only training trainer BIAO can weight."""
+    return "BOTH" in get_model(name).PHASES
 
 
 def model_variant(name: str) -> dict:

@@ -107,3 +107,33 @@ def test_spam_positives_land_only_on_planted_items_of_real_users_and_the_oracle_
     config = yaml.safe_load(open(yamls["corrupt"]))
     assert config["source_domain"]["dataset"] == "planted-corrupt-source" and config["data_path"] == f"{out}/"
     assert config["per_model"] == {"MiNet": {"learning_rate": 0.01}} and config["train_batch_size"] == 64
+
+
+def test_noise_adds_random_ratings_of_the_chosen_users_on_planted_items_and_the_oracle_is_the_clean_data(tmp_path):
+    from dataset_converters.planted_ml1m import PLANTED, read_atomic, write
+
+    inter = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
+    item = ["item_id:token", "category:token"]
+    users = [f"u{k}" for k in range(40)]
+    source = [(u, f"s{j}", 1 + (k + j) % 5, 10 * j) for k, u in enumerate(users) for j in range(6)]
+    write_tsv(tmp_path / "src" / "src.inter", inter, source)
+    write_tsv(tmp_path / "src" / "src.item", item, [(f"s{j}", "A") for j in range(6)])
+    write_tsv(tmp_path / "tgt" / "tgt.inter", inter, [(u, f"t{j}", 4, j) for u in users for j in range(3)])
+    write_tsv(tmp_path / "tgt" / "tgt.item", item, [(f"t{j}", "T") for j in range(3)])
+    yamls, corrupted, rows, _ = write(str(tmp_path / "src"), str(tmp_path / "tgt"), str(tmp_path / "out"),
+                                      ["A"], "noise", 1.0, copies=2, user_share=0.5, planted_items=500)
+    out = tmp_path / "out"
+    clean, _ = read_atomic(str(out / "planted-clean-source/planted-clean-source.inter"))
+    bad, _ = read_atomic(str(out / "planted-corrupt-source/planted-corrupt-source.inter"))
+    oracle, _ = read_atomic(str(out / "planted-oracle-source/planted-oracle-source.inter"))
+    items, _ = read_atomic(str(out / "planted-corrupt-source/planted-corrupt-source.item"))
+    clean_items, _ = read_atomic(str(out / "planted-clean-source/planted-clean-source.item"))
+    added = bad[len(clean):]
+    assert bad[:len(clean)].equals(clean) and oracle.equals(clean) and rows == len(bad) == len(clean) + corrupted
+    assert set(added["item_id"]) <= set(items["item_id"][items["category"] == PLANTED])
+    assert PLANTED not in set(clean_items["category"])  # the planted items exist only in the corrupted data
+    per_user = added.groupby("user_id").size()
+    assert 5 < len(per_user) < 35 and (per_user <= 12).all() and (per_user >= 10).all()  # 2 x 6, few repeats
+    assert set(added["rating"].astype(int)) == {1, 2, 3, 4, 5}
+    assert set(added["timestamp"]) <= set(clean["timestamp"])
+    assert not added.duplicated(["user_id", "item_id"]).any()

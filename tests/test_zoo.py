@@ -175,6 +175,35 @@ def test_compare_takes_the_zoo_by_its_shorthand_and_labels_each_row_by_its_kind(
     assert {m for m, trainer in trained if trainer is None} >= {"CMF", "CLFM", "MiNet", "CLFM-S", "LR"}
 
 
+def test_cdr_biao_shorthand_adds_each_joint_zoo_model_under_biao_with_its_control_and_paired_notes(monkeypatch,
+                                                                                                    tmp_path):
+    from recbole_biao.experiments import commands, parallel
+
+    trained = []
+
+    def runner(show_epochs):
+        def run(spec):
+            trained.append((spec["model"], spec["trainer"], spec["config"].get("upper_learning_rate")))
+            auc = 0.6 + 0.001 * (spec["seed"] % 7) + (0.02 if spec["trainer"] == "BIAO" else 0.0)
+            return {"test_result": {"auc": auc, "logloss": 0.5}, "best_valid_result": {"auc": auc}}
+        return run
+
+    monkeypatch.setattr(parallel, "runner", runner)
+    joint = [m for m in utils.ZOO if "BOTH" in utils.get_model(m).PHASES]
+    assert set(joint) == {"CMF", "CLFM", "DTCDR", "DeepAPF", "BiTGCF"}  # the staged four are left out
+    table = commands.compare("CoNet", seeds=2, baselines=["CMF", "cdr+BIAO"], out_dir=str(tmp_path))
+    for m in joint:
+        assert (m, "BIAO", None) in trained and (m, "BIAO", 0.0) in trained
+        assert f"| {m}+BIAO (cross-domain, BIAO) |" in table
+    assert not any(m in ("EMCDR", "NATR", "SSCDR", "DCDCSR") for m, trainer, _ in trained if trainer == "BIAO")
+    # paired against its control and, where it ran, against the model under its own trainer
+    assert "CMF+BIAO (cross-domain, BIAO) - CMF+BIAO BIAO upper lr 0 (control):" in table
+    assert "CMF+BIAO (cross-domain, BIAO) - CMF (cross-domain): +0.0200 AUC" in table
+    assert "CLFM+BIAO (cross-domain, BIAO) - CLFM (" not in table  # CLFM itself was not a row
+    with pytest.raises(ConfigError, match="EMCDR trains in stages"):
+        commands.compare("CoNet", seeds=1, baselines=["EMCDR+BIAO"], out_dir=str(tmp_path))
+
+
 def test_bitgcf_adjacency_and_layer_match_dense_matrices_on_a_small_graph():
     from recbole_biao.model.cross_domain_recommender.bitgcf import graph_layer, normalized_adjacency
 

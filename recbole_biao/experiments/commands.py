@@ -15,9 +15,9 @@ from recbole_biao.experiments import parallel
 from recbole_biao.experiments.compare import (CONTROL, RANDOM_DROP, SELECT, RunCache, ablation_rows, baseline_rows,
                                              bound_note, comparison_table, failure_notes, mark_collapsed, pair_note,
                                              model_rows, run_rows, selection_rows, split_rows, sweep_rows,
-                                             training_notes, write_table)
+                                             training_notes, write_table, zoo_biao_notes)
 from recbole_biao.experiments.plots import line_chart
-from recbole_biao.utils import expand_baselines, get_model
+from recbole_biao.utils import check_baseline, expand_baselines
 
 __all__ = ["compare", "sweep", "parse_sweep", "dataset_label", "overrides_label"]
 
@@ -65,10 +65,10 @@ def compare(model: str, seeds: int = 5, dataset: Optional[str] = None, config_fi
     require_ctr(build_config(model, dataset, config_files, config_dict)[1], "--compare")
     baselines = expand_baselines(baselines)
     for name in baselines:
-        get_model(name)  # a misspelled name fails before anything trains
+        check_baseline(name)  # a misspelled name fails before anything trains
     extra = model_rows(baselines)
     rows = baseline_rows(model) + extra
-    compared = [r.label for r in rows[:3] + extra]
+    compared = [r.label for r in rows[:3] + extra if r.trainer is None]
     if selection:
         rows += selection_rows(model)
     if ablations:
@@ -90,6 +90,7 @@ def compare(model: str, seeds: int = 5, dataset: Optional[str] = None, config_fi
     # what the learned weights add over the same run with the perceptron frozen; selection against Base and
     # against dropping as many rows at random
     notes.append(pair_note(results, biao, CONTROL))
+    notes += zoo_biao_notes(results, extra)
     if selection:
         notes += [pair_note(results, SELECT, rows[2].label), pair_note(results, SELECT, RANDOM_DROP)]
     return write_table(table, os.path.join(out_dir, name), title, notes, results, list(range(2023, 2023 + seeds)))

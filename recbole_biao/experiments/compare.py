@@ -120,10 +120,32 @@ def ablation_rows(model: str) -> List["Row"]:
 
 def model_rows(names: List[str]) -> List["Row"]:
     """One row per model name given as a baseline, trained with its own properties: a zoo model (``CMF``) or a
-    RecBole model (``DeepFM``, trained unchanged on the target domain); the label says which kind it is."""
-    from recbole_biao.utils import model_kind
+    RecBole model (``DeepFM``, trained unchanged on the target domain); the label says which kind it is. A
+    name ``<model>+BIAO`` gives two rows: the model under trainer BIAO and that run's control (upper lr 0)."""
+    from recbole_biao.utils import BIAO_SUFFIX, model_kind
 
-    return [Row(f"{name} ({model_kind(name)})", name) for name in names]
+    rows = []
+    for name in names:
+        if name.endswith(BIAO_SUFFIX):
+            base = name[: -len(BIAO_SUFFIX)]
+            rows += [Row(f"{name} (cross-domain, BIAO)", base, "BIAO"),
+                     Row(f"{name} {CONTROL}", base, "BIAO", {"upper_learning_rate": 0.0})]
+        else:
+            rows.append(Row(f"{name} ({model_kind(name)})", name))
+    return rows
+
+
+def zoo_biao_notes(results: "Results", rows: List["Row"]) -> List[str]:
+    """For each zoo model's BIAO row: its paired difference to its control and, where that row ran, to the
+    model under its own trainer."""
+    notes = []
+    plain = {r.model: r.label for r in rows if r.trainer is None}
+    for row in rows:
+        if row.trainer == "BIAO" and row.label.endswith("(cross-domain, BIAO)"):
+            notes.append(pair_note(results, row.label, row.label.replace("(cross-domain, BIAO)", CONTROL)))
+            if row.model in plain:
+                notes.append(pair_note(results, row.label, plain[row.model]))
+    return notes
 
 
 def split_rows(model: str, ratios: Sequence[float] = (0.01, 0.05, 0.1)) -> List["Row"]:
