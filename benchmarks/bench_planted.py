@@ -11,7 +11,9 @@ Data (``--data``):
   the oracle the corrupted data without the planted behaviours;
 - ``ml-1m-genres``: :mod:`dataset_converters.planted_ml1m`, the embedded split with a sparser target
   (``--target_keep``) and every source behaviour of ``--categories`` corrupted (``--corruption`` users, swap,
-  labels, flip, userflip with ``--user_share``, or flood with ``--copies``);
+  labels, flip, userflip with ``--user_share``, flood with ``--copies``, or noise: ``--copies`` random-rating
+  behaviours per real one of ``--user_share`` of the users, on ``--planted_items`` new items; its oracle is
+  the clean data);
 - ``movies-books``: :mod:`dataset_converters.planted_implicit`, the real implicit pair with spam positives of
   random users on new source items of a planted category (``--corruption spam``, ``--spam_share`` x the source
   rows on ``--planted_items`` items); the oracle is the real data.
@@ -43,7 +45,8 @@ from scipy import stats
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from recbole_biao.compat import literal_config_values  # noqa: E402  (after the path insertion)
 from recbole_biao.biao.diagnostics import effective_sample_size  # noqa: E402
-from dataset_converters.planted_ml1m import CORRUPTIONS as ML1M_CORRUPTIONS, PLANTED as ML1M_PLANTED, read_atomic, write  # noqa: E402
+from dataset_converters.planted_ml1m import (CORRUPTIONS as ML1M_CORRUPTIONS, PLANTED as ML1M_PLANTED,  # noqa: E402
+                                             read_atomic, write)
 
 
 class UpperObserver:
@@ -162,10 +165,13 @@ def main() -> None:
     parser.add_argument("--categories", default="Action,Comedy", help="ml-1m-genres: corrupted categories "
                         "(or all)")
     parser.add_argument("--target_keep", type=float, default=0.2)
-    parser.add_argument("--user_share", type=float, default=0.5, help="with --corruption userflip or noise: share of users")
-    parser.add_argument("--copies", type=int, default=1, help="with --corruption flood or noise: planted copies per behaviour")
+    parser.add_argument("--user_share", type=float, default=0.5,
+                        help="with --corruption userflip or noise: share of users")
+    parser.add_argument("--copies", type=int, default=1,
+                        help="with --corruption flood or noise: planted rows per behaviour")
     parser.add_argument("--spam_share", type=float, default=1.0, help="movies-books: spam rows per source row")
-    parser.add_argument("--planted_items", type=int, default=2000, help="movies-books, or ml-1m-genres with --corruption noise: planted source items")
+    parser.add_argument("--planted_items", type=int, default=2000,
+                        help="movies-books (or --corruption noise): planted source items")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the dataset's)")
     parser.add_argument("--data_path", default="dataset/", help="where ml-1m-genres is (converted if missing)")
     parser.add_argument("--out", default="dataset/planted", help="where the planted data are written")

@@ -137,8 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seeds per row of --compare (5) or --sweep (1)")
     parser.add_argument("--baselines", default=None,
                         help="with --compare: further models, each with its own properties: the CDR zoo (CMF, ...; "
-                             "cdr: all of it; CMF+BIAO: CMF under trainer BIAO and its control; cdr+BIAO: that for each joint "
-                             "zoo model) or RecBole models trained on the target domain (DeepFM,DIN,...)")
+                             "cdr: all of it; CMF+BIAO: CMF under trainer BIAO and its control; cdr+BIAO: that "
+                             "for each joint zoo model) or RecBole models trained on the target domain (DeepFM,...)")
     parser.add_argument("--ablations", action="store_true", help="with --compare: the rows w/o global, w/o user")
     parser.add_argument("--selection", action="store_true",
                         help="with --compare: learn-then-select (BIAO-select) and its random-drop control")

@@ -9,8 +9,8 @@ from recbole.utils import init_seed as recbole_init_seed
 
 from recbole_biao.errors import ConfigError
 
-__all__ = ["VARIANTS", "BACKBONES", "ZOO", "MODELS", "BIAO_SUFFIX", "check_baseline", "trains_jointly", "get_model", "model_kind",
-           "expand_baselines", "model_variant",
+__all__ = ["VARIANTS", "BACKBONES", "ZOO", "MODELS", "BIAO_SUFFIX", "check_baseline", "trains_jointly", "get_model",
+           "model_kind", "expand_baselines", "model_variant",
            "get_trainer", "get_pipeline", "model_names", "models_for_overlap", "check_overlap", "trainer_names",
            "dataset_names", "init_seed"]
 
