@@ -47,9 +47,8 @@ def write_tsv(path, header, rows):
     path.write_text("\t".join(header) + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows))
 
 
-def test_userflip_flips_only_the_chosen_users_and_the_oracle_drops_exactly_them(tmp_path):
-    from dataset_converters.planted_ml1m import read_atomic, write
-
+def write_rated_pair(tmp_path):
+    """40 users with 6 rated source behaviours each (items s0-s3 of category A, s4-s5 of B) and 3 target ones."""
     inter = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
     item = ["item_id:token", "category:token"]
     users = [f"u{k}" for k in range(40)]
@@ -58,6 +57,12 @@ def test_userflip_flips_only_the_chosen_users_and_the_oracle_drops_exactly_them(
     write_tsv(tmp_path / "src" / "src.item", item, [(f"s{j}", "A" if j < 4 else "B") for j in range(6)])
     write_tsv(tmp_path / "tgt" / "tgt.inter", inter, [(u, f"t{j}", 4, j) for u in users for j in range(3)])
     write_tsv(tmp_path / "tgt" / "tgt.item", item, [(f"t{j}", "T") for j in range(3)])
+
+
+def test_userflip_flips_only_the_chosen_users_and_the_oracle_drops_exactly_them(tmp_path):
+    from dataset_converters.planted_ml1m import read_atomic, write
+
+    write_rated_pair(tmp_path)
     yamls, corrupted, rows, _ = write(str(tmp_path / "src"), str(tmp_path / "tgt"), str(tmp_path / "out"),
                                       ["A"], "userflip", 1.0, user_share=0.5)
     clean, _ = read_atomic(str(tmp_path / "out/planted-clean-source/planted-clean-source.inter"))
@@ -112,14 +117,7 @@ def test_spam_positives_land_only_on_planted_items_of_real_users_and_the_oracle_
 def test_noise_adds_random_ratings_of_the_chosen_users_on_planted_items_and_the_oracle_is_the_clean_data(tmp_path):
     from dataset_converters.planted_ml1m import PLANTED, read_atomic, write
 
-    inter = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
-    item = ["item_id:token", "category:token"]
-    users = [f"u{k}" for k in range(40)]
-    source = [(u, f"s{j}", 1 + (k + j) % 5, 10 * j) for k, u in enumerate(users) for j in range(6)]
-    write_tsv(tmp_path / "src" / "src.inter", inter, source)
-    write_tsv(tmp_path / "src" / "src.item", item, [(f"s{j}", "A") for j in range(6)])
-    write_tsv(tmp_path / "tgt" / "tgt.inter", inter, [(u, f"t{j}", 4, j) for u in users for j in range(3)])
-    write_tsv(tmp_path / "tgt" / "tgt.item", item, [(f"t{j}", "T") for j in range(3)])
+    write_rated_pair(tmp_path)
     yamls, corrupted, rows, _ = write(str(tmp_path / "src"), str(tmp_path / "tgt"), str(tmp_path / "out"),
                                       ["A"], "noise", 1.0, copies=2, user_share=0.5, planted_items=500)
     out = tmp_path / "out"
@@ -133,7 +131,7 @@ def test_noise_adds_random_ratings_of_the_chosen_users_on_planted_items_and_the_
     assert set(added["item_id"]) <= set(items["item_id"][items["category"] == PLANTED])
     assert PLANTED not in set(clean_items["category"])  # the planted items exist only in the corrupted data
     per_user = added.groupby("user_id").size()
-    assert 5 < len(per_user) < 35 and (per_user <= 12).all() and (per_user >= 10).all()  # 2 x 6, few repeats
+    assert 5 < len(per_user) < 35 and (per_user <= 8).all() and (per_user >= 6).all()  # 2 x 4 in A, few repeats
     assert set(added["rating"].astype(int)) == {1, 2, 3, 4, 5}
-    assert set(added["timestamp"]) <= set(clean["timestamp"])
+    assert set(added["timestamp"].astype(float)) == {0, 10, 20, 30}  # at the times of category A's rows only
     assert not added.duplicated(["user_id", "item_id"]).any()
