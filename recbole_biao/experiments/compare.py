@@ -138,11 +138,12 @@ def model_rows(names: List[str]) -> List["Row"]:
 def zoo_biao_notes(results: "Results", rows: List["Row"]) -> List[str]:
     """For each zoo model's BIAO row: its paired difference to its control and, where that row ran, to the
     model under its own trainer."""
-    notes = []
     plain = {r.model: r.label for r in rows if r.trainer is None}
+    control = {r.model: r.label for r in rows if r.trainer == "BIAO" and r.values.get("upper_learning_rate") == 0}
+    notes = []
     for row in rows:
-        if row.trainer == "BIAO" and row.label.endswith("(cross-domain, BIAO)"):
-            notes.append(pair_note(results, row.label, row.label.replace("(cross-domain, BIAO)", CONTROL)))
+        if row.trainer == "BIAO" and row.model in control and row.label != control[row.model]:
+            notes.append(pair_note(results, row.label, control[row.model]))
             if row.model in plain:
                 notes.append(pair_note(results, row.label, plain[row.model]))
     return notes
