@@ -8,7 +8,10 @@ mislinked accounts), ``labels`` (a random rating 1-5), ``flip`` (rating r become
 flip, only for a random share ``user_share`` of the users) or ``flood`` (kept, plus ``copies`` copies each with a
 random user and rating: spam) or ``noise`` (kept, plus for a random share ``user_share`` of the users ``copies``
 noise behaviours per real one: a random rating on one of ``planted_items`` new items of the category ``planted``,
-at the real behaviour's time; the noise concentrates on few users, as a shared or hijacked account would). Three
+at the real behaviour's time; the noise concentrates on few users, as a shared or hijacked account would) or
+``contrary`` (the same planted rows, each rated against the user's target taste: 1 when more of the user's target
+training behaviours are positive than for the median user, else 5; built from training rows only, never from the
+valid and test behaviours: a source that misleads about the user rather than adding noise). Three
 datasets are written: clean, corrupted and the oracle (the corrupted data without its corrupted behaviours).
 """
 
@@ -23,7 +26,7 @@ from recbole_biao.files import atomic_path
 
 __all__ = ["CORRUPTIONS", "PLANTED", "read_atomic", "write"]
 
-CORRUPTIONS = ("users", "swap", "labels", "flip", "flood", "userflip", "noise")
+CORRUPTIONS = ("users", "swap", "labels", "flip", "flood", "userflip", "noise", "contrary")
 PLANTED = "planted"
 
 
@@ -59,13 +62,14 @@ def write(source_dir: str, target_dir: str, out: str, categories: List[str], cor
     from_end = tgt.groupby("user_id").cumcount(ascending=False).to_numpy()
     keep = (from_end < 2) | (rng.random(len(tgt)) < target_keep)
     tgt = tgt[keep].drop(columns=["_t", "_r"])
+    training = tgt[from_end[keep] >= 2]  # the kept target rows before each user's valid and test behaviours
 
     category = dict(zip(src_items["item_id"], src_items["category"]))
     hit = src["item_id"].map(category).isin(categories).to_numpy()
     bad = src.copy()
     users = np.unique(src["user_id"].to_numpy())
     items_of = {"clean": src_items, "corrupt": src_items, "oracle": src_items}
-    if corruption in ("userflip", "noise"):  # only a share of the users: no category or item input can absorb it
+    if corruption in ("userflip", "noise", "contrary"):  # only a share of the users: no category or item input can absorb it
         hit &= src["user_id"].isin(users[rng.random(len(users)) < user_share]).to_numpy()
     if corruption == "users":
         bad.loc[hit, "user_id"] = users[rng.integers(len(users), size=int(hit.sum()))]
@@ -77,11 +81,16 @@ def write(source_dir: str, target_dir: str, out: str, categories: List[str], cor
         bad.loc[hit, "rating"] = rng.integers(1, 6, size=int(hit.sum())).astype(str)
     elif corruption in ("flip", "userflip"):
         bad.loc[hit, "rating"] = (6 - bad.loc[hit, "rating"].astype(float)).astype(int).astype(str)
-    elif corruption == "noise":
+    elif corruption in ("noise", "contrary"):
         names = np.array([f"{PLANTED}-{k:05d}" for k in range(planted_items)])
         noise = pd.concat([src[hit]] * copies, ignore_index=True)
         noise["item_id"] = names[rng.integers(planted_items, size=len(noise))]
         noise["rating"] = rng.integers(1, 6, size=len(noise)).astype(str)
+        if corruption == "contrary":
+            liked = (training["rating"].astype(float) >= 4).groupby(training["user_id"]).mean()
+            likes_more = noise["user_id"].map(liked > liked.median())  # NaN: no target training rows, random rating
+            noise.loc[likes_more == True, "rating"] = "1"  # noqa: E712  (NaN is neither)
+            noise.loc[likes_more == False, "rating"] = "5"  # noqa: E712
         noise = noise.drop_duplicates(["user_id", "item_id"])  # one behaviour per (user, item), as in real data
         new_items = pd.DataFrame({c: "" for c in src_items.columns}, index=range(planted_items))
         new_items["item_id"], new_items["category"] = names, PLANTED

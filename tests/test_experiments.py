@@ -10,6 +10,7 @@ import pytest
 from recbole_biao.evaluation import rela_impr
 from recbole_biao.experiments.compare import (Row, RunCache, baseline_rows, comparison_table, paired_p_value,
                                              run_rows, to_markdown, write_table)
+from recbole_biao.experiments.compare import _settings as settings
 from recbole_biao.experiments.commands import parse_sweep
 from recbole_biao.experiments.weights import analyse
 from recbole_biao.errors import ConfigError, DataError
@@ -92,6 +93,33 @@ def test_run_cache_reuses_finished_runs(tmp_path):
     assert len(calls) == 15  # only the new seed
     run_rows([Row("CoNet", "CoNet")], [1], runner, cache, config_dict={"learning_rate": 0.02}, progress=False)
     assert len(calls) == 16  # a changed configuration reruns
+
+
+def test_the_run_cache_reruns_when_the_data_under_the_same_properties_change(tmp_path):
+    calls = []
+
+    def runner(spec):
+        calls.append(spec)
+        return {"test_result": {"auc": 0.6, "logloss": 0.6}, "model_file": None}
+
+    for domain in ("src", "tgt"):
+        (tmp_path / "d" / domain).mkdir(parents=True)
+        (tmp_path / "d" / domain / f"{domain}.inter").write_text("user_id:token\titem_id:token\nu1\ti1\n")
+    pair = tmp_path / "pair.yaml"
+    pair.write_text(f"data_path: {tmp_path / 'd'}/\nsource_domain:\n  dataset: src\ntarget_domain:\n  dataset: tgt\n")
+    cache, rows = RunCache(str(tmp_path / "cache")), [Row("CoNet", "CoNet")]
+    for expected in (1, 1):
+        run_rows(rows, [1], runner, cache, config_files=[str(pair)], progress=False)
+        assert len(calls) == expected  # the second time from the cache
+    inter = tmp_path / "d" / "tgt" / "tgt.inter"
+    inter.write_text(inter.read_text() + "u2\ti1\n")  # converted again, the properties unchanged
+    settings.cache_clear()  # (a new process: one process reads each configuration's data once)
+    run_rows(rows, [1], runner, cache, config_files=[str(pair)], progress=False)
+    assert len(calls) == 2
+    (tmp_path / "d" / "src" / ".src.inter.host-1.tmp").write_text("half")  # an unfinished write changes nothing
+    settings.cache_clear()
+    run_rows(rows, [1], runner, cache, config_files=[str(pair)], progress=False)
+    assert len(calls) == 2
 
 
 def test_parse_sweep():

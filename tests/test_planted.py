@@ -135,3 +135,24 @@ def test_noise_adds_random_ratings_of_the_chosen_users_on_planted_items_and_the_
     assert set(added["rating"].astype(int)) == {1, 2, 3, 4, 5}
     assert set(added["timestamp"].astype(float)) == {0, 10, 20, 30}  # at the times of category A's rows only
     assert not added.duplicated(["user_id", "item_id"]).any()
+
+
+def test_contrary_rates_planted_rows_against_the_users_target_training_taste_never_their_valid_or_test(tmp_path):
+    from dataset_converters.planted_ml1m import read_atomic, write
+
+    write_rated_pair(tmp_path)
+    # target: one training behaviour per user (liked by even users) and valid / test behaviours of the opposite
+    # taste: a rating read from them would reverse the planted ratings
+    users = [f"u{k}" for k in range(40)]
+    rows = [(u, f"t{j}", (5 if k % 2 == 0 else 1) if j == 0 else (1 if k % 2 == 0 else 5), j)
+            for k, u in enumerate(users) for j in range(3)]
+    write_tsv(tmp_path / "tgt" / "tgt.inter", ["user_id:token", "item_id:token", "rating:float", "timestamp:float"],
+              rows)
+    _, corrupted, _, _ = write(str(tmp_path / "src"), str(tmp_path / "tgt"), str(tmp_path / "out"),
+                               ["A"], "contrary", 1.0, copies=2, user_share=1.0, planted_items=500)
+    clean, _ = read_atomic(str(tmp_path / "out/planted-clean-source/planted-clean-source.inter"))
+    bad, _ = read_atomic(str(tmp_path / "out/planted-corrupt-source/planted-corrupt-source.inter"))
+    added = bad[len(clean):]
+    rating = added.groupby("user_id")["rating"].agg(set)
+    assert len(rating) == 40 and corrupted == len(added)
+    assert all(rating[u] == ({"1"} if int(u[1:]) % 2 == 0 else {"5"}) for u in rating.index)

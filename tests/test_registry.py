@@ -348,7 +348,18 @@ def test_a_trainer_removes_the_half_written_files_of_killed_runs_from_its_checkp
     assert not orphan.exists() and live.exists()
 
 
+def _save_forever(path, state, started):
+    from recbole_biao.compat import save_checkpoint
+
+    save_checkpoint(path, state)
+    started.set()
+    while True:
+        state["epoch"] += 1
+        save_checkpoint(path, state)
+
+
 def test_twenty_random_kills_during_saves_never_leave_a_checkpoint_that_fails_to_load(tmp_path):
+    import multiprocessing
     import random
     import time
 
@@ -357,19 +368,18 @@ def test_twenty_random_kills_during_saves_never_leave_a_checkpoint_that_fails_to
     from recbole_biao.files import remove_orphans
 
     path = tmp_path / "CoNet-x.pth"
-    saver = ("import sys, torch; from recbole_biao.compat import save_checkpoint\n"
-             "state = {'state_dict': {'w': torch.randn(512, 512)}, 'epoch': 0}\n"
-             "save_checkpoint(sys.argv[1], state)\nprint('saving', flush=True)\n"
-             "while True:\n    state['epoch'] += 1\n    save_checkpoint(sys.argv[1], state)\n")
+    state = {"state_dict": {"w": torch.randn(512, 512)}, "epoch": 0}
+    fork = multiprocessing.get_context("fork")  # (a fresh interpreter per kill spent 30 s importing torch)
     rng = random.Random(0)
     for _ in range(20):
         path.unlink(missing_ok=True)
-        process = subprocess.Popen([sys.executable, "-c", saver, str(path)], stdout=subprocess.PIPE, text=True)
-        assert process.stdout.readline().strip() == "saving"
+        started = fork.Event()
+        process = fork.Process(target=_save_forever, args=(str(path), state, started), daemon=True)
+        process.start()
+        assert started.wait(30)
         time.sleep(rng.uniform(0.0, 0.2))  # a random point of the saving loop (a save takes a few ms)
-        process.kill()
-        process.wait()
-        process.stdout.close()
+        process.kill()  # SIGKILL: no clean-up of any kind
+        process.join()
         checkpoint = torch.load(path, weights_only=True)  # the last complete save, never a torn one
         assert checkpoint["state_dict"]["w"].shape == (512, 512) and checkpoint["epoch"] >= 1
         remove_orphans(str(tmp_path))  # what the next run's start does

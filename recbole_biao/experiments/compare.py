@@ -29,7 +29,7 @@ Results = Dict[str, List[Optional[dict]]]  # per row label, the test result of e
 __all__ = ["Row", "CONTROL", "SELECT", "RANDOM_DROP", "pair_note", "bound_note", "baseline_rows", "selection_rows",
            "ablation_rows", "model_rows", "split_rows",
            "sweep_rows", "RunCache", "file_hashes", "run_one", "record", "run_rows", "failure_notes", "aucs",
-           "training_notes", "mark_collapsed", "settings_fingerprint", "code_hash",
+           "training_notes", "mark_collapsed", "settings_fingerprint", "code_hash", "data_fingerprint",
            "paired_p_value", "comparison_table", "to_markdown", "write_table", "write_seeds"]
 
 
@@ -65,13 +65,47 @@ def _settings(model, trainer, dataset, files, config_json):
             return f"unresolved: {type(e).__name__}"
     resolved = {k: v for k, v in config.final_config_dict.items() if k not in VOLATILE_KEYS}
     text = json.dumps(plain_data(resolved), sort_keys=True, default=str)
-    return hashlib.sha1((text + code_hash()).encode()).hexdigest()[:20]
+    return hashlib.sha1((text + code_hash() + data_fingerprint(config)).encode()).hexdigest()[:20]
+
+
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:  # (size and mtime: a rewritten file is read again)
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_fingerprint(config) -> str:
+    """sha1 of the data a run of ``config`` reads: every file in both domains' dataset folders and the keep file
+    of a selection retrain. The properties name the data but not its content: data converted again (other
+    filters, a newer dump) or edited under the same names must not reuse a result of the old data. A folder not
+    converted yet hashes as absent, so the first run after its conversion trains once more."""
+    paths = []
+    for domain in ("source_domain", "target_domain"):
+        folder = (config.final_config_dict.get(domain) or {}).get("data_path")
+        if folder:
+            names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+            files = [os.path.join(folder, n) for n in names if not n.startswith(".")]  # (dot: unfinished writes)
+            paths += [p for p in files if os.path.isfile(p)] or [folder]
+    keep_file = config.final_config_dict.get("keep_file")
+    paths += [keep_file] if keep_file else []
+    digest = hashlib.sha1()
+    for path in paths:
+        if os.path.isfile(path):
+            stat = os.stat(path)
+            digest.update(f"{path}\0{_file_digest(path, stat.st_size, stat.st_mtime_ns)}\0".encode())
+        else:
+            digest.update(f"{path}\0absent\0".encode())
+    return digest.hexdigest()[:16]
 
 
 def settings_fingerprint(model: str, trainer: Optional[str], dataset: Optional[str], config_files: Optional[List[str]],
                          config_dict: Optional[dict]) -> str:
     """A hash of everything a run of ``model`` would compute with: its resolved configuration (every
-    properties file it reads, the dataset's ``per_model`` section included, and the overrides) and the code.
+    properties file it reads, the dataset's ``per_model`` section included, and the overrides), the code and
+    the data files.
     Part of a run's cache key, so that retuned settings or changed code never reuse an older result."""
     return _settings(model, trainer, dataset, tuple(config_files or ()),
                      json.dumps(config_dict or {}, sort_keys=True, default=str))
