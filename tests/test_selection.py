@@ -88,6 +88,42 @@ def test_the_protocol_trains_on_the_kept_source_interactions_only(ml1m_loaded, m
     assert len(selected.splits["test"]) == len(data.splits["test"])  # the target splits are untouched
 
 
+def test_select_histories_takes_the_dropped_rows_and_later_rows_of_mostly_dropped_items_out_of_histories(
+        ml1m_loaded, ml1m_path, tmp_path):
+    from collections import Counter
+
+    from recbole_biao.data import load_data
+    from tests.helpers import config_for
+
+    _, _, data = ml1m_loaded
+    source, everything = data.splits["train_source"], data.history["source"]
+    gone_items = np.unique(source.item)[:40]
+    drop = np.isin(source.item, gone_items)
+    drop[::7] = True  # and a seventh of the others: their items keep most of their rows
+    path = tmp_path / "keep.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["user", "item", "timestamp", "keep"])
+        for i in range(len(source)):
+            writer.writerow([data.tokens["user"][source.user[i]], data.tokens["source_item"][source.item[i]],
+                             repr(source.time[i]), 0 if drop[i] else 1])
+    selected = load_data(config_for(ml1m_path[0], keep_file=str(path), select_histories=True)[1])[1]
+    # by hand: every source positive, less the dropped training ones and the later ones of the items that lost
+    # more than half of their training rows (the 40, and items with few rows that a seventh hit)
+    training = set(zip(source.user, source.item, source.time))
+    positive = source.label > 0
+    dropped = set(zip(source.user[drop & positive], source.item[drop & positive], source.time[drop & positive]))
+    listed, lost = Counter(source.item.tolist()), Counter(source.item[drop].tolist())
+    expected = {(u, i, t) for u, i, t in zip(everything.user, everything.item, everything.time)
+                if (u, i, t) not in dropped and ((u, i, t) in training or lost[i] <= listed[i] / 2)}
+    history = selected.history["source"]
+    assert set(zip(history.user, history.item, history.time)) == expected and len(history.user) == len(expected)
+    assert len(expected) < len(everything.user) - len(dropped)  # later rows of the 40 items were taken out too
+    assert selected.history["target"].item.tolist() == data.history["target"].item.tolist()
+    plain = load_data(config_for(ml1m_path[0], keep_file=str(path))[1])[1]  # the switch off: histories untouched
+    assert plain.history["source"].item.tolist() == everything.item.tolist()
+
+
 def test_the_pipeline_resumes_from_its_files_and_shares_a_comparisons_base_runs(tmp_path, monkeypatch):
     from dataset_converters import planted
     from recbole_biao.experiments.parallel import runner as make_runner

@@ -183,6 +183,7 @@ def run_selection(model: str, dataset=None, config_file_list=None, config_dict=N
     stage1 = {**values, "selection": False, "train_epochs": [f"BOTH:{config['select_epochs']}"]}
     stage1.pop("trainer")
     stage1.pop("select_random", None)
+    stage1.pop("select_histories", None)  # (acts on the keep files of stage 2 only)
     key = settings_fingerprint(model, "BIAO-select", dataset, config_file_list, stage1)
     folder = os.path.join(config["checkpoint_dir"], "selection")
     stem = os.path.join(folder, f"{model}-seed{seed}-{key}")

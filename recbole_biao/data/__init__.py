@@ -14,7 +14,7 @@ from recbole_biao.data.protocol import CDRData, build_cdr_data
 
 __all__ = ["BiaoDataset", "DataNeeds", "build_cdr_data", "data_preparation", "load_data"]
 
-PROTOCOL_KEYS = ("seed", "implicit_negatives", "negative_pool", "keep_file", "eval_args")
+PROTOCOL_KEYS = ("seed", "implicit_negatives", "negative_pool", "keep_file", "select_histories", "eval_args")
 _DATASETS: "OrderedDict[str, BiaoDataset]" = OrderedDict()
 _PROTOCOLS: "OrderedDict[str, CDRData]" = OrderedDict()
 

@@ -26,7 +26,7 @@ from recbole_biao.errors import ConfigError, DataError
 
 __all__ = ["Behaviours", "HistoryIndex", "CDRData", "duplicate_rows", "leave_one_out", "split_codes",
            "ratio_split_sizes", "NegativePool", "sample_negatives", "negative_pools", "with_negatives",
-           "selected_rows", "build_cdr_data"]
+           "selected_rows", "selected_histories", "build_cdr_data"]
 
 
 @dataclass
@@ -341,6 +341,17 @@ def _domain_behaviours(dataset, domain: str, timeless: bool = False) -> Behaviou
 KEEP_COLUMNS = ("user", "item", "timestamp", "keep")
 
 
+def selected_histories(training: Behaviours, kept: np.ndarray, later: Behaviours) -> Behaviours:
+    """The source behaviours left to the history features under ``select_histories``: the ``kept`` ones of the
+    ``training`` behaviours, and of the ``later`` ones (after their user's first held-out target behaviour:
+    never training rows, never scored) those whose item keeps at least half of its training behaviours (an item
+    without any is kept)."""
+    size = 1 + int(max(training.item.max(initial=0), later.item.max(initial=0)))
+    dropped = np.bincount(training.item[~kept], minlength=size)
+    listed = np.bincount(training.item, minlength=size)
+    return Behaviours.concat([training.take(kept), later.take(2 * dropped[later.item] <= listed[later.item])])
+
+
 def selected_rows(path: str, rows: Behaviours, user_ids: Dict[str, int], item_ids: Dict[str, int]) -> np.ndarray:
     """``[n]`` bool: which of the source behaviours ``rows`` a keep file (CSV with the columns ``user``, ``item``
     and ``timestamp`` of the original files and ``keep`` 0 or 1) keeps; a behaviour the file does not list is
@@ -419,12 +430,16 @@ def build_cdr_data(dataset, config=None) -> CDRData:
                         "transfer (no trainer could learn anything from the source)")
     stats["source_rows_at_or_after_cutoff"] = int((~before).sum())
     source = source.take(before)
+    in_histories = dict(domains)
     if config["keep_file"]:  # a selection of the source training behaviours (learn, then select)
         ds = dataset.domain_dataset("source")
         kept = selected_rows(config["keep_file"], source, ds.field2token_id[ds.uid_field],
                              ds.field2token_id[ds.iid_field])
         stats["source_rows_dropped_by_selection"] = int((~kept).sum())
         logger.info(f"keep_file: {int((~kept).sum())} of {len(source)} source training behaviours dropped")
+        if config["select_histories"]:
+            in_histories["source"] = selected_histories(source, kept, domains["source"].take(~before))
+            stats["source_history_rows_dropped_by_selection"] = len(domains["source"]) - len(in_histories["source"])
         source = source.take(kept)
         if len(source) == 0:
             raise DataError(f"keep_file '{config['keep_file']}' drops every source training "
@@ -443,7 +458,7 @@ def build_cdr_data(dataset, config=None) -> CDRData:
                         "(every user has too few target behaviours)")
     stats["overlap"] = overlap
 
-    history = {d: HistoryIndex(domains[d].take(domains[d].label > 0)) for d in DOMAINS}
+    history = {d: HistoryIndex(in_histories[d].take(in_histories[d].label > 0)) for d in DOMAINS}
     bounds = {name: {d: history[d].bounds(rows.user, rows.time) for d in DOMAINS} for name, rows in splits.items()}
     logger.info("protocol: " + ", ".join(f"{k}={v}" for k, v in stats.items()))
     users = [dataset.id2token(d, "user") for d in DOMAINS]  # disjoint users: each domain names its own
