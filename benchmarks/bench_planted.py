@@ -232,9 +232,11 @@ def main() -> None:
         yamls, corrupted, source_rows, target_rows = write(
             folders["source"], folders["target"], args.out, categories, corruption, args.target_keep, args.copies,
             user_share=args.user_share, planted_items=args.planted_items)
-        whose = f" of {100 * args.user_share:.0f}% of the users" if corruption in ("userflip", "noise", "contrary") else ""
+        by_user = corruption in ("userflip", "noise", "contrary")
+        whose = f" of {100 * args.user_share:.0f}% of the users" if by_user else ""
         if corruption in ("noise", "contrary"):
-            whose += f", {args.copies} {'random' if corruption == 'noise' else 'contrary'}-rating copies each on {args.planted_items:,} planted items"
+            rating = "random" if corruption == "noise" else "contrary"
+            whose += f", {args.copies} {rating}-rating copies each on {args.planted_items:,} planted items"
         description = (f"ML-1M genre split; {corruption} on every source behaviour{whose} of {', '.join(categories)} "
                        f"({corrupted:,} of {source_rows:,} source rows, {100 * corrupted / source_rows:.1f}%); "
                        f"target rows kept {target_rows:,} (fraction {args.target_keep} of the earlier behaviours)")

@@ -69,7 +69,7 @@ def write(source_dir: str, target_dir: str, out: str, categories: List[str], cor
     bad = src.copy()
     users = np.unique(src["user_id"].to_numpy())
     items_of = {"clean": src_items, "corrupt": src_items, "oracle": src_items}
-    if corruption in ("userflip", "noise", "contrary"):  # only a share of the users: no category or item input can absorb it
+    if corruption in ("userflip", "noise", "contrary"):  # a share of the users: no category or item input absorbs it
         hit &= src["user_id"].isin(users[rng.random(len(users)) < user_share]).to_numpy()
     if corruption == "users":
         bad.loc[hit, "user_id"] = users[rng.integers(len(users), size=int(hit.sum()))]

@@ -106,7 +106,8 @@ def test_the_run_cache_reruns_when_the_data_under_the_same_properties_change(tmp
         (tmp_path / "d" / domain).mkdir(parents=True)
         (tmp_path / "d" / domain / f"{domain}.inter").write_text("user_id:token\titem_id:token\nu1\ti1\n")
     pair = tmp_path / "pair.yaml"
-    pair.write_text(f"data_path: {tmp_path / 'd'}/\nsource_domain:\n  dataset: src\ntarget_domain:\n  dataset: tgt\n")
+    pair.write_text(f"data_path: {tmp_path / 'd'}/\n"
+                    "source_domain:\n  dataset: src\ntarget_domain:\n  dataset: tgt\n")
     cache, rows = RunCache(str(tmp_path / "cache")), [Row("CoNet", "CoNet")]
     for expected in (1, 1):
         run_rows(rows, [1], runner, cache, config_files=[str(pair)], progress=False)
