@@ -182,8 +182,8 @@ def run_selection(model: str, dataset=None, config_file_list=None, config_dict=N
     # stage 1, cached by its scores file (named after everything that determines it)
     stage1 = {**values, "selection": False, "train_epochs": [f"BOTH:{config['select_epochs']}"]}
     stage1.pop("trainer")
-    stage1.pop("select_random", None)
-    stage1.pop("select_histories", None)  # (acts on the keep files of stage 2 only)
+    for name in ("select_random", "select_histories", "select_level", "select_bootstrap", "select_cutoffs"):
+        stage1.pop(name, None)  # (they act on stage 2 only: a changed guard reuses the learned scores)
     key = settings_fingerprint(model, "BIAO-select", dataset, config_file_list, stage1)
     folder = os.path.join(config["checkpoint_dir"], "selection")
     stem = os.path.join(folder, f"{model}-seed{seed}-{key}")
