@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from recbole_biao.evaluation import rela_impr
-from recbole_biao.experiments.compare import (Row, RunCache, baseline_rows, comparison_table, paired_p_value,
-                                             run_rows, to_markdown, write_table)
-from recbole_biao.experiments.compare import _settings as settings
+from recbole_biao.experiments.compare import (Row, RunCache, baseline_rows, comparison_table, forget_settings,
+                                             paired_p_value, run_rows, to_markdown, write_table)
 from recbole_biao.experiments.commands import parse_sweep
 from recbole_biao.experiments.weights import analyse
 from recbole_biao.errors import ConfigError, DataError
@@ -114,11 +113,11 @@ def test_the_run_cache_reruns_when_the_data_under_the_same_properties_change(tmp
         assert len(calls) == expected  # the second time from the cache
     inter = tmp_path / "d" / "tgt" / "tgt.inter"
     inter.write_text(inter.read_text() + "u2\ti1\n")  # converted again, the properties unchanged
-    settings.cache_clear()  # (a new process: one process reads each configuration's data once)
+    forget_settings()  # (as a new process would: one process resolves each configuration once)
     run_rows(rows, [1], runner, cache, config_files=[str(pair)], progress=False)
     assert len(calls) == 2
     (tmp_path / "d" / "src" / ".src.inter.host-1.tmp").write_text("half")  # an unfinished write changes nothing
-    settings.cache_clear()
+    forget_settings()
     run_rows(rows, [1], runner, cache, config_files=[str(pair)], progress=False)
     assert len(calls) == 2
 

@@ -86,6 +86,8 @@ def test_the_protocol_trains_on_the_kept_source_interactions_only(ml1m_loaded, m
     assert len(kept) == len(source) - drop.sum() == len(source) - selected.stats["source_rows_dropped_by_selection"]
     assert np.array_equal(kept.time, source.time[~drop]) and np.array_equal(kept.item, source.item[~drop])
     assert len(selected.splits["test"]) == len(data.splits["test"])  # the target splits are untouched
+    # select_histories off (the default): the dropped rows still feed the histories
+    assert selected.history["source"].item.tolist() == data.history["source"].item.tolist()
 
 
 def test_select_histories_takes_the_dropped_rows_and_later_rows_of_mostly_dropped_items_out_of_histories(
@@ -120,8 +122,6 @@ def test_select_histories_takes_the_dropped_rows_and_later_rows_of_mostly_droppe
     assert set(zip(history.user, history.item, history.time)) == expected and len(history.user) == len(expected)
     assert len(expected) < len(everything.user) - len(dropped)  # later rows of the 40 items were taken out too
     assert selected.history["target"].item.tolist() == data.history["target"].item.tolist()
-    plain = load_data(config_for(ml1m_path[0], keep_file=str(path))[1])[1]  # the switch off: histories untouched
-    assert plain.history["source"].item.tolist() == everything.item.tolist()
 
 
 def test_the_pipeline_resumes_from_its_files_and_shares_a_comparisons_base_runs(tmp_path, monkeypatch):

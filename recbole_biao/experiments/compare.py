@@ -29,7 +29,7 @@ Results = Dict[str, List[Optional[dict]]]  # per row label, the test result of e
 __all__ = ["Row", "CONTROL", "SELECT", "RANDOM_DROP", "pair_note", "bound_note", "baseline_rows", "selection_rows",
            "ablation_rows", "model_rows", "split_rows",
            "sweep_rows", "RunCache", "file_hashes", "run_one", "record", "run_rows", "failure_notes", "aucs",
-           "training_notes", "mark_collapsed", "settings_fingerprint", "code_hash", "data_fingerprint",
+           "training_notes", "mark_collapsed", "settings_fingerprint", "forget_settings", "code_hash", "data_fingerprint",
            "paired_p_value", "comparison_table", "to_markdown", "write_table", "write_seeds"]
 
 
@@ -99,6 +99,12 @@ def data_fingerprint(config) -> str:
         else:
             digest.update(f"{path}\0absent\0".encode())
     return digest.hexdigest()[:16]
+
+
+def forget_settings() -> None:
+    """Drop the fingerprints resolved so far: one process resolves each configuration once, so a process that
+    outlives a change of the data files (a notebook, a test) calls this to see it."""
+    _settings.cache_clear()
 
 
 def settings_fingerprint(model: str, trainer: Optional[str], dataset: Optional[str], config_files: Optional[List[str]],
