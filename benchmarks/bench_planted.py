@@ -46,8 +46,8 @@ from scipy import stats
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from recbole_biao.compat import literal_config_values  # noqa: E402  (after the path insertion)
 from recbole_biao.biao.diagnostics import effective_sample_size  # noqa: E402
-from dataset_converters.planted_ml1m import (CORRUPTIONS as ML1M_CORRUPTIONS, PLANTED as ML1M_PLANTED,  # noqa: E402
-                                             read_atomic, write)
+from dataset_converters.planted_ml1m import (BY_USER, CORRUPTIONS as ML1M_CORRUPTIONS, ON_PLANTED_ITEMS,  # noqa: E402
+                                             PLANTED as ML1M_PLANTED, read_atomic, write)
 
 
 class UpperObserver:
@@ -232,15 +232,14 @@ def main() -> None:
         yamls, corrupted, source_rows, target_rows = write(
             folders["source"], folders["target"], args.out, categories, corruption, args.target_keep, args.copies,
             user_share=args.user_share, planted_items=args.planted_items)
-        by_user = corruption in ("userflip", "noise", "contrary")
-        whose = f" of {100 * args.user_share:.0f}% of the users" if by_user else ""
-        if corruption in ("noise", "contrary"):
+        whose = f" of {100 * args.user_share:.0f}% of the users" if corruption in BY_USER else ""
+        if corruption in ON_PLANTED_ITEMS:
             rating = "random" if corruption == "noise" else "contrary"
             whose += f", {args.copies} {rating}-rating copies each on {args.planted_items:,} planted items"
         description = (f"ML-1M genre split; {corruption} on every source behaviour{whose} of {', '.join(categories)} "
                        f"({corrupted:,} of {source_rows:,} source rows, {100 * corrupted / source_rows:.1f}%); "
                        f"target rows kept {target_rows:,} (fraction {args.target_keep} of the earlier behaviours)")
-        if corruption in ("noise", "contrary"):
+        if corruption in ON_PLANTED_ITEMS:
             categories = [ML1M_PLANTED]  # the corrupted rows are the ones on planted items
         print(f"planted harm: {description}; models {args.model}", flush=True)
 

@@ -24,9 +24,11 @@ import pandas as pd
 
 from recbole_biao.files import atomic_path
 
-__all__ = ["CORRUPTIONS", "PLANTED", "read_atomic", "write"]
+__all__ = ["CORRUPTIONS", "BY_USER", "ON_PLANTED_ITEMS", "PLANTED", "read_atomic", "write"]
 
 CORRUPTIONS = ("users", "swap", "labels", "flip", "flood", "userflip", "noise", "contrary")
+BY_USER = ("userflip", "noise", "contrary")  # corruptions of a share ``user_share`` of the users
+ON_PLANTED_ITEMS = ("noise", "contrary")  # corruptions that add rows on new items of the category PLANTED
 PLANTED = "planted"
 
 
@@ -69,7 +71,7 @@ def write(source_dir: str, target_dir: str, out: str, categories: List[str], cor
     bad = src.copy()
     users = np.unique(src["user_id"].to_numpy())
     items_of = {"clean": src_items, "corrupt": src_items, "oracle": src_items}
-    if corruption in ("userflip", "noise", "contrary"):  # a share of the users: no category or item input absorbs it
+    if corruption in BY_USER:  # a share of the users: no category or item input absorbs it
         hit &= src["user_id"].isin(users[rng.random(len(users)) < user_share]).to_numpy()
     if corruption == "users":
         bad.loc[hit, "user_id"] = users[rng.integers(len(users), size=int(hit.sum()))]
@@ -81,7 +83,7 @@ def write(source_dir: str, target_dir: str, out: str, categories: List[str], cor
         bad.loc[hit, "rating"] = rng.integers(1, 6, size=int(hit.sum())).astype(str)
     elif corruption in ("flip", "userflip"):
         bad.loc[hit, "rating"] = (6 - bad.loc[hit, "rating"].astype(float)).astype(int).astype(str)
-    elif corruption in ("noise", "contrary"):
+    elif corruption in ON_PLANTED_ITEMS:
         names = np.array([f"{PLANTED}-{k:05d}" for k in range(planted_items)])
         noise = pd.concat([src[hit]] * copies, ignore_index=True)
         noise["item_id"] = names[rng.integers(planted_items, size=len(noise))]
