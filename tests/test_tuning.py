@@ -191,6 +191,21 @@ def test_the_converter_writes_the_untuned_rule_and_keeps_a_searched_section(tmp_
     write_properties(str(tmp_path), "pair", "dataset/", implicit, 80_000, 40_000, log=notes.append)
     assert per_model.read_sections(path)[1]["MiNet"] == {"learning_rate": 0.003, "train_batch_size": 64}
     assert any("kept the existing per_model section of MiNet" in n for n in notes)
+    # converting again keeps the file's keys for every model, and adds none of the rule's
+    with open(path, encoding="utf-8") as f:
+        text = f.read().replace("learning_rate: 0.001\n", "").replace('"BOTH:20"', '"BOTH:8"')
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    write_properties(str(tmp_path), "pair", "dataset/", implicit, 3_000, 100, log=notes.append)
+    top = per_model.read_sections(path)[0]
+    assert (top["train_batch_size"], top["train_epochs"], "learning_rate" in top) == (512, ["BOTH:8"], False)
+    assert top["target_domain"]["dataset"] == "pair-target"  # the rest is written anew
+    rule = suggested_settings(3_000, 100)[0]
+    with open(path, "w", encoding="utf-8") as f:  # a file with none of these keys (a shipped scenario's) gets the rule
+        f.write("".join(line for line in text.splitlines(True) if line.split(":")[0] not in rule))
+    assert not set(rule) & set(per_model.read_sections(path)[0])
+    write_properties(str(tmp_path), "pair", "dataset/", implicit, 3_000, 100, log=notes.append)
+    assert {k: v for k, v in per_model.read_sections(path)[0].items() if k in rule} == rule
     dense_top, dense = suggested_settings(72_000, 271)  # ML-1M's genre split: 265 rows per target item
     assert dense_top["train_batch_size"] == 512 and dense == {"MiNet": {"train_batch_size": 128}}
     small_top, small = suggested_settings(3_000, 100)  # small data: smaller batches, the same for every model
