@@ -430,25 +430,24 @@ def write_properties(properties_dir: str, name: str, out_dir: str, implicit: Dic
                      target_items: int, log: Callable[[str], None] = print, made_by: str = "") -> str:
     """A ``properties/dataset/<name>.yaml`` for the converted pair, with the lower level of data nobody has tuned
     yet (:func:`recbole_biao.defaults.suggested_settings`: keys for every model, and ``per_model`` sections).
-    An existing file's lower level is kept as it is: its training keys for every model where it has any (those
-    of the rule it has, and no others; a file without any, such as a shipped scenario's, gets the rule's) and
-    its ``per_model`` sections (a search's results, or hand-written); the rule's section
-    of a model is written only where the file has none; ``made_by``: the command that made the atomic files, as
-    a comment. Returns the path."""
+    An existing file's lower level is kept as it is: its keys for every model where it has any (only those of
+    the rule it has; a file with none, such as a shipped scenario's, gets the rule's) and its ``per_model``
+    sections (a search's results, or hand-written); the rule's section of a model is written only where the
+    file has none; ``made_by``: the command that made the atomic files, as a comment. Returns the path."""
     from recbole_biao.experiments.per_model import read_sections, section_lines, write_section
 
     top, sections = suggested_settings(train_rows, target_items)
     path = os.path.join(properties_dir, f"{name}.yaml")
     exists = os.path.isfile(path)
     kept = section_lines(path) if exists else []
-    tuned = read_sections(path)[1] if kept else {}
-    origin = f"recbole_biao/defaults.py: the lower level of untuned data, {train_rows} target training rows over " \
-             f"{target_items} items"
-    current = read_sections(path)[0] if exists else {}
+    current, tuned = read_sections(path) if exists else ({}, {})
     if any(key in current for key in top):  # converting again must not change what results were measured at
         top = {key: current[key] for key in top if key in current}
         origin = "the lower level kept from the file before; delete the file for the rule's"
         log(f"{path}: kept the existing keys for every model ({', '.join(top)})")
+    else:
+        origin = f"recbole_biao/defaults.py: the lower level of untuned data, {train_rows} target training rows " \
+                 f"over {target_items} items"
     lines = [f"# {name}: written by dataset_converters ({origin}; tune with --tune_lower)",
              f"data_path: {json.dumps(out_dir.rstrip('/') + '/')}"]  # quoted: a path may hold '#' or ': '
     if made_by:
