@@ -146,6 +146,7 @@ def test_a_short_run_learns(ml1m_loaded, tmp_path, model_name):
     if model_name in ("EMCDR", "NATR", "SSCDR", "DCDCSR"):  # staged
         n = 2 if model_name == "EMCDR" else 1  # (measured: EMCDR 0.55 after one epoch of each stage)
         values = {"train_epochs": [f"SOURCE:{n}", f"TARGET:{n}"] + [f"OVERLAP:{n}"] * (model_name != "NATR")}
+        values["train_epochs"] += ["TARGET:1"] * (model_name == "DCDCSR")  # its refit of the items to the map
     config, model, _, test = build(ml1m_loaded, model_name, tmp=tmp_path, **values)
     trainer = get_trainer(None)(config, model)
     untrained = trainer.evaluate(test, load_best_model=False)["auc"]
@@ -427,3 +428,26 @@ def test_dcdcsr_maps_target_factors_onto_count_weighted_benchmarks(ml1m_loaded):
     with torch.no_grad():
         mapped = model.mapping(model.users["target"].weight[users]).double().numpy()
     assert loss.item() == pytest.approx(((mapped - expected) ** 2).sum(1).mean(), rel=1e-4)
+
+
+def test_dcdcsr_last_stage_fits_the_target_items_to_the_fixed_mapped_users(ml1m_loaded):
+    config, model, data = build_model(ml1m_loaded, "DCDCSR", **STAGED)
+    batch = next(iter(data_preparation(config, data)[2]))  # target rows with labels
+    model.set_phase("TARGET")  # the first TARGET stage: the plain target factorisation trains the users
+    model.calculate_loss(batch).backward()
+    assert model.users["target"].weight.grad.abs().sum() > 0
+    model.zero_grad(set_to_none=True)
+    model.set_phase("OVERLAP")
+    model.set_phase("TARGET")  # after the map: the refit
+    loss = model.calculate_loss(batch)
+    loss.backward()
+    assert all(t.weight.grad is None for t in model.users.values())
+    assert all(p.grad is None for p in model.mapping.parameters())  # the map stays as the OVERLAP stage left it
+    assert model.items["target"].weight.grad.abs().sum() > 0 and model.target_head.bias.grad is not None
+    users, items, labels = rows(batch, "target")
+    with torch.no_grad():
+        mapped = model.mapping(model.users["target"].weight[torch.from_numpy(users)]).double().numpy()
+    u, v = table(model.users["target"], users), table(model.items["target"], items)
+    logits = (mapped * v).sum(1) + model.target_head.bias.item()
+    expected = bce(logits, labels) + config["reg_weight"] * ((u ** 2).sum(1) + (v ** 2).sum(1))
+    assert loss.item() == pytest.approx(expected.mean(), rel=1e-4)
