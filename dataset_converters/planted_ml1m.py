@@ -11,7 +11,9 @@ noise behaviours per real one: a random rating on one of ``planted_items`` new i
 at the real behaviour's time; the noise concentrates on few users, as a shared or hijacked account would) or
 ``contrary`` (the same planted rows, each rated against the user's target taste: 1 when more of the user's target
 training behaviours are positive than for the median user, else 5; built from training rows only, never from the
-valid and test behaviours: a source that misleads about the user rather than adding noise). Three
+valid and test behaviours: a source that misleads about the user rather than adding noise) or ``bias`` (the
+same planted rows, all of a user's rated alike, 1 or 5 drawn per user, independent of the user's taste: a bias
+that does not average out within the user, as ``noise`` does, and that tells nothing of the target). Three
 datasets are written: clean, corrupted and the oracle (the corrupted data without its corrupted behaviours).
 """
 
@@ -26,9 +28,9 @@ from recbole_biao.files import atomic_path
 
 __all__ = ["CORRUPTIONS", "BY_USER", "ON_PLANTED_ITEMS", "PLANTED", "read_atomic", "write"]
 
-CORRUPTIONS = ("users", "swap", "labels", "flip", "flood", "userflip", "noise", "contrary")
-BY_USER = ("userflip", "noise", "contrary")  # corruptions of a share ``user_share`` of the users
-ON_PLANTED_ITEMS = ("noise", "contrary")  # corruptions that add rows on new items of the category PLANTED
+CORRUPTIONS = ("users", "swap", "labels", "flip", "flood", "userflip", "noise", "contrary", "bias")
+BY_USER = ("userflip", "noise", "contrary", "bias")  # corruptions of a share ``user_share`` of the users
+ON_PLANTED_ITEMS = ("noise", "contrary", "bias")  # corruptions that add rows on new items of the category PLANTED
 PLANTED = "planted"
 
 
@@ -93,6 +95,9 @@ def write(source_dir: str, target_dir: str, out: str, categories: List[str], cor
             likes_more = noise["user_id"].map(liked > liked.median())  # NaN: no target training rows, random rating
             noise.loc[likes_more == True, "rating"] = "1"  # noqa: E712  (NaN is neither)
             noise.loc[likes_more == False, "rating"] = "5"  # noqa: E712
+        elif corruption == "bias":
+            rating = dict(zip(users, np.where(rng.random(len(users)) < 0.5, "1", "5")))
+            noise["rating"] = noise["user_id"].map(rating)
         noise = noise.drop_duplicates(["user_id", "item_id"])  # one behaviour per (user, item), as in real data
         new_items = pd.DataFrame({c: "" for c in src_items.columns}, index=range(planted_items))
         new_items["item_id"], new_items["category"] = names, PLANTED

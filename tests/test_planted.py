@@ -156,3 +156,25 @@ def test_contrary_rates_planted_rows_against_the_users_target_training_taste_nev
     rating = added.groupby("user_id")["rating"].agg(set)
     assert len(rating) == 40 and corrupted == len(added)
     assert all(rating[u] == ({"1"} if int(u[1:]) % 2 == 0 else {"5"}) for u in rating.index)
+
+
+def test_bias_gives_all_of_a_users_planted_rows_one_random_rating_unrelated_to_the_users_taste(tmp_path):
+    from dataset_converters.planted_ml1m import read_atomic, write
+
+    write_rated_pair(tmp_path)
+    users = [f"u{k}" for k in range(40)]
+    rows = [(u, f"t{j}", 5 if k % 2 == 0 else 1, j) for k, u in enumerate(users) for j in range(3)]
+    write_tsv(tmp_path / "tgt" / "tgt.inter", ["user_id:token", "item_id:token", "rating:float", "timestamp:float"],
+              rows)
+    _, corrupted, _, _ = write(str(tmp_path / "src"), str(tmp_path / "tgt"), str(tmp_path / "out"),
+                               ["A"], "bias", 1.0, copies=2, user_share=1.0, planted_items=500)
+    clean, _ = read_atomic(str(tmp_path / "out/planted-clean-source/planted-clean-source.inter"))
+    bad, _ = read_atomic(str(tmp_path / "out/planted-corrupt-source/planted-corrupt-source.inter"))
+    added = bad[len(clean):]
+    rating = added.groupby("user_id")["rating"].agg(set)
+    assert len(rating) == 40 and corrupted == len(added) and bad[:len(clean)].equals(clean)
+    assert all(len(r) == 1 and r <= {"1", "5"} for r in rating)  # one rating per user
+    first = {u: next(iter(r)) for u, r in rating.items()}
+    likes = {u: int(u[1:]) % 2 == 0 for u in rating.index}
+    assert {v for u, v in first.items() if likes[u]} == {"1", "5"}  # not the user's taste: both among likers
+    assert {v for u, v in first.items() if not likes[u]} == {"1", "5"}
