@@ -3,7 +3,8 @@
 backbone's Base-S / Base-0 / Base / BIAO / control rows, every zoo model, each joint zoo model under BIAO with its
 control, and a single-domain DeepFM; paired t-tests), and
 with ``--ranking`` the zoo models' ranking metrics on the same seeds (RecBole's full sort for the models that
-score all items at once, ``uni100`` for the others).
+score all items at once, ``uni100`` for the others; fanned out with ``--workers``). A ranking dataset need not be
+among ``--datasets``: ``--datasets '' --ranking movies-books`` writes the ranking table alone.
 
     python benchmarks/bench_zoo.py [--datasets ml-1m-genres,movies-books] [--backbone MiNet] [--seeds 5]
                                    [--baselines cdr,cdr+BIAO,DeepFM] [--ranking movies-books] [--workers 2]
@@ -22,8 +23,7 @@ from typing import Dict, List
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.results_page import mean_sd, real_data_arguments, write_page  # noqa: E402  (after the path insertion)
 from recbole_biao.experiments import commands  # noqa: E402
-from recbole_biao.experiments.parallel import make_pool  # noqa: E402
-from recbole_biao.quick_start import run_recbole_biao  # noqa: E402
+from recbole_biao.experiments.parallel import make_pool, run_safely, runner  # noqa: E402
 from recbole_biao.utils import ZOO, get_model  # noqa: E402
 
 RANKING_KEYS = ("recall@10", "ndcg@10")
@@ -38,19 +38,31 @@ def ranking_values(mode: str) -> dict:
             "show_progress": False, "state": "WARNING"}
 
 
-def ranking_rows(dataset: str, seeds: List[int]) -> List[str]:
-    """A Markdown table of each zoo model's mean (sd) Recall@10 and NDCG@10 over ``seeds``."""
-    lines = ["| model | candidates | Recall@10 | NDCG@10 | min per run |", "|---|---|---|---|---|"]
+def ranking_rows(dataset: str, seeds: List[int], pool=None) -> List[str]:
+    """A Markdown table of each zoo model's mean (sd) Recall@10 and NDCG@10 over ``seeds``; the runs fan out on
+    ``pool`` (``--workers``) when given."""
+    specs = []
     for model in ZOO:
         get_model(model)
         mode = "full" if model in FULL_SORT else "uni100"
-        started = time.time()
-        runs = [run_recbole_biao(model, dataset, config_dict={**ranking_values(mode), "seed": s})["test_result"]
-                for s in seeds]
-        cells = [mean_sd([r[k] for r in runs]) for k in RANKING_KEYS]
-        minutes = (time.time() - started) / 60 / len(seeds)
-        lines.append(f"| {model} | {'every target item' if mode == 'full' else '100 drawn'} | "
-                     + " | ".join(cells) + f" | {minutes:.1f} |")
+        specs += [{"model": model, "dataset": dataset, "config_files": [], "trainer": None, "seed": s,
+                   "config": ranking_values(mode)} for s in seeds]
+    if pool is not None:
+        outs = pool.map(specs, label=lambda spec: f"{spec['model']} seed {spec['seed']}")
+    else:
+        outs = [run_safely(runner(False), spec) for spec in specs]
+    lines = ["| model | candidates | Recall@10 | NDCG@10 | min per run |", "|---|---|---|---|---|"]
+    for model in ZOO:
+        runs = [out for spec, out in zip(specs, outs) if spec["model"] == model]
+        failed = [out["error"] for out in runs if "error" in out]
+        full = model in FULL_SORT
+        if failed:
+            cells = [f"failed: {failed[0]}", ""]
+        else:
+            cells = [mean_sd([r["test_result"][k] for r in runs]) for k in RANKING_KEYS]
+        minutes = sum(r.get("seconds", 0.0) for r in runs) / 60 / len(runs)
+        lines.append(f"| {model} | {'every target item' if full else '100 drawn'} | " + " | ".join(cells)
+                     + f" | {minutes:.1f} |")
         print(f"{dataset} ranking {model}: {cells}", flush=True)
     return lines
 
@@ -61,7 +73,7 @@ def main() -> None:
     parser.add_argument("--backbone", default="MiNet", help="the backbone whose rows the zoo is set beside")
     parser.add_argument("--baselines", default=BASELINES,
                         help="--compare's baselines (e.g. to leave out a zoo model's slow BIAO rows)")
-    parser.add_argument("--ranking", default="movies-books", help="datasets with a ranking table too ('' for none)")
+    parser.add_argument("--ranking", default="movies-books", help="datasets with a ranking table ('' for none)")
     args = parser.parse_args()
     started = time.time()
     pool = make_pool(args.workers, None)
@@ -80,11 +92,11 @@ def main() -> None:
                  f"--baselines={args.baselines}" + (f" --seeds={args.seeds}`" if args.seeds != 5 else "`"),
                  "", f"This call's wall time for the table: {minutes[dataset]:.0f} min (runs already in the run cache "
                  "are read, not trained, and take none of it).", "", table, ""]
-        if dataset in args.ranking.split(","):
-            body += [f"## Ranking on {dataset}", "",
-                     "Leave-one-out by time, each held-out item ranked among every target item or among 100 drawn "
-                     "ones (the user's known items never candidates); `--eval_args` as in the first column.", "",
-                     *ranking_rows(dataset, seeds), ""]
+    for dataset in [d for d in args.ranking.split(",") if d]:
+        body += [f"## Ranking on {dataset}", "",
+                 "Leave-one-out by time, each held-out item ranked among every target item or among 100 drawn "
+                 "ones (the user's known items never candidates); `--eval_args` as in the first column.", "",
+                 *ranking_rows(dataset, seeds, pool), ""]
     print("written:", write_page(args.page, "The CDR model zoo on real data", body, time.time() - started))
 
 
