@@ -158,7 +158,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--data", choices=("generated", "ml-1m-genres", "movies-books"), default="generated")
     parser.add_argument("--corruption", default=None, help="generated: random (default) or flip; ml-1m-genres: "
-                        "users (default), swap, labels, flip, userflip, flood, noise, contrary or bias; movies-books: spam")
+                        "users (default), swap, labels, flip, userflip, flood, noise, contrary or bias; "
+                        "movies-books: spam")
     parser.add_argument("--users", type=int, default=2000, help="generated: number of users")
     parser.add_argument("--planted_share", type=float, default=0.6, help="generated: share of planted source items")
     parser.add_argument("--target_per_user", type=int, default=6, help="generated: target behaviours per user")
