@@ -13,8 +13,9 @@ Data (``--data``):
   (``--target_keep``) and every source behaviour of ``--categories`` corrupted (``--corruption`` users, swap,
   labels, flip, userflip with ``--user_share``, flood with ``--copies``, or noise: ``--copies`` random-rating
   behaviours per real one of ``--user_share`` of the users, on ``--planted_items`` new items, or contrary: the
-  same rows rated against the user's target taste from the target training rows, or bias: the same rows, one
-  random rating (1 or 5) for all of a user's; the oracle of these three is the clean data);
+  same rows rated against the user's target taste from the target training rows (contrary_source: from their
+  real source ratings), or bias: the same rows, one random rating (1 or 5) for all of a user's; the oracle of
+  these is the clean data);
 - ``movies-books``: :mod:`dataset_converters.planted_implicit`, the real implicit pair with spam positives of
   random users on new source items of a planted category (``--corruption spam``, ``--spam_share`` x the source
   rows on ``--planted_items`` items); the oracle is the real data.
@@ -158,8 +159,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--data", choices=("generated", "ml-1m-genres", "movies-books"), default="generated")
     parser.add_argument("--corruption", default=None, help="generated: random (default) or flip; ml-1m-genres: "
-                        "users (default), swap, labels, flip, userflip, flood, noise, contrary or bias; "
-                        "movies-books: spam")
+                        "users (default), swap, labels, flip, userflip, flood, or on planted items noise, contrary, "
+                        "contrary_source or bias; movies-books: spam")
     parser.add_argument("--users", type=int, default=2000, help="generated: number of users")
     parser.add_argument("--planted_share", type=float, default=0.6, help="generated: share of planted source items")
     parser.add_argument("--target_per_user", type=int, default=6, help="generated: target behaviours per user")
@@ -168,12 +169,12 @@ def main() -> None:
                         "(or all)")
     parser.add_argument("--target_keep", type=float, default=0.2)
     parser.add_argument("--user_share", type=float, default=0.5,
-                        help="with --corruption userflip, noise, contrary or bias: share of users")
+                        help="with --corruption userflip or one on planted items: share of users")
     parser.add_argument("--copies", type=int, default=1,
-                        help="with --corruption flood, noise, contrary or bias: planted rows per behaviour")
+                        help="with --corruption flood or one on planted items: planted rows per behaviour")
     parser.add_argument("--spam_share", type=float, default=1.0, help="movies-books: spam rows per source row")
     parser.add_argument("--planted_items", type=int, default=2000,
-                        help="movies-books (or --corruption noise, contrary, bias): planted source items")
+                        help="movies-books (or a --corruption on planted items): planted source items")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the dataset's)")
     parser.add_argument("--data_path", default="dataset/", help="where ml-1m-genres is (converted if missing)")
     parser.add_argument("--out", default="dataset/planted", help="where the planted data are written")
@@ -235,7 +236,8 @@ def main() -> None:
             user_share=args.user_share, planted_items=args.planted_items)
         whose = f" of {100 * args.user_share:.0f}% of the users" if corruption in BY_USER else ""
         if corruption in ON_PLANTED_ITEMS:
-            rating = {"noise": "random", "contrary": "contrary", "bias": "per-user constant"}[corruption]
+            rating = {"noise": "random", "contrary": "contrary", "contrary_source": "contrary (source taste)",
+                      "bias": "per-user constant"}[corruption]
             whose += f", {args.copies} {rating}-rating copies each on {args.planted_items:,} planted items"
         description = (f"ML-1M genre split; {corruption} on every source behaviour{whose} of {', '.join(categories)} "
                        f"({corrupted:,} of {source_rows:,} source rows, {100 * corrupted / source_rows:.1f}%); "

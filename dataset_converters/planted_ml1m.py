@@ -11,7 +11,9 @@ noise behaviours per real one: a random rating on one of ``planted_items`` new i
 at the real behaviour's time; the noise concentrates on few users, as a shared or hijacked account would) or
 ``contrary`` (the same planted rows, each rated against the user's target taste: 1 when more of the user's target
 training behaviours are positive than for the median user, else 5; built from training rows only, never from the
-valid and test behaviours: a source that misleads about the user rather than adding noise) or ``bias`` (the
+valid and test behaviours: a source that misleads about the user rather than adding noise) or
+``contrary_source`` (the same, against the user's taste read from their real *source* ratings: no target label
+enters the planted rows) or ``bias`` (the
 same planted rows, all of a user's rated alike, 1 or 5 drawn per user, independent of the user's taste: a bias
 that does not average out within the user, as ``noise`` does, and that tells nothing of the target). Three
 datasets are written: clean, corrupted and the oracle (the corrupted data without its corrupted behaviours).
@@ -28,9 +30,10 @@ from recbole_biao.files import atomic_path
 
 __all__ = ["CORRUPTIONS", "BY_USER", "ON_PLANTED_ITEMS", "PLANTED", "read_atomic", "write"]
 
-CORRUPTIONS = ("users", "swap", "labels", "flip", "flood", "userflip", "noise", "contrary", "bias")
-BY_USER = ("userflip", "noise", "contrary", "bias")  # corruptions of a share ``user_share`` of the users
-ON_PLANTED_ITEMS = ("noise", "contrary", "bias")  # corruptions that add rows on new items of the category PLANTED
+CORRUPTIONS = ("users", "swap", "labels", "flip", "flood", "userflip", "noise", "contrary", "contrary_source",
+               "bias")
+BY_USER = ("userflip", "noise", "contrary", "contrary_source", "bias")  # corruptions of a share of the users
+ON_PLANTED_ITEMS = ("noise", "contrary", "contrary_source", "bias")  # rows added on new items of category PLANTED
 PLANTED = "planted"
 
 
@@ -90,8 +93,9 @@ def write(source_dir: str, target_dir: str, out: str, categories: List[str], cor
         noise = pd.concat([src[hit]] * copies, ignore_index=True)
         noise["item_id"] = names[rng.integers(planted_items, size=len(noise))]
         noise["rating"] = rng.integers(1, 6, size=len(noise)).astype(str)
-        if corruption == "contrary":
-            liked = (training["rating"].astype(float) >= 4).groupby(training["user_id"]).mean()
+        if corruption in ("contrary", "contrary_source"):
+            taste = training if corruption == "contrary" else src
+            liked = (taste["rating"].astype(float) >= 4).groupby(taste["user_id"]).mean()
             likes_more = noise["user_id"].map(liked > liked.median())  # NaN: no target training rows, random rating
             noise.loc[likes_more == True, "rating"] = "1"  # noqa: E712  (NaN is neither)
             noise.loc[likes_more == False, "rating"] = "5"  # noqa: E712

@@ -178,3 +178,22 @@ def test_bias_gives_all_of_a_users_planted_rows_one_random_rating_unrelated_to_t
     likes = {u: int(u[1:]) % 2 == 0 for u in rating.index}
     assert {v for u, v in first.items() if likes[u]} == {"1", "5"}  # not the user's taste: both among likers
     assert {v for u, v in first.items() if not likes[u]} == {"1", "5"}
+
+
+def test_contrary_source_rates_planted_rows_against_the_users_source_taste_not_their_target_labels(tmp_path):
+    from dataset_converters.planted_ml1m import read_atomic, write
+
+    write_rated_pair(tmp_path)  # source ratings 1 + (k + j) % 5: users with k % 5 in (3, 4) like 3 of 6, others 2
+    users = [f"u{k}" for k in range(40)]
+    # target training taste the other way round: read from the target, the planted ratings would be reversed
+    rows = [(u, f"t{j}", 1 if k % 5 in (3, 4) else 5, j) for k, u in enumerate(users) for j in range(3)]
+    write_tsv(tmp_path / "tgt" / "tgt.inter", ["user_id:token", "item_id:token", "rating:float", "timestamp:float"],
+              rows)
+    _, corrupted, _, _ = write(str(tmp_path / "src"), str(tmp_path / "tgt"), str(tmp_path / "out"),
+                               ["A"], "contrary_source", 1.0, copies=2, user_share=1.0, planted_items=500)
+    clean, _ = read_atomic(str(tmp_path / "out/planted-clean-source/planted-clean-source.inter"))
+    bad, _ = read_atomic(str(tmp_path / "out/planted-corrupt-source/planted-corrupt-source.inter"))
+    added = bad[len(clean):]
+    rating = added.groupby("user_id")["rating"].agg(set)
+    assert len(rating) == 40 and corrupted == len(added)
+    assert all(rating[u] == ({"1"} if int(u[1:]) % 5 in (3, 4) else {"5"}) for u in rating.index)
