@@ -8,7 +8,7 @@ among ``--datasets``: ``--datasets '' --ranking movies-books`` writes the rankin
 
     python benchmarks/bench_zoo.py [--datasets ml-1m-genres,movies-books] [--backbone MiNet] [--seeds 5]
                                    [--baselines cdr,cdr+BIAO,DeepFM] [--ranking movies-books] [--workers 2]
-                                   [--page zoo-tables]
+                                   [--ranking_models CMF,CLFM,...] [--page zoo-tables]
 
 The CTR runs are ``--compare``'s cached runs: a comparison already run from the command line is read, not trained
 again (the same settings and code).
@@ -38,11 +38,11 @@ def ranking_values(mode: str) -> dict:
             "show_progress": False, "state": "WARNING"}
 
 
-def ranking_rows(dataset: str, seeds: List[int], pool=None) -> List[str]:
-    """A Markdown table of each zoo model's mean (sd) Recall@10 and NDCG@10 over ``seeds``; the runs fan out on
+def ranking_rows(dataset: str, seeds: List[int], pool=None, models: List[str] = ZOO) -> List[str]:
+    """A Markdown table of each of ``models``' mean (sd) Recall@10 and NDCG@10 over ``seeds``; the runs fan out on
     ``pool`` (``--workers``) when given."""
     specs = []
-    for model in ZOO:
+    for model in models:
         get_model(model)
         mode = "full" if model in FULL_SORT else "uni100"
         specs += [{"model": model, "dataset": dataset, "config_files": [], "trainer": None, "seed": s,
@@ -52,7 +52,7 @@ def ranking_rows(dataset: str, seeds: List[int], pool=None) -> List[str]:
     else:
         outs = [run_safely(runner(False), spec) for spec in specs]
     lines = ["| model | candidates | Recall@10 | NDCG@10 | min per run |", "|---|---|---|---|---|"]
-    for model in ZOO:
+    for model in models:
         runs = [out for spec, out in zip(specs, outs) if spec["model"] == model]
         failed = [out["error"] for out in runs if "error" in out]
         full = model in FULL_SORT
@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--baselines", default=BASELINES,
                         help="--compare's baselines (e.g. to leave out a zoo model's slow BIAO rows)")
     parser.add_argument("--ranking", default="movies-books", help="datasets with a ranking table ('' for none)")
+    parser.add_argument("--ranking_models", default=",".join(ZOO), help="the zoo models of the ranking table")
     args = parser.parse_args()
     started = time.time()
     pool = make_pool(args.workers, None)
@@ -96,7 +97,7 @@ def main() -> None:
         body += [f"## Ranking on {dataset}", "",
                  "Leave-one-out by time, each held-out item ranked among every target item or among 100 drawn "
                  "ones (the user's known items never candidates); `--eval_args` as in the first column.", "",
-                 *ranking_rows(dataset, seeds, pool), ""]
+                 *ranking_rows(dataset, seeds, pool, args.ranking_models.split(",")), ""]
     print("written:", write_page(args.page, "The CDR model zoo on real data", body, time.time() - started))
 
 
