@@ -69,10 +69,11 @@ def test_uniform_candidates_are_the_item_then_unknown_items_and_repeat_with_the_
     assert (draw_candidates(users, positives, known, 9, 100, 5, seed=3) == a).all()
 
 
-@pytest.mark.parametrize("model_name", ["CoNet", "CMF", "BiTGCF", "DTCDR"])
+@pytest.mark.parametrize("model_name", ["CoNet", "CMF", "SSCDR", "DCDCSR", "BiTGCF", "DTCDR"])
 def test_candidate_scores_equal_scoring_each_candidate_as_a_row(ml1m_loaded, model_name):
     """The base class's row-per-candidate scores are the reference for the models' own (batched) versions."""
-    config, model, data = build_model(ml1m_loaded, model_name, embedding_size=8)
+    staged = {"train_epochs": ["SOURCE:1", "TARGET:1", "OVERLAP:1"]} if model_name in ("SSCDR", "DCDCSR") else {}
+    config, model, data = build_model(ml1m_loaded, model_name, embedding_size=8, **staged)
     model.eval()
     _, _, test = data_preparation(config, data)
     batch = next(iter(test))[torch.arange(6)]

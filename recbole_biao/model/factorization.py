@@ -61,9 +61,13 @@ class FactorizationRecommender(CrossDomainCTRRecommender):
         return head(self.match(user, item))
 
     def candidate_scores(self, interaction: Interaction, items: torch.Tensor) -> torch.Tensor:
-        user = self.user_vector(interaction[self.USER_ID["target"]], "target")[:, None, :]
+        user = self.user_vector(interaction[self.USER_ID["target"]], "target")
         item = self.item_table("target")(items)
-        return self.target_head(self.match(user, item if items.dim() == 2 else item[None]))
+        if type(self).match is not FactorizationRecommender.match:  # another match: broadcast it
+            return self.target_head(self.match(user[:, None, :], item if items.dim() == 2 else item[None]))
+        # the dot product as a matrix product: broadcasting built [B, C, d] first, 57 s of a full sort on
+        # Movies -> Books' 39,000 items
+        return self.target_head(user @ item.T if items.dim() == 1 else torch.einsum("bd,bcd->bc", user, item))
 
     def domain_losses(self, interaction: Interaction, domain: str) -> torch.Tensor:
         losses = super().domain_losses(interaction, domain)
