@@ -137,42 +137,37 @@ def test_noise_adds_random_ratings_of_the_chosen_users_on_planted_items_and_the_
     assert not added.duplicated(["user_id", "item_id"]).any()
 
 
-def test_contrary_rates_planted_rows_against_the_users_target_training_taste_never_their_valid_or_test(tmp_path):
+def planted_ratings(tmp_path, corruption, target_rating):
+    """Plant ``corruption`` rows on the rated pair, user ``k`` rating target behaviour ``j`` as
+    ``target_rating(k, j)``; returns ``(each user's set of planted ratings, rows corrupted, the added rows,
+    whether the real source rows are kept unchanged)``."""
     from dataset_converters.planted_ml1m import read_atomic, write
 
     write_rated_pair(tmp_path)
-    # target: one training behaviour per user (liked by even users) and valid / test behaviours of the opposite
-    # taste: a rating read from them would reverse the planted ratings
     users = [f"u{k}" for k in range(40)]
-    rows = [(u, f"t{j}", (5 if k % 2 == 0 else 1) if j == 0 else (1 if k % 2 == 0 else 5), j)
-            for k, u in enumerate(users) for j in range(3)]
+    rows = [(u, f"t{j}", target_rating(k, j), j) for k, u in enumerate(users) for j in range(3)]
     write_tsv(tmp_path / "tgt" / "tgt.inter", ["user_id:token", "item_id:token", "rating:float", "timestamp:float"],
               rows)
     _, corrupted, _, _ = write(str(tmp_path / "src"), str(tmp_path / "tgt"), str(tmp_path / "out"),
-                               ["A"], "contrary", 1.0, copies=2, user_share=1.0, planted_items=500)
+                               ["A"], corruption, 1.0, copies=2, user_share=1.0, planted_items=500)
     clean, _ = read_atomic(str(tmp_path / "out/planted-clean-source/planted-clean-source.inter"))
     bad, _ = read_atomic(str(tmp_path / "out/planted-corrupt-source/planted-corrupt-source.inter"))
     added = bad[len(clean):]
-    rating = added.groupby("user_id")["rating"].agg(set)
+    return added.groupby("user_id")["rating"].agg(set), corrupted, added, bad[:len(clean)].equals(clean)
+
+
+def test_contrary_rates_planted_rows_against_the_users_target_training_taste_never_their_valid_or_test(tmp_path):
+    # target: one training behaviour per user (liked by even users) and valid / test behaviours of the opposite
+    # taste: a rating read from them would reverse the planted ratings
+    rating, corrupted, added, _ = planted_ratings(
+        tmp_path, "contrary", lambda k, j: (5 if k % 2 == 0 else 1) if j == 0 else (1 if k % 2 == 0 else 5))
     assert len(rating) == 40 and corrupted == len(added)
     assert all(rating[u] == ({"1"} if int(u[1:]) % 2 == 0 else {"5"}) for u in rating.index)
 
 
 def test_bias_gives_all_of_a_users_planted_rows_one_random_rating_unrelated_to_the_users_taste(tmp_path):
-    from dataset_converters.planted_ml1m import read_atomic, write
-
-    write_rated_pair(tmp_path)
-    users = [f"u{k}" for k in range(40)]
-    rows = [(u, f"t{j}", 5 if k % 2 == 0 else 1, j) for k, u in enumerate(users) for j in range(3)]
-    write_tsv(tmp_path / "tgt" / "tgt.inter", ["user_id:token", "item_id:token", "rating:float", "timestamp:float"],
-              rows)
-    _, corrupted, _, _ = write(str(tmp_path / "src"), str(tmp_path / "tgt"), str(tmp_path / "out"),
-                               ["A"], "bias", 1.0, copies=2, user_share=1.0, planted_items=500)
-    clean, _ = read_atomic(str(tmp_path / "out/planted-clean-source/planted-clean-source.inter"))
-    bad, _ = read_atomic(str(tmp_path / "out/planted-corrupt-source/planted-corrupt-source.inter"))
-    added = bad[len(clean):]
-    rating = added.groupby("user_id")["rating"].agg(set)
-    assert len(rating) == 40 and corrupted == len(added) and bad[:len(clean)].equals(clean)
+    rating, corrupted, added, kept = planted_ratings(tmp_path, "bias", lambda k, j: 5 if k % 2 == 0 else 1)
+    assert len(rating) == 40 and corrupted == len(added) and kept
     assert all(len(r) == 1 and r <= {"1", "5"} for r in rating)  # one rating per user
     first = {u: next(iter(r)) for u, r in rating.items()}
     likes = {u: int(u[1:]) % 2 == 0 for u in rating.index}
@@ -181,19 +176,9 @@ def test_bias_gives_all_of_a_users_planted_rows_one_random_rating_unrelated_to_t
 
 
 def test_contrary_source_rates_planted_rows_against_the_users_source_taste_not_their_target_labels(tmp_path):
-    from dataset_converters.planted_ml1m import read_atomic, write
-
-    write_rated_pair(tmp_path)  # source ratings 1 + (k + j) % 5: users with k % 5 in (3, 4) like 3 of 6, others 2
-    users = [f"u{k}" for k in range(40)]
-    # target training taste the other way round: read from the target, the planted ratings would be reversed
-    rows = [(u, f"t{j}", 1 if k % 5 in (3, 4) else 5, j) for k, u in enumerate(users) for j in range(3)]
-    write_tsv(tmp_path / "tgt" / "tgt.inter", ["user_id:token", "item_id:token", "rating:float", "timestamp:float"],
-              rows)
-    _, corrupted, _, _ = write(str(tmp_path / "src"), str(tmp_path / "tgt"), str(tmp_path / "out"),
-                               ["A"], "contrary_source", 1.0, copies=2, user_share=1.0, planted_items=500)
-    clean, _ = read_atomic(str(tmp_path / "out/planted-clean-source/planted-clean-source.inter"))
-    bad, _ = read_atomic(str(tmp_path / "out/planted-corrupt-source/planted-corrupt-source.inter"))
-    added = bad[len(clean):]
-    rating = added.groupby("user_id")["rating"].agg(set)
+    # source ratings 1 + (k + j) % 5: users with k % 5 in (3, 4) like 3 of 6, the others 2; their target training
+    # taste the other way round: read from the target, the planted ratings would be reversed
+    rating, corrupted, added, _ = planted_ratings(tmp_path, "contrary_source",
+                                                  lambda k, j: 1 if k % 5 in (3, 4) else 5)
     assert len(rating) == 40 and corrupted == len(added)
     assert all(rating[u] == ({"1"} if int(u[1:]) % 5 in (3, 4) else {"5"}) for u in rating.index)
