@@ -109,6 +109,10 @@ def test_full_sort_ranks_match_a_brute_force_ranking_without_the_known_items(ml1
         mine = scores[item - 1]
         others = [s for i, s in zip(items.numpy(), scores) if i != item and i not in seen]
         assert ranks[list(queries).index(q)] == 1 + sum(s >= mine for s in others)
+    # CMF scores a large chunk of queries at once; three queries a chunk (the known items of each chunk's
+    # users masked apart) give the same ranks
+    model.CANDIDATE_SCORES_PER_CALL = 3 * (model.target_num_items - 1)
+    assert np.array_equal(rank_queries(model, test, 0, torch.device("cpu"))[0], ranks)
 
 
 def test_a_constant_model_ranks_its_items_last(ml1m_loaded):

@@ -209,6 +209,11 @@ class CrossDomainCTRRecommender(CrossDomainRecommender):
     def predict(self, interaction: Interaction) -> torch.Tensor:
         return torch.sigmoid(self.score(interaction, "target"))
 
+    # query x candidate scores the ranking protocol asks for at once: here each is a row of its own; a model
+    # whose candidate_scores is a matrix product takes many more (a full sort's chunk of 6 queries was
+    # mostly per-chunk overhead)
+    CANDIDATE_SCORES_PER_CALL = 1 << 18
+
     def candidate_scores(self, interaction: Interaction, items: torch.Tensor) -> torch.Tensor:
         """``[B, C]`` target logits of each row's user for the candidate items (``[B, C]``, or ``[C]`` shared by
         all rows), the row's other features (its histories, as of its time) kept: the ranking protocol's

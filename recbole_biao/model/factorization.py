@@ -10,7 +10,7 @@ import torch.nn as nn
 from recbole.data.interaction import Interaction
 
 from recbole_biao.model.abstract import CrossDomainCTRRecommender
-from recbole_biao.model.layers import Bias
+from recbole_biao.model.layers import Bias, candidate_products
 
 __all__ = ["FactorizationRecommender"]
 
@@ -50,9 +50,17 @@ class FactorizationRecommender(CrossDomainCTRRecommender):
         return (self.user_table(domain)(interaction[self.USER_ID[domain]]),
                 self.item_table(domain)(interaction[self.ITEM_ID[domain]]))
 
+    CANDIDATE_SCORES_PER_CALL = 1 << 23  # candidate_scores: one [B, C] product
+
     def match(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
-        """The logit before the bias of broadcastable ``[..., d]`` user and item vectors: their dot product."""
+        """The logit before the bias of broadcastable ``[..., d]`` user and item vectors: their dot product (a
+        subclass that changes it changes :meth:`match_candidates` with it)."""
         return (user * item).sum(-1)
+
+    def match_candidates(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """:meth:`match` of ``[B, d]`` users with ``[C, d]`` candidates shared by every row or ``[B, C, d]`` per
+        row: ``[B, C]``, computed without the ``[B, C, d]`` broadcast where it can be."""
+        return candidate_products(user, item)
 
     def score(self, interaction: Interaction, domain: str) -> torch.Tensor:
         user = self.user_vector(interaction[self.USER_ID[domain]], domain)
@@ -62,12 +70,7 @@ class FactorizationRecommender(CrossDomainCTRRecommender):
 
     def candidate_scores(self, interaction: Interaction, items: torch.Tensor) -> torch.Tensor:
         user = self.user_vector(interaction[self.USER_ID["target"]], "target")
-        item = self.item_table("target")(items)
-        if type(self).match is not FactorizationRecommender.match:  # another match: broadcast it
-            return self.target_head(self.match(user[:, None, :], item if items.dim() == 2 else item[None]))
-        # the dot product as a matrix product: broadcasting built [B, C, d] first, 57 s of a full sort on
-        # Movies -> Books' 39,000 items
-        return self.target_head(user @ item.T if items.dim() == 1 else torch.einsum("bd,bcd->bc", user, item))
+        return self.target_head(self.match_candidates(user, self.item_table("target")(items)))
 
     def domain_losses(self, interaction: Interaction, domain: str) -> torch.Tensor:
         losses = super().domain_losses(interaction, domain)

@@ -35,6 +35,13 @@ def distinct_items(items: torch.Tensor, vocabulary: int) -> Tuple[torch.Tensor, 
     return torch.nonzero(seen).squeeze(1), position[items]
 
 
+def candidate_products(user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+    """``[B, C]`` dot products of ``[B, d]`` users with ``[C, d]`` candidates shared by every row or ``[B, C, d]``
+    per row, as one matrix product (broadcasting builds ``[B, C, d]`` first: 57 s of a full sort on Movies ->
+    Books' 39,000 items)."""
+    return user @ item.T if item.dim() == 2 else torch.einsum("bd,bcd->bc", user, item)
+
+
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Softmax over the last dim where ``mask`` is True; padding gets weight 0 and a row without any
     valid position gets all zeros (never NaN)."""

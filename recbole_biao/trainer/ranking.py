@@ -18,8 +18,6 @@ from recbole_biao.data.dataloader import concat_ranges, make_batch
 
 __all__ = ["known_items", "draw_candidates", "rank_queries"]
 
-ROWS_PER_CHUNK = 1 << 18  # query x candidate scores computed at once (the backbones score each as a row)
-
 
 def known_items(data, split: str, bound: int) -> np.ndarray:
     """Sorted ``user * bound + item`` keys (``bound``: above every item ID) of the items a query of ``split`` must
@@ -69,7 +67,7 @@ def rank_queries(model, eval_data, negatives: int, device, seed: int = 0) -> Tup
         first = np.searchsorted(known, users * bound)  # each user's known items: known[first:last] % bound
         last = np.searchsorted(known, (users + 1) * bound)
     width = 1 + negatives if negatives else num_items - 1
-    per_chunk = max(1, ROWS_PER_CHUNK // width)
+    per_chunk = max(1, model.CANDIDATE_SCORES_PER_CALL // width)
     # one array written in place: a small array kept per chunk pinned the heap above each chunk's freed
     # temporaries, and a full sort on Movies -> Books grew to 9.6 GB
     ranks, low, high = np.empty(len(queries), dtype=np.int64), np.inf, -np.inf

@@ -16,7 +16,7 @@ from recbole.data.interaction import Interaction
 
 from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.model.abstract import CrossDomainCTRRecommender
-from recbole_biao.model.layers import Bias
+from recbole_biao.model.layers import Bias, candidate_products
 
 __all__ = ["BiTGCF", "normalized_adjacency", "graph_layer"]
 
@@ -155,11 +155,12 @@ class BiTGCF(CrossDomainCTRRecommender):
     def score(self, interaction: Interaction, domain: str) -> torch.Tensor:
         return self._score(self.propagated_tables(), interaction, domain)
 
+    CANDIDATE_SCORES_PER_CALL = 1 << 23  # candidate_scores: one [B, C] product
+
     def candidate_scores(self, interaction: Interaction, items: torch.Tensor) -> torch.Tensor:
         table = self.propagated_tables()["target"]
         user = table[interaction[self.USER_ID["target"]]]
-        item = table[self.total_num_users + items]
-        return self.target_head(user @ item.T if items.dim() == 1 else torch.einsum("bd,bcd->bc", user, item))
+        return self.target_head(candidate_products(user, table[self.total_num_users + items]))
 
     def _losses(self, tables, interaction, domain):
         losses = self.bce(self._score(tables, interaction, domain), interaction[self.LABEL[domain]])

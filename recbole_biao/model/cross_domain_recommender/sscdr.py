@@ -12,6 +12,7 @@ from recbole.data.interaction import Interaction
 
 from recbole_biao.data.dataloader import OVERLAP_FIELD
 from recbole_biao.data.dataset import DOMAINS
+from recbole_biao.model.layers import candidate_products
 from recbole_biao.model.mapping import MappingRecommender
 
 __all__ = ["SSCDR"]
@@ -56,6 +57,11 @@ class SSCDR(MappingRecommender):
 
     def match(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         return -(unit_ball(user) - unit_ball(item)).pow(2).sum(-1)
+
+    def match_candidates(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        user, item = unit_ball(user), unit_ball(item)
+        # -|u - v|^2 = 2 u.v - |u|^2 - |v|^2: a matrix product in place of the [B, C, d] differences
+        return 2 * candidate_products(user, item) - user.pow(2).sum(-1)[:, None] - item.pow(2).sum(-1)
 
     def draw_items(self, users: np.ndarray, rng: np.random.Generator):
         """``(had, had_not)``: for each user one source item of the user's and one the user never had."""
