@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from recbole_biao.data import data_preparation
-from recbole_biao.model.layers import AttentionPooling, masked_softmax
+from recbole_biao.model.layers import AttentionPooling, WordDropout, masked_softmax
 from recbole_biao.quick_start import run_recbole_biao
 from tests.helpers import FAST, build_model
 
@@ -39,6 +39,25 @@ def test_attention_pooling_padding_changes_nothing():
     assert torch.equal(pooled[2], torch.zeros(6))
     noisy = torch.where(mask[..., None], history, torch.randn(4, 5, 6) * 100)
     assert torch.allclose(pool(noisy, query, mask)[0], pooled, atol=1e-6)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.75])
+def test_word_dropout_keeps_each_element_with_probability_one_minus_p_and_rescales(p):
+    x = torch.rand(300, 1001) + 1.0  # no zeros of its own; an odd size leaves part of the last word unused
+    drop = WordDropout(p)
+    torch.manual_seed(0)
+    y = drop(x)
+    kept = y != 0
+    n = x.numel()
+    # the kept share within 5 binomial standard deviations of 1 - p, and independent across positions
+    sd = (p * (1 - p) / n) ** 0.5
+    assert abs(kept.float().mean().item() - (1 - p)) < 5 * sd
+    assert abs(kept[:, ::2].float().mean().item() - kept[:, 1::2].float().mean().item()) < 10 * sd
+    assert torch.allclose(y[kept], x[kept] / (1 - p))
+    torch.manual_seed(0)
+    assert torch.equal(drop(x), y)  # the seeded stream decides the mask
+    assert not torch.equal(drop(x), y)
+    assert torch.equal(drop.eval()(x), x)
 
 
 @pytest.mark.parametrize("model_name", ["MiNet", "DASL"])

@@ -16,7 +16,7 @@ from recbole.data.interaction import Interaction
 
 from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.model.abstract import CrossDomainCTRRecommender
-from recbole_biao.model.layers import Bias, candidate_products
+from recbole_biao.model.layers import Bias, WordDropout, candidate_products
 
 __all__ = ["BiTGCF", "normalized_adjacency", "graph_layer"]
 
@@ -69,7 +69,7 @@ class BiTGCF(CrossDomainCTRRecommender):
         self.mix = {"source": float(config["lambda_source"]), "target": float(config["lambda_target"])}
         self.users = nn.ModuleDict({dom: nn.Embedding(self.total_num_users, d, padding_idx=0) for dom in DOMAINS})
         self.items = nn.ModuleDict({dom: nn.Embedding(self.total_num_items, d, padding_idx=0) for dom in DOMAINS})
-        self.dropout = nn.Dropout(config["dropout_prob"])
+        self.dropout = WordDropout(config["dropout_prob"])
         self.source_head, self.target_head = Bias(), Bias()
         self.graph: Dict[str, torch.Tensor] = {}
         self.degrees: Dict[str, torch.Tensor] = {}  # per domain [U + I, 1] counts; "shared": the shared nodes
