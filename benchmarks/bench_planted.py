@@ -14,7 +14,8 @@ Data (``--data``):
   labels, flip, userflip with ``--user_share``, flood with ``--copies``, or noise: ``--copies`` random-rating
   behaviours per real one of ``--user_share`` of the users, on ``--planted_items`` new items, or contrary: the
   same rows rated against the user's target taste from the target training rows (contrary_source: from their
-  real source ratings), or bias: the same rows, one random rating (1 or 5) for all of a user's; the oracle of
+  real source ratings; contrary_heldout: from half of the earlier target behaviours, taken out of the
+  target), or bias: the same rows, one random rating (1 or 5) for all of a user's; the oracle of
   these is the clean data);
 - ``movies-books``: :mod:`dataset_converters.planted_implicit`, the real implicit pair with spam positives of
   random users on new source items of a planted category (``--corruption spam``, ``--spam_share`` x the source
@@ -47,6 +48,7 @@ from scipy import stats
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from recbole_biao.compat import literal_config_values  # noqa: E402  (after the path insertion)
 from recbole_biao.biao.diagnostics import effective_sample_size  # noqa: E402
+from recbole_biao.biao.selection import KEEP_ALL  # noqa: E402
 from dataset_converters.planted_ml1m import (BY_USER, CORRUPTIONS as ML1M_CORRUPTIONS, ON_PLANTED_ITEMS,  # noqa: E402
                                              PLANTED as ML1M_PLANTED, read_atomic, write)
 
@@ -126,7 +128,11 @@ def selection_stats(info, yaml_path, corrupted_categories):
     name = config["source_domain"]["dataset"]
     items, _ = read_atomic(os.path.join(config["data_path"], name, f"{name}.item"))
     corrupted = set(items["item_id"][items["category"].isin(list(corrupted_categories))])
-    out = {"chosen": info["chosen"], "dropped": info["candidates"][info["chosen"]]["dropped"]}
+    out = {"chosen": info["chosen"], "dropped": info["candidates"][info["chosen"]]["dropped"],
+           # every candidate's guard p against keep all and valid AUC gain over it: what another select_level
+           # would have chosen, read from the same runs
+           "guard": {n: (c["p"], c["valid_auc"] - info["candidates"][KEEP_ALL]["valid_auc"])
+                     for n, c in info["candidates"].items() if c["p"] is not None}}
     cutoffs = [n for n in info["keep_files"] if n != "random"]
     if cutoffs:
         keep = pd.read_csv(info["keep_files"][cutoffs[0]], dtype={"user": str, "item": str}, keep_default_na=False)
@@ -160,7 +166,7 @@ def main() -> None:
     parser.add_argument("--data", choices=("generated", "ml-1m-genres", "movies-books"), default="generated")
     parser.add_argument("--corruption", default=None, help="generated: random (default) or flip; ml-1m-genres: "
                         "users (default), swap, labels, flip, userflip, flood, or on planted items noise, contrary, "
-                        "contrary_source or bias; movies-books: spam")
+                        "contrary_source, contrary_heldout or bias; movies-books: spam")
     parser.add_argument("--users", type=int, default=2000, help="generated: number of users")
     parser.add_argument("--planted_share", type=float, default=0.6, help="generated: share of planted source items")
     parser.add_argument("--target_per_user", type=int, default=6, help="generated: target behaviours per user")
@@ -237,6 +243,7 @@ def main() -> None:
         whose = f" of {100 * args.user_share:.0f}% of the users" if corruption in BY_USER else ""
         if corruption in ON_PLANTED_ITEMS:
             rating = {"noise": "random", "contrary": "contrary", "contrary_source": "contrary (source taste)",
+                      "contrary_heldout": "contrary (held-out target taste)",
                       "bias": "per-user constant"}[corruption]
             whose += f", {args.copies} {rating}-rating copies each on {args.planted_items:,} planted items"
         description = (f"ML-1M genre split; {corruption} on every source behaviour{whose} of {', '.join(categories)} "
@@ -301,6 +308,8 @@ def details(out):
         if "recall" in out:
             text += (f"; cutoff: {out['cutoff_dropped']} dropped, recall {out['recall']:.3f}, precision "
                      f"{out['precision']:.3f}, test AUC {out['cutoff_auc']:.4f}")
+        text += "; guard p (valid gain): " + ", ".join(f"{n} {p:.3g} ({gain:+.4f})" for n, (p, gain) in
+                                                       out.get("guard", {}).items())
         return text + "]"
     return ""
 

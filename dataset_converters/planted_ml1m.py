@@ -13,7 +13,9 @@ at the real behaviour's time; the noise concentrates on few users, as a shared o
 training behaviours are positive than for the median user, else 5; built from training rows only, never from the
 valid and test behaviours: a source that misleads about the user rather than adding noise) or
 ``contrary_source`` (the same, against the user's taste read from their real *source* ratings: no target label
-enters the planted rows) or ``bias`` (the
+enters the planted rows) or ``contrary_heldout`` (the same, against the taste read from a random half of the
+user's earlier target behaviours that is then taken out of the target: the planted ratings mislead about the
+user's target taste without carrying a label the model trains on) or ``bias`` (the
 same planted rows, all of a user's rated alike, 1 or 5 drawn per user, independent of the user's taste: a bias
 that does not average out within the user, as ``noise`` does, and that tells nothing of the target). Three
 datasets are written: clean, corrupted and the oracle (the corrupted data without its corrupted behaviours).
@@ -28,12 +30,12 @@ import pandas as pd
 
 from recbole_biao.files import atomic_path
 
-__all__ = ["CORRUPTIONS", "BY_USER", "ON_PLANTED_ITEMS", "PLANTED", "read_atomic", "write"]
+__all__ = ["CONTRARY", "CORRUPTIONS", "BY_USER", "ON_PLANTED_ITEMS", "PLANTED", "read_atomic", "write"]
 
-CORRUPTIONS = ("users", "swap", "labels", "flip", "flood", "userflip", "noise", "contrary", "contrary_source",
-               "bias")
-BY_USER = ("userflip", "noise", "contrary", "contrary_source", "bias")  # corruptions of a share of the users
-ON_PLANTED_ITEMS = ("noise", "contrary", "contrary_source", "bias")  # rows added on new items of category PLANTED
+CONTRARY = ("contrary", "contrary_source", "contrary_heldout")  # planted rows rated against a taste
+CORRUPTIONS = ("users", "swap", "labels", "flip", "flood", "userflip", "noise", *CONTRARY, "bias")
+BY_USER = ("userflip", "noise", *CONTRARY, "bias")  # corruptions of a share of the users
+ON_PLANTED_ITEMS = ("noise", *CONTRARY, "bias")  # rows added on new items of category PLANTED
 PLANTED = "planted"
 
 
@@ -69,7 +71,12 @@ def write(source_dir: str, target_dir: str, out: str, categories: List[str], cor
     from_end = tgt.groupby("user_id").cumcount(ascending=False).to_numpy()
     keep = (from_end < 2) | (rng.random(len(tgt)) < target_keep)
     tgt = tgt[keep].drop(columns=["_t", "_r"])
-    training = tgt[from_end[keep] >= 2]  # the kept target rows before each user's valid and test behaviours
+    earlier = from_end[keep] >= 2
+    aside = tgt[:0]
+    if corruption == "contrary_heldout":  # half of the earlier rows decide the planted ratings, never trained on
+        set_aside = earlier & (rng.random(len(tgt)) < 0.5)
+        aside, tgt, earlier = tgt[set_aside], tgt[~set_aside], earlier[~set_aside]
+    training = tgt[earlier]  # the kept target rows before each user's valid and test behaviours
 
     category = dict(zip(src_items["item_id"], src_items["category"]))
     hit = src["item_id"].map(category).isin(categories).to_numpy()
@@ -93,8 +100,8 @@ def write(source_dir: str, target_dir: str, out: str, categories: List[str], cor
         noise = pd.concat([src[hit]] * copies, ignore_index=True)
         noise["item_id"] = names[rng.integers(planted_items, size=len(noise))]
         noise["rating"] = rng.integers(1, 6, size=len(noise)).astype(str)
-        if corruption in ("contrary", "contrary_source"):
-            taste = training if corruption == "contrary" else src
+        if corruption in CONTRARY:
+            taste = {"contrary": training, "contrary_source": src, "contrary_heldout": aside}[corruption]
             liked = (taste["rating"].astype(float) >= 4).groupby(taste["user_id"]).mean()
             likes_more = noise["user_id"].map(liked > liked.median())  # NaN: no target training rows, random rating
             noise.loc[likes_more == True, "rating"] = "1"  # noqa: E712  (NaN is neither)

@@ -182,3 +182,36 @@ def test_contrary_source_rates_planted_rows_against_the_users_source_taste_not_t
                                                   lambda k, j: 1 if k % 5 in (3, 4) else 5)
     assert len(rating) == 40 and corrupted == len(added)
     assert all(rating[u] == ({"1"} if int(u[1:]) % 5 in (3, 4) else {"5"}) for u in rating.index)
+
+
+def test_contrary_heldout_rates_against_target_rows_it_takes_out_of_the_target(tmp_path):
+    from dataset_converters.planted_ml1m import read_atomic, write
+
+    write_rated_pair(tmp_path)
+    # six target behaviours a user, random ratings: the taste of the rows set aside differs from the kept rows'
+    rng = np.random.default_rng(3)
+    rows = [(f"u{k}", f"t{j}", int(rng.integers(1, 6)), j) for k in range(40) for j in range(6)]
+    write_tsv(tmp_path / "tgt" / "tgt.inter", ["user_id:token", "item_id:token", "rating:float", "timestamp:float"],
+              rows)
+    write(str(tmp_path / "src"), str(tmp_path / "tgt"), str(tmp_path / "out"), ["A"], "contrary_heldout", 1.0,
+          copies=2, user_share=1.0, planted_items=500)
+    targets = [read_atomic(str(tmp_path / f"out/planted-{n}-target/planted-{n}-target.inter"))[0]
+               for n in ("clean", "corrupt", "oracle")]
+    assert targets[0].equals(targets[1]) and targets[0].equals(targets[2])  # one target for all three
+    kept = set(zip(targets[0]["user_id"], targets[0]["item_id"]))
+    aside = [r for r in rows if (r[0], r[1]) not in kept]
+    assert all(r[3] < 4 for r in aside)  # valid and test behaviours (the last two) are never set aside
+    assert 0.3 < len(aside) / 160 < 0.7 and len(kept) + len(aside) == len(rows)
+    liked = {}  # each user's share of positives among the set-aside rows, computed here from the written files
+    for user, _, rating, _ in aside:
+        liked.setdefault(user, []).append(rating >= 4)
+    share = {u: np.mean(v) for u, v in liked.items()}
+    median = np.median(list(share.values()))
+    clean, _ = read_atomic(str(tmp_path / "out/planted-clean-source/planted-clean-source.inter"))
+    bad, _ = read_atomic(str(tmp_path / "out/planted-corrupt-source/planted-corrupt-source.inter"))
+    planted = bad[len(clean):].groupby("user_id")["rating"].agg(set)
+    assert all(planted[u] == ({"1"} if s > median else {"5"}) for u, s in share.items())
+    # the kept rows' taste would rate some users the other way: the set-aside rows decide
+    kept_share = targets[0][targets[0]["timestamp"].astype(float) < 4].assign(
+        pos=lambda d: d["rating"].astype(float) >= 4).groupby("user_id")["pos"].mean()
+    assert any((kept_share[u] > kept_share.median()) != (s > median) for u, s in share.items())
