@@ -248,7 +248,9 @@ def main() -> None:
             whose += f", {args.copies} {rating}-rating copies each on {args.planted_items:,} planted items"
         description = (f"ML-1M genre split; {corruption} on every source behaviour{whose} of {', '.join(categories)} "
                        f"({corrupted:,} of {source_rows:,} source rows, {100 * corrupted / source_rows:.1f}%); "
-                       f"target rows kept {target_rows:,} (fraction {args.target_keep} of the earlier behaviours)")
+                       f"target rows kept {target_rows:,} (fraction {args.target_keep} of the earlier behaviours"
+                       + ("; of those, a random half set aside to rate the planted rows" if corruption ==
+                          "contrary_heldout" else "") + ")")
         if corruption in ON_PLANTED_ITEMS:
             categories = [ML1M_PLANTED]  # the corrupted rows are the ones on planted items
         print(f"planted harm: {description}; models {args.model}", flush=True)

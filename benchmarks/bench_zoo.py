@@ -11,7 +11,7 @@ among ``--datasets``: ``--datasets '' --ranking movies-books`` writes the rankin
                                    [--ranking_models CMF,CLFM,...] [--page zoo-tables]
 
 The CTR runs are ``--compare``'s cached runs: a comparison already run from the command line is read, not trained
-again (the same settings and code).
+again (the same settings and code). The ranking runs go through the same cache, so an interrupted table resumes.
 """
 
 import argparse
@@ -23,7 +23,8 @@ from typing import Dict, List
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.results_page import mean_sd, real_data_arguments, write_page  # noqa: E402  (after the path insertion)
 from recbole_biao.experiments import commands  # noqa: E402
-from recbole_biao.experiments.parallel import make_pool, run_safely, runner  # noqa: E402
+from recbole_biao.experiments.compare import Row, RunCache, run_rows  # noqa: E402
+from recbole_biao.experiments.parallel import make_pool, runner  # noqa: E402
 from recbole_biao.utils import ZOO, get_model  # noqa: E402
 
 RANKING_KEYS = ("recall@10", "ndcg@10")
@@ -41,26 +42,23 @@ def ranking_values(mode: str) -> dict:
 def ranking_rows(dataset: str, seeds: List[int], pool=None, models: List[str] = ZOO) -> List[str]:
     """A Markdown table of each of ``models``' mean (sd) Recall@10 and NDCG@10 over ``seeds``; the runs fan out on
     ``pool`` (``--workers``) when given."""
-    specs = []
     for model in models:
         get_model(model)
-        mode = "full" if model in FULL_SORT else "uni100"
-        specs += [{"model": model, "dataset": dataset, "config_files": [], "trainer": None, "seed": s,
-                   "config": ranking_values(mode)} for s in seeds]
-    if pool is not None:
-        outs = pool.map(specs, label=lambda spec: f"{spec['model']} seed {spec['seed']}")
-    else:
-        outs = [run_safely(runner(False), spec) for spec in specs]
+    rows = [Row(model, model, None, ranking_values("full" if model in FULL_SORT else "uni100")) for model in models]
+    # through --compare's run cache: an interrupted table (an hour of runs on 2 cores) resumes where it stopped
+    cache = RunCache(os.path.join(commands.OUT_DIR, "cache"))
+    results, failures = run_rows(rows, seeds, runner(False), cache, dataset, pool=pool)
     lines = ["| model | candidates | Recall@10 | NDCG@10 | min per run |", "|---|---|---|---|---|"]
-    for model in models:
-        runs = [out for spec, out in zip(specs, outs) if spec["model"] == model]
-        failed = [out["error"] for out in runs if "error" in out]
+    for row in rows:
+        model, runs = row.model, results[row.label]
+        failed = [error for label, _, error in failures if label == row.label]
         full = model in FULL_SORT
         if failed:
             cells = [f"failed: {failed[0]}", ""]
         else:
-            cells = [mean_sd([r["test_result"][k] for r in runs]) for k in RANKING_KEYS]
-        minutes = sum(r.get("seconds", 0.0) for r in runs) / 60 / len(runs)
+            cells = [mean_sd([r[k] for r in runs]) for k in RANKING_KEYS]
+        seconds = [(cache.entry(row.spec(s, dataset, {}, None)) or {}).get("seconds") or 0.0 for s in seeds]
+        minutes = sum(seconds) / 60 / len(seeds)
         lines.append(f"| {model} | {'every target item' if full else '100 drawn'} | " + " | ".join(cells)
                      + f" | {minutes:.1f} |")
         print(f"{dataset} ranking {model}: {cells}", flush=True)

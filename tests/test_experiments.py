@@ -94,6 +94,25 @@ def test_run_cache_reuses_finished_runs(tmp_path):
     assert len(calls) == 16  # a changed configuration reruns
 
 
+def test_the_run_cache_keeps_ranking_runs_and_drops_entries_without_a_metric(tmp_path):
+    calls = []
+
+    def runner(spec):
+        calls.append(spec)
+        return {"test_result": {"recall@10": 0.1, "ndcg@10": 0.05}, "best_valid_result": {"ndcg@10": 0.06},
+                "model_file": None}
+
+    cache, rows = RunCache(str(tmp_path / "cache")), [Row("CMF", "CMF", None, {"eval_args": {"mode": "full"}})]
+    for _ in range(2):
+        results, _ = run_rows(rows, [1], runner, cache, progress=False)
+        assert len(calls) == 1 and results["CMF"] == [{"recall@10": 0.1, "ndcg@10": 0.05}]
+    entry = next((tmp_path / "cache").glob("*.json"))
+    entry.write_text(json.dumps({**json.loads(entry.read_text()), "result": {"recall@10": "0.1"}}))
+    with pytest.warns(UserWarning, match="discarding unreadable entry"):
+        run_rows(rows, [1], runner, cache, progress=False)
+    assert len(calls) == 2
+
+
 def test_the_run_cache_reruns_when_the_data_under_the_same_properties_change(tmp_path):
     calls = []
 

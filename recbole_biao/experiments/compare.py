@@ -27,8 +27,8 @@ from recbole_biao.files import atomic_path, remove_orphans
 Results = Dict[str, List[Optional[dict]]]  # per row label, the test result of each seed (None: the run failed)
 
 __all__ = ["Row", "CONTROL", "SELECT", "RANDOM_DROP", "pair_note", "bound_note", "baseline_rows", "selection_rows",
-           "ablation_rows", "model_rows", "split_rows",
-           "sweep_rows", "RunCache", "file_hashes", "run_one", "record", "run_rows", "failure_notes", "aucs",
+           "ablation_rows", "model_rows", "split_rows", "sweep_rows", "RunCache", "has_metrics",
+           "file_hashes", "run_one", "record", "run_rows", "failure_notes", "aucs",
            "training_notes", "mark_collapsed", "settings_fingerprint", "forget_settings", "code_hash", "data_fingerprint",
            "paired_p_value", "comparison_table", "to_markdown", "write_table", "write_seeds"]
 
@@ -198,6 +198,15 @@ def sweep_rows(model: str, key: str, values: list) -> List["Row"]:
     return [Row(model, model)] + [Row(f"{key}={v}", model, "BIAO", {key: v}) for v in values]
 
 
+def has_metrics(result) -> bool:
+    """Whether a cached result holds what a run reports: an AUC (the CTR protocol) or ranking metrics (``name@K``),
+    every one a number."""
+    if not isinstance(result, dict):
+        return False
+    metrics = [v for k, v in result.items() if k == "auc" or "@" in k]
+    return bool(metrics) and all(isinstance(v, float) for v in metrics)
+
+
 class RunCache:
     """Results of finished runs, one JSON file per (configuration, seed), each with the checkpoint of the run
     it came from. Files are written under a temporary name and renamed; an unreadable one is discarded (with a
@@ -227,10 +236,10 @@ class RunCache:
             with open(path, encoding="utf-8") as f:
                 entry = json.load(f)
             result = entry["result"]
-            if not isinstance(result, dict) or not isinstance(result.get("auc"), float):
-                raise ValueError("no AUC")
+            if not has_metrics(result):
+                raise ValueError("no AUC and no ranking metric")
             valid = entry.get("valid")
-            entry["valid"] = valid if isinstance(valid, dict) and isinstance(valid.get("auc"), float) else None
+            entry["valid"] = valid if has_metrics(valid) else None
             return entry
         except (OSError, ValueError, KeyError, TypeError) as e:
             warnings.warn(f"run cache: discarding unreadable entry {path} ({e}); the run is recomputed")
