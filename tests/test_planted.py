@@ -137,15 +137,15 @@ def test_noise_adds_random_ratings_of_the_chosen_users_on_planted_items_and_the_
     assert not added.duplicated(["user_id", "item_id"]).any()
 
 
-def planted_ratings(tmp_path, corruption, target_rating):
-    """Plant ``corruption`` rows on the rated pair, user ``k`` rating target behaviour ``j`` as
-    ``target_rating(k, j)``; returns ``(each user's set of planted ratings, rows corrupted, the added rows,
+def planted_ratings(tmp_path, corruption, target_rating, behaviours=3):
+    """Plant ``corruption`` rows on the rated pair, user ``k`` rating target behaviour ``j`` (of ``behaviours``)
+    as ``target_rating(k, j)``; returns ``(each user's set of planted ratings, rows corrupted, the added rows,
     whether the real source rows are kept unchanged)``."""
     from dataset_converters.planted_ml1m import read_atomic, write
 
     write_rated_pair(tmp_path)
     users = [f"u{k}" for k in range(40)]
-    rows = [(u, f"t{j}", target_rating(k, j), j) for k, u in enumerate(users) for j in range(3)]
+    rows = [(u, f"t{j}", target_rating(k, j), j) for k, u in enumerate(users) for j in range(behaviours)]
     write_tsv(tmp_path / "tgt" / "tgt.inter", ["user_id:token", "item_id:token", "rating:float", "timestamp:float"],
               rows)
     _, corrupted, _, _ = write(str(tmp_path / "src"), str(tmp_path / "tgt"), str(tmp_path / "out"),
@@ -185,16 +185,12 @@ def test_contrary_source_rates_planted_rows_against_the_users_source_taste_not_t
 
 
 def test_contrary_heldout_rates_against_target_rows_it_takes_out_of_the_target(tmp_path):
-    from dataset_converters.planted_ml1m import read_atomic, write
+    from dataset_converters.planted_ml1m import read_atomic
 
-    write_rated_pair(tmp_path)
     # six target behaviours a user, random ratings: the taste of the rows set aside differs from the kept rows'
-    rng = np.random.default_rng(3)
-    rows = [(f"u{k}", f"t{j}", int(rng.integers(1, 6)), j) for k in range(40) for j in range(6)]
-    write_tsv(tmp_path / "tgt" / "tgt.inter", ["user_id:token", "item_id:token", "rating:float", "timestamp:float"],
-              rows)
-    write(str(tmp_path / "src"), str(tmp_path / "tgt"), str(tmp_path / "out"), ["A"], "contrary_heldout", 1.0,
-          copies=2, user_share=1.0, planted_items=500)
+    ratings = np.random.default_rng(3).integers(1, 6, size=(40, 6))
+    planted, _, _, _ = planted_ratings(tmp_path, "contrary_heldout", lambda k, j: int(ratings[k, j]), behaviours=6)
+    rows = [(f"u{k}", f"t{j}", int(ratings[k, j]), j) for k in range(40) for j in range(6)]
     targets = [read_atomic(str(tmp_path / f"out/planted-{n}-target/planted-{n}-target.inter"))[0]
                for n in ("clean", "corrupt", "oracle")]
     assert targets[0].equals(targets[1]) and targets[0].equals(targets[2])  # one target for all three
@@ -207,9 +203,6 @@ def test_contrary_heldout_rates_against_target_rows_it_takes_out_of_the_target(t
         liked.setdefault(user, []).append(rating >= 4)
     share = {u: np.mean(v) for u, v in liked.items()}
     median = np.median(list(share.values()))
-    clean, _ = read_atomic(str(tmp_path / "out/planted-clean-source/planted-clean-source.inter"))
-    bad, _ = read_atomic(str(tmp_path / "out/planted-corrupt-source/planted-corrupt-source.inter"))
-    planted = bad[len(clean):].groupby("user_id")["rating"].agg(set)
     assert all(planted[u] == ({"1"} if s > median else {"5"}) for u, s in share.items())
     # the kept rows' taste would rate some users the other way: the set-aside rows decide
     kept_share = targets[0][targets[0]["timestamp"].astype(float) < 4].assign(

@@ -10,7 +10,7 @@ import torch.nn as nn
 from recbole.data.interaction import Interaction
 
 from recbole_biao.model.abstract import CrossDomainCTRRecommender
-from recbole_biao.model.layers import Bias, candidate_products
+from recbole_biao.model.layers import Bias, PRODUCT_SCORES_PER_CALL, candidate_products
 
 __all__ = ["FactorizationRecommender"]
 
@@ -50,7 +50,7 @@ class FactorizationRecommender(CrossDomainCTRRecommender):
         return (self.user_table(domain)(interaction[self.USER_ID[domain]]),
                 self.item_table(domain)(interaction[self.ITEM_ID[domain]]))
 
-    CANDIDATE_SCORES_PER_CALL = 1 << 23  # candidate_scores: one [B, C] product
+    CANDIDATE_SCORES_PER_CALL = PRODUCT_SCORES_PER_CALL
 
     def match(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         """The logit before the bias of broadcastable ``[..., d]`` user and item vectors: their dot product (a

@@ -6,8 +6,8 @@ from typing import Tuple
 import torch
 import torch.nn as nn
 
-__all__ = ["masked_softmax", "history_mask", "on_gpu", "distinct_items", "candidate_products", "AttentionPooling",
-           "Bias", "WordDropout"]
+__all__ = ["masked_softmax", "history_mask", "on_gpu", "distinct_items", "candidate_products",
+           "PRODUCT_SCORES_PER_CALL", "AttentionPooling", "Bias", "WordDropout"]
 
 
 def history_mask(items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -35,6 +35,11 @@ def distinct_items(items: torch.Tensor, vocabulary: int) -> Tuple[torch.Tensor, 
     seen[items] = True
     position = torch.cumsum(seen, 0) - 1
     return torch.nonzero(seen).squeeze(1), position[items]
+
+
+# query x candidate scores a full sort asks for at once from a model whose candidate_scores is one
+# candidate_products: 32 MB of float scores
+PRODUCT_SCORES_PER_CALL = 1 << 23
 
 
 def candidate_products(user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:

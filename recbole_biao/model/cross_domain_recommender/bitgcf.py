@@ -16,7 +16,7 @@ from recbole.data.interaction import Interaction
 
 from recbole_biao.data.dataset import DOMAINS
 from recbole_biao.model.abstract import CrossDomainCTRRecommender
-from recbole_biao.model.layers import Bias, WordDropout, candidate_products
+from recbole_biao.model.layers import Bias, WordDropout, PRODUCT_SCORES_PER_CALL, candidate_products
 
 __all__ = ["BiTGCF", "normalized_adjacency", "graph_layer"]
 
@@ -155,7 +155,7 @@ class BiTGCF(CrossDomainCTRRecommender):
     def score(self, interaction: Interaction, domain: str) -> torch.Tensor:
         return self._score(self.propagated_tables(), interaction, domain)
 
-    CANDIDATE_SCORES_PER_CALL = 1 << 23  # candidate_scores: one [B, C] product
+    CANDIDATE_SCORES_PER_CALL = PRODUCT_SCORES_PER_CALL
 
     def candidate_scores(self, interaction: Interaction, items: torch.Tensor) -> torch.Tensor:
         table = self.propagated_tables()["target"]
