@@ -163,6 +163,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="CoNet,MiNet,DASL", help="backbones, comma-separated")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first_seed", type=int, default=2023, help="seeds first_seed .. first_seed + seeds - 1 "
+                        "(more seeds for a page already written)")
     parser.add_argument("--data", choices=("generated", "ml-1m-genres", "movies-books"), default="generated")
     parser.add_argument("--corruption", default=None, help="generated: random (default) or flip; ml-1m-genres: "
                         "users (default), swap, labels, flip, userflip, flood, or on planted items noise, contrary, "
@@ -281,7 +283,7 @@ def main() -> None:
 
     for model_name in [m.strip() for m in args.model.split(",") if m.strip()]:
         results = {r: [] for r in wanted}
-        for seed in range(2023, 2023 + args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             line = [f"{model_name} seed {seed}:"]
             for r in wanted:
                 label, yaml, values, trainer = specs[r]
