@@ -155,7 +155,8 @@ def main() -> None:
     parser.add_argument("--perceptron_history_length", type=int, default=None,
                         help="default: each model's own (CoNet 50, MiNet and DASL 20)")
     parser.add_argument("--no_pass", action="store_true", help="skip the perceptron pass comparison")
-    parser.add_argument("--set", nargs="*", help="BIAO properties of the BIAO runs, key=value")
+    parser.add_argument("--set", nargs="*", help="BIAO properties of the BIAO runs (and of the --selection "
+                        "pipeline), key=value")
     parser.add_argument("--selection", action="store_true",
                         help="also time whole runs: Base against the learn-then-select pipeline (BIAO-select)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -201,17 +202,18 @@ def main() -> None:
           f"lower-step pass, model = the model's forward, backward and step (the rest of the epoch), upper = the "
           f"upper steps except their history gathering")
     if args.selection:
-        time_pipelines(args.models, base_config, args.repeats)
+        time_pipelines(args.models, base_config, args.repeats, biao)
     if not args.no_pass:
         here = os.path.dirname(os.path.abspath(__file__))
         subprocess.run([sys.executable, os.path.join(here, "perceptron_pass.py"), "--data_path", args.data_path],
                        check=True)
 
 
-def time_pipelines(models, base_config, repeats):
+def time_pipelines(models, base_config, repeats, select_config=None):
     """Wall time of whole runs, each in a fresh process with an empty run cache (a temporary working folder):
     Base (data loading, training with early stopping, evaluation) against learn-then-select (stage 1, the
-    stable weights and every retrained candidate); the fastest of ``repeats`` interleaved processes each."""
+    stable weights and every retrained candidate, with ``select_config``: ``--set``); the fastest of ``repeats``
+    interleaved processes each."""
     import tempfile
 
     print("\nwhole runs (fresh process, empty run cache), fastest of the processes:")
@@ -222,8 +224,9 @@ def time_pipelines(models, base_config, repeats):
         for _ in range(repeats):
             for trainer in seconds:
                 with tempfile.TemporaryDirectory() as folder:
+                    extra = (select_config or {}) if trainer else {}
                     spec = {"whole": True, "model": model, "trainer": trainer,
-                            "config": {**config, "checkpoint_dir": os.path.join(folder, "saved")}}
+                            "config": {**config, **extra, "checkpoint_dir": os.path.join(folder, "saved")}}
                     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)],
                                          capture_output=True, text=True, cwd=folder)
                     if out.returncode:

@@ -32,10 +32,14 @@ of corrupted / clean source behaviours at the end of training (normalised within
 ``train_batch_size``, times the batch size), their ratio and ESS; for selection its choice and, for its cutoff
 candidate, the recall and precision of the corrupted behaviours among the dropped ones. It checks that the
 corruption hurts Base by at least 0.01 AUC; otherwise the setting tests nothing and it says so.
+
+``--from_pages A,B`` runs nothing: it summarises the per-seed lines of pages this script wrote before (for
+example the same settings over seeds 2023-2027 and, with ``--first_seed 2028``, 2028-2032) as one table.
 """
 
 import argparse
 import os
+import re
 import sys
 import time
 from typing import List, Optional
@@ -51,6 +55,12 @@ from recbole_biao.biao.diagnostics import effective_sample_size  # noqa: E402
 from recbole_biao.biao.selection import KEEP_ALL  # noqa: E402
 from dataset_converters.planted_ml1m import (BY_USER, CORRUPTIONS as ML1M_CORRUPTIONS, ON_PLANTED_ITEMS,  # noqa: E402
                                              PLANTED as ML1M_PLANTED, read_atomic, write)
+
+
+# the rows' labels, as the per-seed lines print them (``--from_pages`` reads them back)
+LABELS = {"base_clean": "Base clean", "base": "Base corrupted", "oracle": "Base oracle", "biao": "+BIAO corrupted",
+          "control": "control (upper lr 0)", "select": "learn, then select", "random": "random drop (same size)",
+          "single": "Base-S", "retrain": "retrained on learned"}
 
 
 class UpperObserver:
@@ -196,7 +206,16 @@ def main() -> None:
                              "trainer BIAO-select), random (the same number of source behaviours dropped at "
                              "random), retrain (a fresh model on the perceptron the biao run learned, frozen; "
                              "after biao)")
+    parser.add_argument("--from_pages", default=None, help="run nothing: summarise the per-seed lines of these "
+                        "earlier pages (comma-separated paths) as one table")
     args = parser.parse_args()
+    wanted = [r for r in args.rows.split(",") if r]
+    unknown = [r for r in wanted if r not in LABELS]
+    if unknown:
+        sys.exit(f"--rows: unknown row {unknown[0]!r}; expected some of {', '.join(LABELS)}")
+    if args.from_pages:
+        summarise_pages(args, wanted)
+        return
 
     if args.data == "generated":
         from dataset_converters import planted
@@ -260,19 +279,15 @@ def main() -> None:
     common = {"show_progress": False, "state": "ERROR", "checkpoint_dir": os.path.join(args.out, "saved"),
               **({"train_epochs": [f"BOTH:{args.epochs}"]} if args.epochs else {}), **parse_set(args.all)}
     biao = parse_set(args.set)
-    specs = {"base_clean": ("Base clean", yamls["clean"], {}, None),
-             "base": ("Base corrupted", yamls["corrupt"], {}, None),
-             "oracle": ("Base oracle", yamls["oracle"], {}, None),
-             "biao": ("+BIAO corrupted", yamls["corrupt"], biao, args.trainer),
-             "control": ("control (upper lr 0)", yamls["corrupt"], {**biao, "upper_learning_rate": 0.0}, args.trainer),
-             "select": ("learn, then select", yamls["corrupt"], biao, "BIAO-select"),
-             "random": ("random drop (same size)", yamls["corrupt"], {**biao, "select_random": True}, "BIAO-select"),
-             "single": ("Base-S", yamls["clean"], {}, None),
-             "retrain": ("retrained on learned", yamls["corrupt"], {**biao, "upper_learning_rate": 0.0}, args.trainer)}
-    wanted = [r for r in args.rows.split(",") if r]
-    unknown = [r for r in wanted if r not in specs]
-    if unknown:
-        sys.exit(f"--rows: unknown row {unknown[0]!r}; expected some of {', '.join(specs)}")
+    specs = {"base_clean": (LABELS["base_clean"], yamls["clean"], {}, None),
+             "base": (LABELS["base"], yamls["corrupt"], {}, None),
+             "oracle": (LABELS["oracle"], yamls["oracle"], {}, None),
+             "biao": (LABELS["biao"], yamls["corrupt"], biao, args.trainer),
+             "control": (LABELS["control"], yamls["corrupt"], {**biao, "upper_learning_rate": 0.0}, args.trainer),
+             "select": (LABELS["select"], yamls["corrupt"], biao, "BIAO-select"),
+             "random": (LABELS["random"], yamls["corrupt"], {**biao, "select_random": True}, "BIAO-select"),
+             "single": (LABELS["single"], yamls["clean"], {}, None),
+             "retrain": (LABELS["retrain"], yamls["corrupt"], {**biao, "upper_learning_rate": 0.0}, args.trainer)}
     started = time.time()
     rows_text = "; ".join(f"{r}: {specs[r][0]}" for r in wanted)
     page = [f"Data: {description}.", "", f"Rows (`--rows {args.rows}`): {rows_text}.", "", "```"]
@@ -320,7 +335,7 @@ def details(out):
 
 def summarise(model, results, specs, wanted, seeds, seconds, out=print):
     """Means, shares of the reachable gap and paired t-tests of one backbone's rows, one line at a time to ``out``."""
-    out(f"\n{model}: mean over {seeds} seeds ({seconds:.0f}s since the start):")
+    out(f"\n{model}: mean over {seeds} seeds" + ("" if seconds is None else f" ({seconds:.0f}s since the start)") + ":")
     auc = {r: np.array([o["auc"] for o in results[r]]) for r in wanted}
     base, oracle = auc.get("base"), auc.get("oracle")
     for r in wanted:
@@ -355,6 +370,61 @@ def summarise(model, results, specs, wanted, seeds, seconds, out=print):
         if a in auc and b in auc and seeds >= 2:
             p = stats.ttest_rel(auc[a], auc[b]).pvalue
             out(f"  {specs[a][0]} - {specs[b][0]}: {np.mean(auc[a] - auc[b]):+.4f} AUC (paired t-test p = {p:.3g})")
+
+
+def rows_from_pages(paths: List[str], model: str, wanted: List[str]):
+    """``(seeds, {row: [result]})`` from the per-seed lines ``<model> seed <s>: ...`` of earlier pages: each row's
+    AUC and, for the selection rows, their choice and cutoff statistics (what :func:`summarise` reads)."""
+    seeds, results = [], {r: [] for r in wanted}
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = [(n, line) for n, line in enumerate(f, 1) if line.startswith(f"{model} seed ")]
+        except OSError as e:
+            sys.exit(f"--from_pages {path}: cannot read it ({e.strerror})")
+        for n, line in lines:
+            seed = int(line.split()[2].rstrip(":"))
+            if seed in seeds:
+                sys.exit(f"{path}, line {n}: {model} seed {seed} is on an earlier page too; expected each seed once")
+            seeds.append(seed)
+            for r in wanted:
+                found = re.search(re.escape(LABELS[r]) + r" ([0-9.]+)(?: \[([^\]]*)\])?", line)
+                if found is None:
+                    sys.exit(f"{path}, line {n}: no row {LABELS[r]!r}; expected the rows of --rows {','.join(wanted)}")
+                out = {"auc": float(found.group(1))}
+                chosen = re.search(r"chose '([^']*)'", found.group(2) or "")
+                if chosen:
+                    out["chosen"] = chosen.group(1)
+                    cut = re.search(r"recall ([0-9.]+), precision ([0-9.]+), test AUC ([0-9.]+)", found.group(2))
+                    if cut:
+                        out.update(recall=float(cut.group(1)), precision=float(cut.group(2)),
+                                   cutoff_auc=float(cut.group(3)))
+                results[r].append(out)
+    if not seeds:
+        sys.exit(f"--from_pages: no line '{model} seed ...' on {', '.join(paths)}")
+    return seeds, results
+
+
+def summarise_pages(args, wanted: List[str]) -> None:
+    """``--from_pages``: one summary per backbone over the seeds of the pages."""
+    paths = [p.strip() for p in args.from_pages.split(",") if p.strip()]
+    page = [f"Summarised from {', '.join(f'`{os.path.relpath(p)}`' for p in paths)} (their per-seed lines; "
+            "nothing run).", "", "```"]
+
+    def emit(line):
+        print(line, flush=True)
+        page.append(line)
+
+    specs = {r: (LABELS[r],) for r in wanted}
+    for model_name in [m.strip() for m in args.model.split(",") if m.strip()]:
+        seeds, results = rows_from_pages(paths, model_name, wanted)
+        emit(f"{model_name}: seeds {', '.join(map(str, seeds))}")
+        summarise(model_name, results, specs, wanted, len(seeds), None, emit)
+    if args.page:
+        from benchmarks.results_page import write_page
+
+        print("written:", write_page(args.page, "Planted harm: soft BIAO, learn-then-select and the reachable "
+                                     "ceiling (summary over pages)", page + ["```"], 0.0))
 
 
 if __name__ == "__main__":

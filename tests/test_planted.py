@@ -1,6 +1,8 @@
 """End to end on generated data with planted harmful source behaviours: with the default BIAO properties the
 perceptron must learn to down-weight them, and the control (upper learning rate 0) must not."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -208,3 +210,39 @@ def test_contrary_heldout_rates_against_target_rows_it_takes_out_of_the_target(t
     kept_share = targets[0][targets[0]["timestamp"].astype(float) < 4].assign(
         pos=lambda d: d["rating"].astype(float) >= 4).groupby("user_id")["pos"].mean()
     assert any((kept_share[u] > kept_share.median()) != (s > median) for u, s in share.items())
+
+
+def test_bench_planted_summarises_earlier_pages_over_all_their_seeds(tmp_path):
+    """``--from_pages`` reads the per-seed lines of two pages back and gives the paired t-tests of all their seeds
+    (checked against scipy on the same numbers); a seed on two pages is refused with the page and line."""
+    import subprocess
+    import sys
+    from scipy import stats
+
+    auc = {"Base corrupted": [0.80, 0.81, 0.79, 0.82], "Base oracle": [0.86, 0.87, 0.84, 0.88],
+           "learn, then select": [0.85, 0.81, 0.83, 0.87]}
+
+    def page(path, seeds):
+        lines = ["# a page", "", "```"]
+        for k, seed in seeds:
+            cells = [f"{label} {values[k]:.4f} (3s)" for label, values in auc.items()]
+            cells[2] = cells[2].replace(" (3s)", f" [chose 'weight < 1 (gap)', dropped 9; cutoff: 9 dropped, recall "
+                                                  f"1.000, precision 0.{k}00, test AUC 0.8{k}00; guard p (valid "
+                                                  f"gain): weight < 1 (gap) 0.01 (+0.0100)] (9s)")
+            lines.append(f"CoNet seed {seed}:  " + "  ".join(cells))
+        path.write_text("\n".join(lines + ["```"]) + "\n")
+        return str(path)
+
+    first, second = page(tmp_path / "a.md", [(0, 2023), (1, 2024)]), page(tmp_path / "b.md", [(2, 2028), (3, 2029)])
+    script = [sys.executable, "benchmarks/bench_planted.py", "--model", "CoNet", "--rows", "base,oracle,select"]
+    out = subprocess.run(script + ["--from_pages", f"{first},{second}"], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))).stdout
+    base, select = np.array(auc["Base corrupted"]), np.array(auc["learn, then select"])
+    gap = np.mean(auc["Base oracle"]) - base.mean()
+    assert "seeds 2023, 2024, 2028, 2029" in out
+    assert f"share of the reachable gap {(select.mean() - base.mean()) / gap:+.2f}" in out
+    assert f"paired t-test p = {stats.ttest_rel(select, base).pvalue:.3g})" in out
+    assert "precision 0.150" in out  # the mean of the four pages' precisions
+    twice = subprocess.run(script + ["--from_pages", f"{first},{first}"], capture_output=True, text=True,
+                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert twice.returncode != 0 and "a.md, line 4: CoNet seed 2023 is on an earlier page too" in twice.stderr
