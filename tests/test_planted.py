@@ -235,14 +235,14 @@ def test_bench_planted_summarises_earlier_pages_over_all_their_seeds(tmp_path):
 
     first, second = page(tmp_path / "a.md", [(0, 2023), (1, 2024)]), page(tmp_path / "b.md", [(2, 2028), (3, 2029)])
     script = [sys.executable, "benchmarks/bench_planted.py", "--model", "CoNet", "--rows", "base,oracle,select"]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run(script + ["--from_pages", f"{first},{second}"], capture_output=True, text=True, check=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))).stdout
+                         cwd=root).stdout
     base, select = np.array(auc["Base corrupted"]), np.array(auc["learn, then select"])
     gap = np.mean(auc["Base oracle"]) - base.mean()
     assert "seeds 2023, 2024, 2028, 2029" in out
     assert f"share of the reachable gap {(select.mean() - base.mean()) / gap:+.2f}" in out
     assert f"paired t-test p = {stats.ttest_rel(select, base).pvalue:.3g})" in out
     assert "precision 0.150" in out  # the mean of the four pages' precisions
-    twice = subprocess.run(script + ["--from_pages", f"{first},{first}"], capture_output=True, text=True,
-                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    twice = subprocess.run(script + ["--from_pages", f"{first},{first}"], capture_output=True, text=True, cwd=root)
     assert twice.returncode != 0 and "a.md, line 4: CoNet seed 2023 is on an earlier page too" in twice.stderr
