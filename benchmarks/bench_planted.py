@@ -61,6 +61,15 @@ from dataset_converters.planted_ml1m import (BY_USER, CORRUPTIONS as ML1M_CORRUP
 LABELS = {"base_clean": "Base clean", "base": "Base corrupted", "oracle": "Base oracle", "biao": "+BIAO corrupted",
           "control": "control (upper lr 0)", "select": "learn, then select", "random": "random drop (same size)",
           "single": "Base-S", "retrain": "retrained on learned"}
+TITLE = "Planted harm: soft BIAO, learn-then-select and the reachable ceiling"
+
+
+def printer(page: List[str]):
+    """A function that prints a line and keeps it for the result page."""
+    def emit(line):
+        print(line, flush=True)
+        page.append(line)
+    return emit
 
 
 class UpperObserver:
@@ -292,10 +301,7 @@ def main() -> None:
     rows_text = "; ".join(f"{r}: {specs[r][0]}" for r in wanted)
     page = [f"Data: {description}.", "", f"Rows (`--rows {args.rows}`): {rows_text}.", "", "```"]
 
-    def emit(line):
-        print(line, flush=True)
-        page.append(line)
-
+    emit = printer(page)
     for model_name in [m.strip() for m in args.model.split(",") if m.strip()]:
         results = {r: [] for r in wanted}
         for seed in range(args.first_seed, args.first_seed + args.seeds):
@@ -312,8 +318,7 @@ def main() -> None:
     if args.page:
         from benchmarks.results_page import write_page
 
-        print("written:", write_page(args.page, "Planted harm: soft BIAO, learn-then-select and the reachable "
-                                     "ceiling", page + ["```"], time.time() - started))
+        print("written:", write_page(args.page, TITLE, page + ["```"], time.time() - started))
 
 
 def details(out):
@@ -411,10 +416,7 @@ def summarise_pages(args, wanted: List[str]) -> None:
     page = [f"Summarised from {', '.join(f'`{os.path.relpath(p)}`' for p in paths)} (their per-seed lines; "
             "nothing run).", "", "```"]
 
-    def emit(line):
-        print(line, flush=True)
-        page.append(line)
-
+    emit = printer(page)
     specs = {r: (LABELS[r],) for r in wanted}
     for model_name in [m.strip() for m in args.model.split(",") if m.strip()]:
         seeds, results = rows_from_pages(paths, model_name, wanted)
@@ -423,8 +425,7 @@ def summarise_pages(args, wanted: List[str]) -> None:
     if args.page:
         from benchmarks.results_page import write_page
 
-        print("written:", write_page(args.page, "Planted harm: soft BIAO, learn-then-select and the reachable "
-                                     "ceiling (summary over pages)", page + ["```"], 0.0))
+        print("written:", write_page(args.page, TITLE + " (summary over pages)", page + ["```"], 0.0))
 
 
 if __name__ == "__main__":
