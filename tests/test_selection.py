@@ -1,6 +1,8 @@
 """Learn, then select: the keep file the data layer reads, the bootstrap rule that chooses a candidate."""
 
 import csv
+import glob
+import json
 import os
 
 import numpy as np
@@ -143,6 +145,15 @@ def test_the_pipeline_resumes_from_its_files_and_shares_a_comparisons_base_runs(
     assert weight_cut["dropped"] == int((scores < 1.0).sum()) > 0
     keep = np.loadtxt(info["keep_files"]["weight < 1"], delimiter=",", skiprows=1, usecols=(3, 4))
     assert np.array_equal(keep[:, 1] == 0, keep[:, 0] < 1.0)  # the keep file drops exactly the rows below the cutoff
+    # the trainer's select_histories (on in BIAO-select.yaml, off in the protocol's defaults) reaches the runs
+    # that read a keep file, and only them
+    specs = {}
+    for name in glob.glob(str(tmp_path / "log" / "compare" / "cache" / "*.json")):
+        with open(name, encoding="utf-8") as f:
+            spec = json.load(f)["spec"]
+        specs[spec["config"].get("keep_file", spec["model"])] = spec["config"]
+    assert specs[info["keep_files"]["weight < 1"]]["select_histories"] is True
+    assert "select_histories" not in specs["CoNet"] and "select_histories" not in specs["CoNet-0"]
     # keep all and drop all are the plain Base and Base-0 runs: a comparison with the same settings reruns nothing
     calls = []
 

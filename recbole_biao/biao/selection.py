@@ -210,6 +210,9 @@ def run_selection(model: str, dataset=None, config_file_list=None, config_dict=N
     if build_config(model, dataset, config_file_list, base)[1]["selection"]:  # the user's own files switch it on
         base["selection"] = False
     rows = [Row(KEEP_ALL, model, None, base), Row(DROP_ALL, f"{model}-0", None, base)]
+    # a run with a keep file follows the trainer's select_histories (BIAO-select.yaml turns it on; the protocol's
+    # own default, for --keep_file runs, is off); keep all and drop all have no keep file, so it cannot matter
+    selected = {**base, "select_histories": config["select_histories"]}
     dropped, keep_files = {KEEP_ALL: 0, DROP_ALL: len(scored)}, {}
     for given in config["select_cutoffs"]:
         cutoff = gap_cutoff(scored["weight"].to_numpy()) if given == "gap" else given
@@ -221,7 +224,7 @@ def run_selection(model: str, dataset=None, config_file_list=None, config_dict=N
             continue
         keep_files[name] = _keep_file(scored, keep, f"{stem}-keep-{given:g}.csv" if given != "gap" else
                                       f"{stem}-keep-gap.csv")
-        rows.insert(-1, Row(name, model, None, {**base, "keep_file": keep_files[name]}))
+        rows.insert(-1, Row(name, model, None, {**selected, "keep_file": keep_files[name]}))
         dropped[name] = int((~keep).sum())
     cache = RunCache(os.path.join(OUT_DIR, "cache"))
     results, failures = run_rows(rows, [seed], parallel.runner(False), cache, dataset, config_file_list, None,
@@ -249,7 +252,7 @@ def run_selection(model: str, dataset=None, config_file_list=None, config_dict=N
         path = keep_files["random"] = _keep_file(scored, keep, f"{stem}-random-{dropped[chosen]}.csv")
         label = f"random drop of {dropped[chosen]}"
         control = Row(label, f"{model}-0" if chosen == DROP_ALL else model, None,
-                      {**base, **({"keep_file": path} if 0 < dropped[chosen] < len(scored) else {})})
+                      {**selected, "keep_file": path} if 0 < dropped[chosen] < len(scored) else base)
         results.update(run_rows([control], [seed], parallel.runner(False), cache, dataset, config_file_list, None,
                                 progress=False, pool=pool, need_valid=True)[0])
         entries[label] = cache.entry(control.spec(seed, dataset, _hashes(config_file_list), None, config_file_list))
