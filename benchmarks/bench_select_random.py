@@ -1,0 +1,148 @@
+"""Does learn-then-select's ranking beat chance at the same size, in every seed? Behind
+``docs/results/<page>.md``.
+
+``--compare --selection`` sets the chosen candidate beside one random drop of the same size; where the guard keeps
+or drops all, the two are the same run, so over a few seeds that pair rests on the seeds where a cutoff was chosen.
+This script asks the question of every seed: for each cutoff candidate the pipeline trained (chosen or not), its
+test AUC against
+
+- **random**: the same number of source interactions dropped at random, ``--draws`` draws (draw 0 is the
+  pipeline's own control, so it is reused where that candidate was chosen);
+- **per user**: each user loses as many source interactions as the candidate took from them, drawn at random
+  within the user (on a held-back Amazon pair the learned weights rose with a user's source count, so a cutoff
+  could drop light users' rows first): if this control does as well as the candidate, what the ranking found
+  is *whose* source data to drop, not *which* behaviours;
+- **rare items**: the interactions of the source items with the fewest source training interactions dropped
+  first (ties at random): on Movies -> Books the stable weights follow the item's source count (Spearman
+  |rho| about 0.7), in a direction that changes with the seed, so a cutoff can be a popularity filter.
+
+    python benchmarks/bench_select_random.py [--model CoNet] [--dataset movies-books] [--seeds 10] [--draws 2]
+                                             [--workers 2] [--page select-random-movies-books-conet]
+
+The pipelines and every retrain go through the pipeline's caches (stage 1's scores file, ``--compare``'s run
+cache): what ``run_recbole_biao.py --model=M --dataset=D --compare --selection --select_histories=True
+--select_level=0.3`` trained with the same settings and code is read, not trained again, and an interrupted call
+resumes.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.results_page import mean_sd, write_page  # noqa: E402  (after the path insertion)
+from recbole_biao.biao.selection import DROP_ALL, KEEP_ALL  # noqa: E402
+from recbole_biao.experiments import commands  # noqa: E402
+from recbole_biao.experiments.controls import (item_count_rho, per_user_keep, random_keep,  # noqa: E402
+                                               rare_items_keep, write_mask)
+from recbole_biao.experiments.compare import SELECT, Row, RunCache, paired_p_value, run_rows  # noqa: E402
+from recbole_biao.experiments.parallel import make_pool, runner  # noqa: E402
+
+# the settings of the comparison whose pipelines are read (the BIAO-select defaults, spelled out as its command did)
+SETTINGS = {"select_histories": True, "select_level": 0.3}
+
+
+def main() -> None:
+    import pandas as pd
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="CoNet")
+    parser.add_argument("--dataset", default="movies-books")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--draws", type=int, default=2, help="random drops of the same size per candidate")
+    parser.add_argument("--workers", type=int, default=None, help="retrains in parallel on a local Ray")
+    parser.add_argument("--page", default=None, help="docs/results/<page>.md")
+    args = parser.parse_args()
+    page = args.page or f"select-random-{args.dataset}-{args.model.lower()}"
+    started, seeds = time.time(), list(range(2023, 2023 + args.seeds))
+    cache = RunCache(os.path.join(commands.OUT_DIR, "cache"))
+    pool = make_pool(args.workers, None) if args.workers else None
+    # stage 1 and every candidate, as --compare --selection ran them
+    _, failures = run_rows([Row(SELECT, args.model, "BIAO-select")], seeds, runner(False), cache,
+                           args.dataset, config_dict=SETTINGS, pool=pool)
+    if failures:
+        sys.exit(f"bench_select_random: the pipeline of seed {failures[0][1]} failed: {failures[0][2]}")
+    records, controls = [], []
+    for seed in seeds:
+        spec = Row(SELECT, args.model, "BIAO-select").spec(seed, args.dataset, {}, SETTINGS)
+        info = runner(False)(spec)["selection"]  # every stage cached: reads the files and the cache
+        stem = info["scores_file"][: -len("-scores.csv")]
+        scored = pd.read_csv(info["scores_file"], dtype={"user": str, "item": str}, keep_default_na=False)
+        selected = {**SETTINGS, "seed": seed, "show_progress": False, "state": "WARNING"}  # as the pipeline's rows
+        for name, candidate in info["candidates"].items():
+            if name in (KEEP_ALL, DROP_ALL):
+                continue
+            n_drop = candidate["dropped"]
+            kept = pd.read_csv(info["keep_files"][name], usecols=["keep"])["keep"].to_numpy().astype(bool)
+            files = {f"random {d}": write_mask(scored, random_keep(len(scored), n_drop, seed, d),
+                                                f"{stem}-random-{n_drop}.csv" if d == 0 else
+                                                f"{stem}-random-{n_drop}-draw{d}.csv") for d in range(args.draws)}
+            files["per user"] = write_mask(scored, per_user_keep(scored["user"].to_numpy(), kept, seed),
+                                           f"{stem}-peruser-{n_drop}.csv")
+            files["rare items"] = write_mask(scored, rare_items_keep(scored["item"].to_numpy(), n_drop, seed),
+                                             f"{stem}-rare-{n_drop}.csv")
+            rows = {label: Row(f"{seed} {name} {label}", args.model, None, {**selected, "keep_file": path})
+                    for label, path in files.items()}
+            records.append({"seed": seed, "candidate": name, "chosen": info["chosen"], "dropped": n_drop,
+                            "rows": len(scored), "auc": candidate["test_auc"],
+                            "base": info["candidates"][KEEP_ALL]["test_auc"],
+                            "rho": item_count_rho(scored["weight"].to_numpy(), scored["item"].to_numpy()),
+                            "labels": {k: row.label for k, row in rows.items()}})
+            controls.extend((seed, row) for row in rows.values())
+    results, failures = {}, []
+    for seed in seeds:  # (a control is trained with its own seed only)
+        mine = [row for s, row in controls if s == seed]
+        got, failed = run_rows(mine, [seed], runner(False), cache, args.dataset, pool=pool)
+        results.update(got)
+        failures.extend(failed)
+    if failures:
+        sys.exit(f"bench_select_random: {failures[0][0]} failed: {failures[0][2]}")
+    body = page_body(records, results, args)
+    path = write_page(page, f"Learn-then-select's cutoffs against random drops of the same size ({args.model}, "
+                            f"{args.dataset}, {args.seeds} seeds)", body, time.time() - started)
+    print("\n".join(body))
+    print(f"written: {path}")
+
+
+def page_body(records, results, args) -> list:
+    if not records:
+        return ["No seed trained a cutoff candidate (every cutoff kept or dropped all): nothing to compare."]
+    columns = ("candidate", "random", "per user", "rare items", "keep all")
+    table = ["| seed | candidate | chosen | dropped | rho (weight, item count) | " + " | ".join(columns) + " |",
+             "|---|---|---|---|---|" + "---|" * len(columns)]
+    aucs = {name: [] for name in columns}
+    for r in records:
+        got = {short: results[label][0]["auc"] for short, label in r["labels"].items()}
+        draws = [v for k, v in got.items() if k.startswith("random")]
+        row = {"candidate": r["auc"], "random": float(np.mean(draws)), "per user": got["per user"],
+               "rare items": got["rare items"], "keep all": r["base"]}
+        for name in columns:
+            aucs[name].append(row[name])
+        cells = [f"{row[name]:.4f}" + (" (" + ", ".join(f"{v:.4f}" for v in draws) + ")" if name == "random" else "")
+                 for name in columns]
+        table.append(f"| {r['seed']} | {r['candidate']} | {'yes' if r['chosen'] == r['candidate'] else 'no'} | "
+                     f"{r['dropped']:,} of {r['rows']:,} | {r['rho']:+.2f} | " + " | ".join(cells) + " |")
+
+    def line(a, b):
+        diff = np.asarray(aucs[a]) - np.asarray(aucs[b])
+        return (f"- {a} - {b}: {diff.mean():+.4f} AUC (paired t-test p = {paired_p_value(aucs[a], aucs[b]):.3g}; "
+                f"above in {int((diff > 0).sum())} of {len(diff)})")
+
+    means = ", ".join(f"{name} {mean_sd(aucs[name])}" for name in columns)
+    return [f"{len(records)} cutoff candidates over {args.seeds} seeds; target test AUC, mean (sd) over them: "
+            f"{means}.", "",
+            *(line(a, b) for a, b in (("candidate", "random"), ("candidate", "per user"),
+                                      ("candidate", "rare items"), ("per user", "random"),
+                                      ("rare items", "random"), ("candidate", "keep all"))), "",
+            *table, "",
+            f"random: the mean of {args.draws} draws (each in brackets; the first is the pipeline's own control, "
+            f"`select_random`). rho: Spearman correlation of the stable weights with the source item's number of "
+            f"source training interactions. Keep files under `saved/selection/` (`*-random-*`, `*-peruser-*`, "
+            f"`*-rare-*`)."]
+
+
+if __name__ == "__main__":
+    main()

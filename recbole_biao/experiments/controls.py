@@ -1,0 +1,66 @@
+"""Controls for learn-then-select's cutoffs: keep masks that drop as many source interactions as a candidate,
+chosen without the learned weights (``benchmarks/bench_select_random.py``). A cutoff that scores no better than
+these has not selected anything.
+
+Each function returns a boolean mask over the rows of a scores file (``<stem>-scores.csv``: user, item,
+timestamp, weight, keep); :func:`write_mask` writes it as a keep file.
+"""
+
+import os
+
+import numpy as np
+
+from recbole_biao.files import atomic_path
+
+__all__ = ["random_keep", "per_user_keep", "rare_items_keep", "item_count_rho", "write_mask"]
+
+
+def random_keep(n_rows: int, n_drop: int, seed: int, draw: int = 0) -> np.ndarray:
+    """``n_drop`` of ``n_rows`` dropped at random; draw 0 is the pipeline's own control (``select_random``)."""
+    rng = np.random.default_rng(seed + 7 + 1000 * draw)
+    keep = np.ones(n_rows, dtype=bool)
+    keep[rng.permutation(n_rows)[:n_drop]] = False
+    return keep
+
+
+def per_user_keep(users: np.ndarray, keep: np.ndarray, seed: int) -> np.ndarray:
+    """Every user loses as many rows as ``keep`` takes from them, drawn at random among the user's rows: what
+    the weights say about *whose* source data to drop, without what they say about *which* behaviours."""
+    rng = np.random.default_rng(seed + 11)
+    out = np.ones(len(users), dtype=bool)
+    order = np.argsort(users, kind="stable")
+    starts = np.flatnonzero(np.r_[True, users[order][1:] != users[order][:-1], True])
+    for start, end in zip(starts[:-1], starts[1:]):
+        rows = order[start:end]
+        n_drop = int((~keep[rows]).sum())
+        if n_drop:  # (a user who loses nothing draws nothing: the draws of the others do not depend on them)
+            out[rng.permutation(rows)[:n_drop]] = False
+    return out
+
+
+def rare_items_keep(items: np.ndarray, n_drop: int, seed: int) -> np.ndarray:
+    """``n_drop`` rows dropped, those of the items with the fewest rows first (ties between items at random):
+    a popularity filter of the same size."""
+    _, inverse, counts = np.unique(items, return_inverse=True, return_counts=True)
+    tie = np.random.default_rng(seed + 13).random(len(counts))
+    order = np.lexsort((tie[inverse], counts[inverse]))  # by the item's count, then its random tie-break
+    keep = np.ones(len(items), dtype=bool)
+    keep[order[:n_drop]] = False
+    return keep
+
+
+def item_count_rho(weights: np.ndarray, items: np.ndarray) -> float:
+    """Spearman correlation of the weights with each row's item's number of rows."""
+    from scipy.stats import spearmanr
+
+    _, inverse, counts = np.unique(items, return_inverse=True, return_counts=True)
+    return float(spearmanr(weights, counts[inverse]).correlation)
+
+
+def write_mask(scored, keep: np.ndarray, path: str) -> str:
+    """Write ``scored`` (a scores file's table) with ``keep`` as its keep column to ``path`` (atomic); an
+    existing file is reused: the runs trained on it are cached under its content."""
+    if not os.path.isfile(path):
+        with atomic_path(path) as tmp:
+            scored.assign(keep=keep.astype(int)).to_csv(tmp, index=False)
+    return path
