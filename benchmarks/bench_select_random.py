@@ -53,22 +53,21 @@ def main() -> None:
     parser.add_argument("--dataset", default="movies-books")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--draws", type=int, default=2, help="random drops of the same size per candidate")
-    parser.add_argument("--workers", type=int, default=None, help="retrains in parallel on a local Ray")
+    parser.add_argument("--workers", type=int, default=None, help="the controls' runs in parallel on a local Ray")
     parser.add_argument("--page", default=None, help="docs/results/<page>.md")
     args = parser.parse_args()
     page = args.page or f"select-random-{args.dataset}-{args.model.lower()}"
     started, seeds = time.time(), list(range(2023, 2023 + args.seeds))
     cache = RunCache(os.path.join(commands.OUT_DIR, "cache"))
     pool = make_pool(args.workers, None) if args.workers else None
-    # stage 1 and every candidate, as --compare --selection ran them
-    _, failures = run_rows([Row(SELECT, args.model, "BIAO-select")], seeds, runner(False), cache,
-                           args.dataset, config_dict=SETTINGS, pool=pool)
-    if failures:
-        sys.exit(f"bench_select_random: the pipeline of seed {failures[0][1]} failed: {failures[0][2]}")
     records, controls = [], []
     for seed in seeds:
+        # the pipeline as --compare --selection runs it: stage 1 and the candidates come from its caches
         spec = Row(SELECT, args.model, "BIAO-select").spec(seed, args.dataset, {}, SETTINGS)
-        info = runner(False)(spec)["selection"]  # every stage cached: reads the files and the cache
+        try:
+            info = runner(False)(spec)["selection"]
+        except Exception as e:  # noqa: BLE001  (one line, as for a failed control below)
+            sys.exit(f"bench_select_random: the pipeline of seed {seed} failed: {type(e).__name__}: {e}")
         stem = info["scores_file"][: -len("-scores.csv")]
         scored = pd.read_csv(info["scores_file"], dtype={"user": str, "item": str}, keep_default_na=False)
         selected = {**SETTINGS, "seed": seed, "show_progress": False, "state": "WARNING"}  # as the pipeline's rows

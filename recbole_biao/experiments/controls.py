@@ -38,10 +38,16 @@ def per_user_keep(users: np.ndarray, keep: np.ndarray, seed: int) -> np.ndarray:
     return out
 
 
+def _item_counts(items: np.ndarray):
+    """``(inverse, counts)``: each row's item index and every item's number of rows."""
+    _, inverse, counts = np.unique(items, return_inverse=True, return_counts=True)
+    return inverse, counts
+
+
 def rare_items_keep(items: np.ndarray, n_drop: int, seed: int) -> np.ndarray:
     """``n_drop`` rows dropped, those of the items with the fewest rows first (ties between items at random):
     a popularity filter of the same size."""
-    _, inverse, counts = np.unique(items, return_inverse=True, return_counts=True)
+    inverse, counts = _item_counts(items)
     tie = np.random.default_rng(seed + 13).random(len(counts))
     order = np.lexsort((tie[inverse], counts[inverse]))  # by the item's count, then its random tie-break
     keep = np.ones(len(items), dtype=bool)
@@ -53,7 +59,7 @@ def item_count_rho(weights: np.ndarray, items: np.ndarray) -> float:
     """Spearman correlation of the weights with each row's item's number of rows."""
     from scipy.stats import spearmanr
 
-    _, inverse, counts = np.unique(items, return_inverse=True, return_counts=True)
+    inverse, counts = _item_counts(items)
     return float(spearmanr(weights, counts[inverse]).correlation)
 
 
