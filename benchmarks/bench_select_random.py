@@ -59,8 +59,8 @@ def main() -> None:
     page = args.page or f"select-random-{args.dataset}-{args.model.lower()}"
     started, seeds = time.time(), list(range(2023, 2023 + args.seeds))
     cache = RunCache(os.path.join(commands.OUT_DIR, "cache"))
-    pool = make_pool(args.workers, None) if args.workers else None
-    records, controls = [], []
+    pool = make_pool(args.workers, None)
+    records, controls = [], {seed: [] for seed in seeds}
     for seed in seeds:
         # the pipeline as --compare --selection runs it: stage 1 and the candidates come from its caches
         spec = Row(SELECT, args.model, "BIAO-select").spec(seed, args.dataset, {}, SETTINGS)
@@ -90,10 +90,9 @@ def main() -> None:
                             "base": info["candidates"][KEEP_ALL]["test_auc"],
                             "rho": item_count_rho(scored["weight"].to_numpy(), scored["item"].to_numpy()),
                             "labels": {k: row.label for k, row in rows.items()}})
-            controls.extend((seed, row) for row in rows.values())
+            controls[seed].extend(rows.values())
     results, failures = {}, []
-    for seed in seeds:  # (a control is trained with its own seed only)
-        mine = [row for s, row in controls if s == seed]
+    for seed, mine in controls.items():  # (a control is trained with its own seed only)
         got, failed = run_rows(mine, [seed], runner(False), cache, args.dataset, pool=pool)
         results.update(got)
         failures.extend(failed)
