@@ -175,6 +175,12 @@ def test_the_pipeline_resumes_from_its_files_and_shares_a_comparisons_base_runs(
         if info["chosen"] not in ("keep all", "drop all") else None
     if random is not None:
         assert int((random == 0).sum()) == info["candidates"][info["chosen"]]["dropped"]
+    # a properties file that changes only the guard (stage 2) reuses the learned scores as well
+    guard = tmp_path / "guard.yaml"
+    guard.write_text("select_level: 0.2\nselect_histories: False\n", encoding="utf-8")
+    relevel = run_recbole_biao("CoNet", None, [data, str(guard)], values, "BIAO-select")
+    assert relevel["selection"]["scores_file"] == info["scores_file"]
+    assert os.path.getmtime(info["scores_file"]) == stamp
 
 
 def test_the_gap_cutoff_is_the_split_of_least_spread_within_the_two_groups():

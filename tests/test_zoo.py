@@ -274,6 +274,10 @@ def test_bitgcf_evaluation_reuses_one_propagation_until_training_resumes(ml1m_lo
         model.users["target"].weight.mul_(2)
     model.eval()
     assert not torch.allclose(model.predict(batch), before)
+    state = model.state_dict()
+    state["users.target.weight"] = state["users.target.weight"] / 2
+    model.load_state_dict(state)  # still evaluating: the loaded parameters propagate anew
+    assert torch.allclose(model.predict(batch), before)
 
 
 def test_staged_loader_modes_serve_one_domain_or_the_shared_users(ml1m_loaded):
@@ -370,6 +374,16 @@ def test_natr_transfers_the_fixed_source_factors_of_an_items_earlier_training_us
         z = b[:, :1] * s + b[:, 1:] * q
         expected = (z * p).sum(1) + float(model.target_head.bias)
         assert np.allclose(model.score(batch, "target").double().numpy(), expected, atol=1e-5)
+    calls = []
+    model.transfer.register_forward_hook(lambda *args: calls.append(1))
+    model.eval()  # evaluation transfers every user once per pass: the same scores
+    with torch.no_grad():
+        for _ in range(2):
+            assert np.allclose(model.score(batch, "target").double().numpy(), expected, atol=1e-5)
+    assert len(calls) == 1
+    model.train()
+    model.score(batch, "target")
+    assert len(calls) == 2
 
 
 def test_sscdr_scores_by_distance_in_the_unit_ball_and_maps_with_both_signals(ml1m_loaded, monkeypatch):

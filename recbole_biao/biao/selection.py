@@ -37,10 +37,14 @@ from sklearn.metrics import roc_auc_score
 from recbole_biao.errors import ConfigError
 from recbole_biao.evaluation import require_ctr
 
-__all__ = ["stable_weights", "interaction_rows", "gap_cutoff", "paired_bootstrap", "choose", "write_keep_file",
-           "run_selection"]
+__all__ = ["stable_weights", "interaction_rows", "random_keep", "write_mask", "gap_cutoff", "paired_bootstrap",
+           "choose", "write_keep_file", "run_selection"]
 
 KEEP_ALL, DROP_ALL = "keep all", "drop all"
+# stage 1's settings pin the stage-2-only keys: its cache key hashes the resolved configuration, so a key merely
+# left out would still carry the properties files' value, and a changed guard would relearn the same scores
+STAGE2_ONLY = {"select_random": False, "select_histories": False, "select_level": 0.5, "select_bootstrap": 1,
+               "select_cutoffs": ["gap"]}
 
 
 def interaction_rows(data) -> np.ndarray:
@@ -64,6 +68,26 @@ def stable_weights(upper, data, batch_size: int, batchings: int, seed: int) -> n
         total[order] += batch_weights(upper.perceptron, scores[torch.from_numpy(order).to(scores.device)],
                                       batch_size)
     return total / batchings
+
+
+def random_keep(n_rows: int, n_drop: int, seed: int, draw: int = 0) -> np.ndarray:
+    """A keep mask over ``n_rows`` scored interactions with ``n_drop`` dropped at random: ``select_random``'s
+    control is draw 0; benchmarks draw more (``recbole_biao.experiments.controls``)."""
+    rng = np.random.default_rng(seed + 7 + 1000 * draw)
+    keep = np.ones(n_rows, dtype=bool)
+    keep[rng.permutation(n_rows)[:n_drop]] = False
+    return keep
+
+
+def write_mask(scored, keep: np.ndarray, path: str) -> str:
+    """Write ``scored`` (a scores file's table) with ``keep`` as its keep column to ``path`` (atomic); an
+    existing file is reused: the runs trained on it are cached under its content."""
+    from recbole_biao.files import atomic_path
+
+    if not os.path.isfile(path):
+        with atomic_path(path) as tmp:
+            scored.assign(keep=keep.astype(int)).to_csv(tmp, index=False)
+    return path
 
 
 def gap_cutoff(weights: np.ndarray) -> float:
@@ -180,10 +204,8 @@ def run_selection(model: str, dataset=None, config_file_list=None, config_dict=N
     require_ctr(config, "learn-then-select")
     seed, stem = config["seed"], None
     # stage 1, cached by its scores file (named after everything that determines it)
-    stage1 = {**values, "selection": False, "train_epochs": [f"BOTH:{config['select_epochs']}"]}
+    stage1 = {**values, **STAGE2_ONLY, "selection": False, "train_epochs": [f"BOTH:{config['select_epochs']}"]}
     stage1.pop("trainer")
-    for name in ("select_random", "select_histories", "select_level", "select_bootstrap", "select_cutoffs"):
-        stage1.pop(name, None)  # (they act on stage 2 only: a changed guard reuses the learned scores)
     key = settings_fingerprint(model, "BIAO-select", dataset, config_file_list, stage1)
     folder = os.path.join(config["checkpoint_dir"], "selection")
     stem = os.path.join(folder, f"{model}-seed{seed}-{key}")
@@ -222,8 +244,8 @@ def run_selection(model: str, dataset=None, config_file_list=None, config_dict=N
             logger.info(f"learn-then-select: cutoff {cutoff:g} {'keeps' if keep.all() else 'drops'} every "
                         f"interaction; no candidate of its own")
             continue
-        keep_files[name] = _keep_file(scored, keep, f"{stem}-keep-{given:g}.csv" if given != "gap" else
-                                      f"{stem}-keep-gap.csv")
+        keep_files[name] = write_mask(scored, keep, f"{stem}-keep-{given:g}.csv" if given != "gap" else
+                                    f"{stem}-keep-gap.csv")
         rows.insert(-1, Row(name, model, None, {**selected, "keep_file": keep_files[name]}))
         dropped[name] = int((~keep).sum())
     cache = RunCache(os.path.join(OUT_DIR, "cache"))
@@ -246,10 +268,8 @@ def run_selection(model: str, dataset=None, config_file_list=None, config_dict=N
         for n, c in info["candidates"].items()))
     label = chosen
     if config["select_random"]:  # the control: as many interactions dropped, at random
-        rng = np.random.default_rng(seed + 7)
-        keep = np.ones(len(scored), dtype=bool)
-        keep[rng.permutation(len(scored))[: dropped[chosen]]] = False
-        path = keep_files["random"] = _keep_file(scored, keep, f"{stem}-random-{dropped[chosen]}.csv")
+        keep = random_keep(len(scored), dropped[chosen], seed)
+        path = keep_files["random"] = write_mask(scored, keep, f"{stem}-random-{dropped[chosen]}.csv")
         label = f"random drop of {dropped[chosen]}"
         control = Row(label, f"{model}-0" if chosen == DROP_ALL else model, None,
                       {**selected, "keep_file": path} if 0 < dropped[chosen] < len(scored) else base)
@@ -268,17 +288,6 @@ def _hashes(config_file_list):
     from recbole_biao.experiments.compare import file_hashes
 
     return file_hashes(config_file_list)
-
-
-def _keep_file(scored, keep: np.ndarray, path: str) -> str:
-    """Write the keep file of ``keep`` over the scored interactions (atomic; an existing one is reused)."""
-    from recbole_biao.files import atomic_path
-
-    if not os.path.isfile(path):
-        table = scored.assign(keep=keep.astype(int))
-        with atomic_path(path) as tmp:
-            table.to_csv(tmp, index=False)
-    return path
 
 
 def selection_summary(result: dict) -> List[str]:

@@ -3,24 +3,14 @@ chosen without the learned weights (``benchmarks/bench_select_random.py``). A cu
 these has not selected anything.
 
 Each function returns a boolean mask over the rows of a scores file (``<stem>-scores.csv``: user, item,
-timestamp, weight, keep); :func:`write_mask` writes it as a keep file.
+timestamp, weight, keep); :func:`write_mask` (the pipeline's own) writes it as a keep file.
 """
-
-import os
 
 import numpy as np
 
-from recbole_biao.files import atomic_path
+from recbole_biao.biao.selection import random_keep, write_mask  # (the pipeline's own control and keep files)
 
 __all__ = ["random_keep", "per_user_keep", "rare_items_keep", "item_count_rho", "write_mask"]
-
-
-def random_keep(n_rows: int, n_drop: int, seed: int, draw: int = 0) -> np.ndarray:
-    """``n_drop`` of ``n_rows`` dropped at random; draw 0 is the pipeline's own control (``select_random``)."""
-    rng = np.random.default_rng(seed + 7 + 1000 * draw)
-    keep = np.ones(n_rows, dtype=bool)
-    keep[rng.permutation(n_rows)[:n_drop]] = False
-    return keep
 
 
 def per_user_keep(users: np.ndarray, keep: np.ndarray, seed: int) -> np.ndarray:
@@ -61,12 +51,3 @@ def item_count_rho(weights: np.ndarray, items: np.ndarray) -> float:
 
     inverse, counts = _item_counts(items)
     return float(spearmanr(weights, counts[inverse]).correlation)
-
-
-def write_mask(scored, keep: np.ndarray, path: str) -> str:
-    """Write ``scored`` (a scores file's table) with ``keep`` as its keep column to ``path`` (atomic); an
-    existing file is reused: the runs trained on it are cached under its content."""
-    if not os.path.isfile(path):
-        with atomic_path(path) as tmp:
-            scored.assign(keep=keep.astype(int)).to_csv(tmp, index=False)
-    return path

