@@ -1,14 +1,12 @@
-"""Two zoo models' costliest passes, each against the formulation it replaced, measured in one run.
+"""NATR's evaluation against the formulation it replaced, measured in one run.
 
     python benchmarks/bench_zoo_eval.py [--dataset movies-books] [--repeats 3]
 
-- NATR: one valid pass of the ranking protocol (100 drawn candidates per user, as in bench_zoo's ranking table)
-  with the transfer layer applied to every user once per pass (shipped) against once per scored candidate's
-  earlier users (before);
-- BiTGCF: one propagation, forward and backward, with the graphs held as CSR (shipped) against COO (before).
-
-Both paths run on the same untrained model (the cost does not depend on the weights), alternately, ``--repeats``
-times; printed: the fastest seconds of each, their ratio, and the largest difference between their outputs.
+One valid pass of the ranking protocol (100 drawn candidates per user, as in bench_zoo's ranking table) with the
+transfer layer applied to every user once per pass (shipped) against once per scored candidate's earlier users
+(before). Both paths run on the same untrained model (the cost does not depend on the weights), alternately,
+``--repeats`` times; printed: the fastest seconds of each, their ratio, and the largest difference between their
+metrics.
 """
 
 import argparse
@@ -16,11 +14,8 @@ import os
 import sys
 import time
 
-import torch
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench_zoo import ranking_values  # noqa: E402  (this script's folder is on the path)
-from recbole_biao.model.cross_domain_recommender import BiTGCF, NATR  # noqa: E402
 from recbole_biao.quick_start import build_config, prepare_run  # noqa: E402
 
 
@@ -44,8 +39,7 @@ def report(title: str, best: dict, difference: float) -> None:
 
 
 def natr(dataset: str, repeats: int) -> None:
-    config = build_config("NATR", dataset, None, {**ranking_values("uni100"), "show_progress": True})
-    _, (_, valid, _), trainer = prepare_run(NATR, config)
+    _, (_, valid, _), trainer = prepare_run(*build_config("NATR", dataset, None, ranking_values("uni100")))
     model = trainer.model
 
     def before():  # the transfer layer over the earlier users of every scored candidate
@@ -61,34 +55,11 @@ def natr(dataset: str, repeats: int) -> None:
     report(f"NATR valid pass ({dataset}, 100 drawn candidates)", best, max(abs(a[k] - b[k]) for k in a))
 
 
-def bitgcf(dataset: str, repeats: int) -> None:
-    config = build_config("BiTGCF", dataset, None, {"show_progress": False})
-    _, _, trainer = prepare_run(BiTGCF, config)
-    model = trainer.model
-    model.train()
-    graphs = dict(model.graph)
-
-    def pass_with(graph):
-        model.graph = graph
-        model.zero_grad()
-        tables = model.propagate()
-        sum(t.pow(2).sum() for t in tables.values()).backward()
-        return torch.cat([p.grad.flatten() for p in (model.users["target"].weight, model.items["target"].weight)])
-
-    coo = {d: g.to_sparse_coo().coalesce() for d, g in graphs.items()}
-    best = fastest({"shipped": lambda: pass_with(graphs), "before": lambda: pass_with(coo)}, repeats)
-    model.graph = graphs
-    edges = sum(g.values().numel() // 2 for g in graphs.values())
-    report(f"BiTGCF propagation, forward and backward ({dataset}, {edges} edges)", best,
-           float((best["shipped"][1] - best["before"][1]).abs().max()))
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="movies-books")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    bitgcf(args.dataset, args.repeats)
     natr(args.dataset, args.repeats)
 
 

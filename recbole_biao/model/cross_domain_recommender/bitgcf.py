@@ -6,7 +6,6 @@ Reference:
     Graph Collaborative Filtering Networks." in CIKM 2020.
 """
 
-import warnings
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -25,7 +24,7 @@ TRAIN_SPLIT = {"source": "train_source", "target": "train_target"}
 
 
 def normalized_adjacency(users: np.ndarray, items: np.ndarray, num_users: int, num_items: int) -> torch.Tensor:
-    """``D^-1/2 A D^-1/2`` (sparse CSR, ``(U + I) x (U + I)``) of the bipartite graph with an edge between each
+    """``D^-1/2 A D^-1/2`` (sparse, ``(U + I) x (U + I)``) of the bipartite graph with an edge between each
     ``users[k]`` and ``items[k]`` (node ``num_users + item`` for an item; repeated pairs are one edge)."""
     pairs = np.unique(np.stack([users, items], 1).astype(np.int64), axis=0)
     rows = np.concatenate([pairs[:, 0], num_users + pairs[:, 1]])
@@ -35,10 +34,7 @@ def normalized_adjacency(users: np.ndarray, items: np.ndarray, num_users: int, n
     values = torch.from_numpy((scale[rows] * scale[cols]).astype(np.float32))
     size = num_users + num_items
     index = torch.from_numpy(np.stack([rows, cols]))
-    coo = torch.sparse_coo_tensor(index, values, (size, size), check_invariants=False).coalesce()  # built valid
-    with warnings.catch_warnings():  # torch calls CSR "beta"; its products and their gradients are what we use
-        warnings.simplefilter("ignore", UserWarning)
-        return coo.to_sparse_csr()  # ~1.6x faster than COO per product, forward and backward (measured, CPU)
+    return torch.sparse_coo_tensor(index, values, (size, size), check_invariants=False).coalesce()  # built valid
 
 
 def graph_layer(adjacency: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:

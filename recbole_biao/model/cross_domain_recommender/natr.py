@@ -40,6 +40,10 @@ class NATR(CrossDomainCTRRecommender):
     """
 
     PHASES = ("SOURCE", "TARGET")
+    # a ranking call holds scores x max_inter_length x d floats several times over (the transferred users, the
+    # attention's input): at the contract's 2^18 a Movies -> Books valid pass peaked at 10.4 GB, at 2^15 at 1.9 GB,
+    # in as long (66 against 72 s; benchmarks/bench_zoo_eval.py times the pass)
+    CANDIDATE_SCORES_PER_CALL = 1 << 15
     HEADS = ("source_head", "target_head")
     TARGET_HEAD = "target_head"
 
