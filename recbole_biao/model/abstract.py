@@ -115,7 +115,7 @@ class CrossDomainCTRRecommender(CrossDomainRecommender):
     def evaluation_cached(self, key: str, compute: Callable[[], Any]) -> Any:
         """``compute()`` while training; outside training once per evaluation pass, without gradients (for
         what depends on the parameters but on no query: a graph propagation, a layer over a whole table). The
-        cache empties whenever the parameters may change: ``train()`` / ``eval()``, ``load_state_dict``."""
+        cache empties whenever the parameters may change: any change of mode (``train(mode)``), ``load_state_dict``."""
         if self.training:
             return compute()
         if key not in self._evaluation_cache:
