@@ -16,6 +16,12 @@ test AUC against
   first (ties at random): on Movies -> Books the stable weights follow the item's source count (Spearman
   |rho| about 0.7), in a direction that changes with the seed, so a cutoff can be a popularity filter.
 
+A control run of one size answers "is the ranking better than chance", but not "is the *pipeline* better than
+chance": the pipeline also chooses, on the valid set, between keeping all, its cutoff and dropping all, and a
+run that scores well on valid tends to score well on test. So the page also replays the pipeline's guard with
+each control in place of the learned cutoff (the same valid predictions, level and bootstrap seed; no
+training): the learned pipeline against pipelines whose ranking is random, per user or by item count.
+
     python benchmarks/bench_select_random.py [--model CoNet] [--dataset movies-books] [--seeds 10] [--draws 2]
                                              [--workers 2] [--page select-random-movies-books-conet]
 
@@ -34,12 +40,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.results_page import mean_sd, write_page  # noqa: E402  (after the path insertion)
-from recbole_biao.biao.selection import DROP_ALL, KEEP_ALL  # noqa: E402
+from recbole_biao.biao.selection import DROP_ALL, KEEP_ALL, choose  # noqa: E402
 from recbole_biao.experiments import commands  # noqa: E402
 from recbole_biao.experiments.controls import (item_count_rho, per_user_keep, random_keep,  # noqa: E402
                                                rare_items_keep, write_mask)
 from recbole_biao.experiments.compare import SELECT, Row, RunCache, paired_p_value, run_rows  # noqa: E402
 from recbole_biao.experiments.parallel import make_pool, runner  # noqa: E402
+from recbole_biao.quick_start import build_config, predictions_file  # noqa: E402
 
 # the settings of the comparison whose pipelines are read (the BIAO-select defaults, spelled out as its command did)
 SETTINGS = {"select_histories": True, "select_level": 0.3}
@@ -89,7 +96,12 @@ def main() -> None:
                             "rows": len(scored), "auc": candidate["test_auc"],
                             "base": info["candidates"][KEEP_ALL]["test_auc"],
                             "rho": item_count_rho(scored["weight"].to_numpy(), scored["item"].to_numpy()),
-                            "labels": {k: row.label for k, row in rows.items()}})
+                            "labels": {k: row.label for k, row in rows.items()},
+                            "guard_rows": {**rows, KEEP_ALL: Row(KEEP_ALL, args.model, None, selected),
+                                           DROP_ALL: Row(DROP_ALL, f"{args.model}-0", None, selected),
+                                           "candidate": Row(name, args.model, None,
+                                                            {**selected, "keep_file": info["keep_files"][name]})},
+                            "tests": {k: c["test_auc"] for k, c in info["candidates"].items()}})
             controls[seed].extend(rows.values())
     results, failures = {}, []
     for seed, mine in controls.items():  # (a control is trained with its own seed only)
@@ -98,11 +110,71 @@ def main() -> None:
         failures.extend(failed)
     if failures:
         sys.exit(f"bench_select_random: {failures[0][0]} failed: {failures[0][2]}")
-    body = page_body(records, results, args)
+    guard = build_config(args.model, args.dataset, None, SETTINGS, "BIAO-select")[1]
+    body = page_body(records, results, args) + ["", *replayed_guard(records, results, guard, cache, args.dataset)]
     path = write_page(page, f"Learn-then-select's cutoffs against random drops of the same size ({args.model}, "
                             f"{args.dataset}, {args.seeds} seeds)", body, time.time() - started)
     print("\n".join(body))
     print(f"written: {path}")
+
+
+def valid_predictions(cache, row, seed: int, dataset: str) -> dict:
+    """The valid predictions of ``row``'s cached run (every run here is in the cache by now)."""
+    with np.load(predictions_file(cache.entry(row.spec(seed, dataset, {}, None))["run"])) as f:
+        return {k: f[f"valid_{k}"] for k in ("scores", "labels", "users")}
+
+
+def replayed_guard(records, results, config, cache, dataset: str) -> list:
+    """The pipeline's choice between keep all, one ranking's cutoff and drop all, replayed per seed with the
+    learned cutoff and with each control of its size in its place: the test AUC of what each guard picks."""
+    level, rounds = config["select_level"], config["select_bootstrap"]
+    # "no cutoff": the guard between keep all and drop all alone (Base or Base-0, chosen on valid; no stage 1)
+    arms = ("candidate", "random", "per user", "rare items", "no cutoff")
+    picked, table, leads = {arm: [] for arm in arms}, [], []
+    for r in records:
+        rows, seed = r["guard_rows"], r["seed"]
+        fixed = {k: valid_predictions(cache, rows[k], seed, dataset) for k in (KEEP_ALL, DROP_ALL)}
+        tests = {KEEP_ALL: r["tests"][KEEP_ALL], DROP_ALL: r["tests"][DROP_ALL], "candidate": r["auc"],
+                 **{k: results[label][0]["auc"] for k, label in r["labels"].items()}}
+        valid = {k: cache.entry(rows[k].spec(seed, dataset, {}, None))["valid"]["auc"] for k in rows}
+        draws = [k for k in rows if k.startswith("random ")]
+        leads.append((valid["candidate"] - np.mean([valid[k] for k in draws]),
+                      tests["candidate"] - np.mean([tests[k] for k in draws])))
+        cells, replayed = [], None
+        for arm in arms:
+            got = []
+            for option in [k for k in rows if k == arm or (arm == "random" and k.startswith("random "))] or [None]:
+                offered = {option: valid_predictions(cache, rows[option], seed, dataset)} if option else {}
+                chosen, _ = choose({**fixed, **offered}, level, rounds, seed)
+                got.append((chosen if chosen in (KEEP_ALL, DROP_ALL) else "cutoff", tests[chosen]))
+            replayed = replayed or got[0][0]
+            picked[arm].append(float(np.mean([t for _, t in got])))  # each random draw is its own pipeline
+            cells.append(" / ".join(f"{c} {t:.4f}" for c, t in got))
+        picked.setdefault(KEEP_ALL, []).append(tests[KEEP_ALL])
+        chose = "cutoff" if r["chosen"] == r["candidate"] else r["chosen"]
+        # the replay must reproduce the pipeline's own choice, or the comparison is not of the pipeline
+        table.append(f"| {seed} | " + " | ".join(cells) + ("" if chose == replayed else
+                                                          f" (the pipeline itself chose {chose})") + " |")
+
+    def line(a, b):
+        diff, name = np.asarray(picked[a]) - np.asarray(picked[b]), {KEEP_ALL: "keep all (Base)"}
+        return (f"- {name.get(a, a + ' pipeline')} - {name.get(b, b + ' pipeline')}: {diff.mean():+.4f} AUC "
+                f"(paired t-test p = {paired_p_value(picked[a], picked[b]):.3g}; above in {int((diff > 0).sum())}, "
+                f"below in {int((diff < 0).sum())} of {len(diff)})")
+
+    means = ", ".join(f"{arm} {mean_sd(picked[arm])}" for arm in arms)
+    lead = np.asarray(leads)
+    return ["## The guard replayed with each control in place of the learned cutoff", "",
+            f"A run that leads on valid leads on test: the cutoff's valid AUC minus the mean of its random drops' "
+            f"against the same on test, Pearson r = {np.corrcoef(lead[:, 0], lead[:, 1])[0, 1]:.2f} over "
+            f"{len(lead)} candidates, so a guard choosing on valid gains from whatever it is offered.", "",
+            f"Each seed's choice between keep all, one cutoff and drop all (one-sided bootstrap p < {level} over "
+            f"the valid users, {rounds} resamples, the pipeline's seed), with the learned cutoff (candidate) or a "
+            f"control of its size in its place, or no cutoff at all; target test AUC of the chosen run, mean (sd) "
+            f"over seeds: {means}.", "",
+            *(line("candidate", b) for b in (*arms[1:], KEEP_ALL)), line("no cutoff", KEEP_ALL), "",
+            "| seed | " + " | ".join(f"{arm} pipeline: chose, test AUC" for arm in arms) + " |",
+            "|---|" + "---|" * len(arms), *table]
 
 
 def page_body(records, results, args) -> list:
