@@ -126,11 +126,13 @@ def valid_predictions(cache, row, seed: int, dataset: str) -> dict:
 
 def replayed_guard(records, results, config, cache, dataset: str) -> list:
     """The pipeline's choice between keep all, one ranking's cutoff and drop all, replayed per seed with the
-    learned cutoff and with each control of its size in its place: the test AUC of what each guard picks."""
+    learned cutoff and with each control of its size in its place: the test AUC of what each guard picks. One
+    cutoff is offered at a time (the default ``select_cutoffs: [gap]`` has one); a seed whose pipeline chose
+    otherwise than the replay is marked in the table."""
     level, rounds = config["select_level"], config["select_bootstrap"]
     # "no cutoff": the guard between keep all and drop all alone (Base or Base-0, chosen on valid; no stage 1)
     arms = ("candidate", "random", "per user", "rare items", "no cutoff")
-    picked, table, leads = {arm: [] for arm in arms}, [], []
+    picked, table, leads = {arm: [] for arm in (*arms, KEEP_ALL)}, [], []
     for r in records:
         rows, seed = r["guard_rows"], r["seed"]
         fixed = {k: valid_predictions(cache, rows[k], seed, dataset) for k in (KEEP_ALL, DROP_ALL)}
@@ -150,7 +152,7 @@ def replayed_guard(records, results, config, cache, dataset: str) -> list:
             replayed = replayed or got[0][0]
             picked[arm].append(float(np.mean([t for _, t in got])))  # each random draw is its own pipeline
             cells.append(" / ".join(f"{c} {t:.4f}" for c, t in got))
-        picked.setdefault(KEEP_ALL, []).append(tests[KEEP_ALL])
+        picked[KEEP_ALL].append(tests[KEEP_ALL])
         chose = "cutoff" if r["chosen"] == r["candidate"] else r["chosen"]
         # the replay must reproduce the pipeline's own choice, or the comparison is not of the pipeline
         table.append(f"| {seed} | " + " | ".join(cells) + ("" if chose == replayed else
@@ -165,9 +167,9 @@ def replayed_guard(records, results, config, cache, dataset: str) -> list:
     means = ", ".join(f"{arm} {mean_sd(picked[arm])}" for arm in arms)
     lead = np.asarray(leads)
     return ["## The guard replayed with each control in place of the learned cutoff", "",
-            f"A run that leads on valid leads on test: the cutoff's valid AUC minus the mean of its random drops' "
-            f"against the same on test, Pearson r = {np.corrcoef(lead[:, 0], lead[:, 1])[0, 1]:.2f} over "
-            f"{len(lead)} candidates, so a guard choosing on valid gains from whatever it is offered.", "",
+            f"Does a run that leads on valid lead on test? The cutoff's valid AUC minus the mean of its random "
+            f"drops', against the same on test: Pearson r = {np.corrcoef(lead[:, 0], lead[:, 1])[0, 1]:.2f} over "
+            f"{len(lead)} candidates (near 1: a guard choosing on valid gains from whatever it is offered).", "",
             f"Each seed's choice between keep all, one cutoff and drop all (one-sided bootstrap p < {level} over "
             f"the valid users, {rounds} resamples, the pipeline's seed), with the learned cutoff (candidate) or a "
             f"control of its size in its place, or no cutoff at all; target test AUC of the chosen run, mean (sd) "
