@@ -17,8 +17,9 @@ test AUC against
   |rho| about 0.7), in a direction that changes with the seed, so a cutoff can be a popularity filter.
 
 A control run of one size answers "is the ranking better than chance", but not "is the *pipeline* better than
-chance": the pipeline also chooses, on the valid set, between keeping all, its cutoff and dropping all, and a
-run that scores well on valid tends to score well on test. So the page also replays the pipeline's guard with
+chance": the pipeline also chooses, on the valid set, between keeping all, its cutoff and dropping all, and
+where a run that leads on valid also leads on test (the page measures how closely), that choice gains from any
+candidate. So the page also replays the pipeline's guard with
 each control in place of the learned cutoff (the same valid predictions, level and bootstrap seed; no
 training): the learned pipeline against pipelines whose ranking is random, per user or by item count.
 
