@@ -19,9 +19,9 @@ test AUC against
 A control run of one size answers "is the ranking better than chance", but not "is the *pipeline* better than
 chance": the pipeline also chooses, on the valid set, between keeping all, its cutoff and dropping all, and
 where a run that leads on valid also leads on test (the page measures how closely), that choice gains from any
-candidate. So the page also replays the pipeline's guard with
-each control in place of the learned cutoff (the same valid predictions, level and bootstrap seed; no
-training): the learned pipeline against pipelines whose ranking is random, per user or by item count.
+candidate. So the page also replays the pipeline's guard with each control in place of the learned cutoff (the
+same valid predictions, level and bootstrap seed; no training): the learned pipeline against pipelines whose
+ranking is random, per user or by item count, and against the guard between keeping and dropping all alone.
 
     python benchmarks/bench_select_random.py [--model CoNet] [--dataset movies-books] [--seeds 10] [--draws 2]
                                              [--workers 2] [--page select-random-movies-books-conet]
