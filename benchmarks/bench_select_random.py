@@ -101,8 +101,7 @@ def main() -> None:
                             "guard_rows": {**rows, KEEP_ALL: Row(KEEP_ALL, args.model, None, selected),
                                            DROP_ALL: Row(DROP_ALL, f"{args.model}-0", None, selected),
                                            "candidate": Row(name, args.model, None,
-                                                            {**selected, "keep_file": info["keep_files"][name]})},
-                            "tests": {k: c["test_auc"] for k, c in info["candidates"].items()}})
+                                                            {**selected, "keep_file": info["keep_files"][name]})}})
             controls[seed].extend(rows.values())
     results, failures = {}, []
     for seed, mine in controls.items():  # (a control is trained with its own seed only)
@@ -112,20 +111,19 @@ def main() -> None:
     if failures:
         sys.exit(f"bench_select_random: {failures[0][0]} failed: {failures[0][2]}")
     guard = build_config(args.model, args.dataset, None, SETTINGS, "BIAO-select")[1]
-    body = page_body(records, results, args) + ["", *replayed_guard(records, results, guard, cache, args.dataset)]
+    body = page_body(records, results, args) + ["", *replayed_guard(records, guard, cache, args.dataset)]
     path = write_page(page, f"Learn-then-select's cutoffs against random drops of the same size ({args.model}, "
                             f"{args.dataset}, {args.seeds} seeds)", body, time.time() - started)
     print("\n".join(body))
     print(f"written: {path}")
 
 
-def valid_predictions(cache, row, seed: int, dataset: str) -> dict:
-    """The valid predictions of ``row``'s cached run (every run here is in the cache by now)."""
-    with np.load(predictions_file(cache.entry(row.spec(seed, dataset, {}, None))["run"])) as f:
+def valid_predictions(model_file: str) -> dict:
+    with np.load(predictions_file(model_file)) as f:
         return {k: f[f"valid_{k}"] for k in ("scores", "labels", "users")}
 
 
-def replayed_guard(records, results, config, cache, dataset: str) -> list:
+def replayed_guard(records, config, cache, dataset: str) -> list:
     """The pipeline's choice between keep all, one ranking's cutoff and drop all, replayed per seed with the
     learned cutoff and with each control of its size in its place: the test AUC of what each guard picks. One
     cutoff is offered at a time (the default ``select_cutoffs: [gap]`` has one); a seed whose pipeline chose
@@ -135,29 +133,29 @@ def replayed_guard(records, results, config, cache, dataset: str) -> list:
     arms = ("candidate", "random", "per user", "rare items", "no cutoff")
     picked, table, leads = {arm: [] for arm in (*arms, KEEP_ALL)}, [], []
     for r in records:
-        rows, seed = r["guard_rows"], r["seed"]
-        fixed = {k: valid_predictions(cache, rows[k], seed, dataset) for k in (KEEP_ALL, DROP_ALL)}
-        tests = {KEEP_ALL: r["tests"][KEEP_ALL], DROP_ALL: r["tests"][DROP_ALL], "candidate": r["auc"],
-                 **{k: results[label][0]["auc"] for k, label in r["labels"].items()}}
-        valid = {k: cache.entry(rows[k].spec(seed, dataset, {}, None))["valid"]["auc"] for k in rows}
-        draws = [k for k in rows if k.startswith("random ")]
+        seed = r["seed"]
+        # every run here is in the cache by now: its entry gives the valid and test AUC and the checkpoint
+        entries = {k: cache.entry(row.spec(seed, dataset, {}, None)) for k, row in r["guard_rows"].items()}
+        valid = {k: e["valid"]["auc"] for k, e in entries.items()}
+        tests = {k: e["result"]["auc"] for k, e in entries.items()}
+        draws = [k for k in entries if k.startswith("random ")]
         leads.append((valid["candidate"] - np.mean([valid[k] for k in draws]),
                       tests["candidate"] - np.mean([tests[k] for k in draws])))
-        cells, replayed = [], None
+        fixed = {k: valid_predictions(entries[k]["run"]) for k in (KEEP_ALL, DROP_ALL)}
+        choices = {}
         for arm in arms:
-            got = []
-            for option in [k for k in rows if k == arm or (arm == "random" and k.startswith("random "))] or [None]:
-                offered = {option: valid_predictions(cache, rows[option], seed, dataset)} if option else {}
+            choices[arm] = []
+            for option in (draws if arm == "random" else [arm] if arm in entries else [None]):
+                offered = {option: valid_predictions(entries[option]["run"])} if option else {}
                 chosen, _ = choose({**fixed, **offered}, level, rounds, seed)
-                got.append((chosen if chosen in (KEEP_ALL, DROP_ALL) else "cutoff", tests[chosen]))
-            replayed = replayed or got[0][0]
-            picked[arm].append(float(np.mean([t for _, t in got])))  # each random draw is its own pipeline
-            cells.append(" / ".join(f"{c} {t:.4f}" for c, t in got))
+                choices[arm].append((chosen if chosen in (KEEP_ALL, DROP_ALL) else "cutoff", tests[chosen]))
+            picked[arm].append(float(np.mean([t for _, t in choices[arm]])))  # each random draw its own pipeline
         picked[KEEP_ALL].append(tests[KEEP_ALL])
         chose = "cutoff" if r["chosen"] == r["candidate"] else r["chosen"]
         # the replay must reproduce the pipeline's own choice, or the comparison is not of the pipeline
-        table.append(f"| {seed} | " + " | ".join(cells) + ("" if chose == replayed else
-                                                          f" (the pipeline itself chose {chose})") + " |")
+        table.append(f"| {seed} | " + " | ".join(" / ".join(f"{c} {t:.4f}" for c, t in choices[arm]) for arm in arms)
+                     + ("" if chose == choices["candidate"][0][0] else f" (the pipeline itself chose {chose})")
+                     + " |")
 
     def line(a, b):
         diff, name = np.asarray(picked[a]) - np.asarray(picked[b]), {KEEP_ALL: "keep all (Base)"}
