@@ -159,7 +159,7 @@ def test_dtcdr_combines_the_shared_items_when_the_domains_share_items(item_overl
                           CrossDomainCTRRecommender.candidate_scores(model, batch, candidates), atol=1e-6)
 
 
-@pytest.mark.parametrize("model_name", ["CMF", "CLFM", "DTCDR"])  # (BiTGCF: 18 s, learns too)
+@pytest.mark.parametrize("model_name", ["CMF", "CLFM", "DTCDR", "BiTGCF"])
 def test_a_short_run_on_shared_items_learns(item_overlap_path, model_name):
     """Three epochs lift the test AUC well above the untrained model's on the same ratio split."""
     from recbole_biao.data import data_preparation
