@@ -41,13 +41,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.results_page import mean_sd, write_page  # noqa: E402  (after the path insertion)
-from recbole_biao.biao.selection import DROP_ALL, KEEP_ALL, choose  # noqa: E402
+from recbole_biao.biao.selection import DROP_ALL, KEEP_ALL, choose, valid_predictions  # noqa: E402
 from recbole_biao.experiments import commands  # noqa: E402
 from recbole_biao.experiments.controls import (item_count_rho, per_user_keep, random_keep,  # noqa: E402
                                                rare_items_keep, write_mask)
 from recbole_biao.experiments.compare import SELECT, Row, RunCache, paired_p_value, run_rows  # noqa: E402
 from recbole_biao.experiments.parallel import make_pool, runner  # noqa: E402
-from recbole_biao.quick_start import build_config, predictions_file  # noqa: E402
+from recbole_biao.quick_start import build_config  # noqa: E402
 
 # the settings of the comparison whose pipelines are read (the BIAO-select defaults, spelled out as its command did)
 SETTINGS = {"select_histories": True, "select_level": 0.3}
@@ -116,11 +116,6 @@ def main() -> None:
                             f"{args.dataset}, {args.seeds} seeds)", body, time.time() - started)
     print("\n".join(body))
     print(f"written: {path}")
-
-
-def valid_predictions(model_file: str) -> dict:
-    with np.load(predictions_file(model_file)) as f:
-        return {k: f[f"valid_{k}"] for k in ("scores", "labels", "users")}
 
 
 def replayed_guard(records, config, cache, dataset: str) -> list:

@@ -38,7 +38,7 @@ from recbole_biao.errors import ConfigError
 from recbole_biao.evaluation import require_ctr
 
 __all__ = ["stable_weights", "interaction_rows", "random_keep", "write_mask", "gap_cutoff", "paired_bootstrap",
-           "choose", "write_keep_file", "run_selection"]
+           "choose", "write_keep_file", "valid_predictions", "run_selection"]
 
 KEEP_ALL, DROP_ALL = "keep all", "drop all"
 # stage 1's settings pin the stage-2-only keys: its cache key hashes the resolved configuration, so a key merely
@@ -176,7 +176,9 @@ def choose(predictions: Dict[str, dict], level: float, rounds: int, seed: int) -
     return (max(better, key=aucs.get) if better else KEEP_ALL), p_values
 
 
-def _load_predictions(model_file: Optional[str]) -> Optional[dict]:
+def valid_predictions(model_file: Optional[str]) -> Optional[dict]:
+    """``{scores, labels, users}`` of a finished run's valid rows (saved beside its checkpoint), or ``None`` when
+    the run saved none."""
     from recbole_biao.quick_start import predictions_file
 
     if not model_file or not os.path.isfile(predictions_file(model_file)):
@@ -255,7 +257,7 @@ def run_selection(model: str, dataset=None, config_file_list=None, config_dict=N
         raise ConfigError(f"learn-then-select: the retrain '{failures[0][0]}' failed: {failures[0][2]}")
     entries = {row.label: cache.entry(row.spec(seed, dataset, _hashes(config_file_list), None, config_file_list))
                for row in rows}
-    predictions = {name: _load_predictions(entry.get("run")) for name, entry in entries.items()}
+    predictions = {name: valid_predictions(entry.get("run")) for name, entry in entries.items()}
     if any(p is None for p in predictions.values()):
         raise ConfigError("learn-then-select: a retrain's valid predictions are missing (its checkpoint folder "
                           "was cleaned?); delete its run cache entries or the scores file to rerun")
