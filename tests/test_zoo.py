@@ -266,6 +266,16 @@ def test_bitgcf_propagation_matches_a_scipy_computation_on_the_training_graph_on
         assert np.allclose(tables[d], np.concatenate(outs[d], 1)[nodes], atol=1e-4)
 
 
+def test_bitgcf_refuses_an_id_outside_the_domains_graph(ml1m_loaded):
+    _, model, _, _ = build(ml1m_loaded, "BiTGCF", embedding_size=8)
+    user, item = torch.tensor([1]), torch.tensor([model.target_num_items - 1])  # a target-only item
+    assert item.item() >= model.overlapped_num_items
+    users, items = model.graph_rows("target", user, item)
+    assert model.nodes["target"][items].item() == model.total_num_users + item.item()  # its own graph row
+    with pytest.raises(RuntimeError, match="outside the source domain"):
+        model.graph_rows("source", user, item)
+
+
 def test_bitgcf_evaluation_reuses_one_propagation_until_training_resumes(ml1m_loaded):
     _, model, batch, _ = build(ml1m_loaded, "BiTGCF", embedding_size=8)
     model.eval()

@@ -181,11 +181,10 @@ class BiTGCF(CrossDomainCTRRecommender):
 
     def graph_rows(self, domain: str, users: torch.Tensor, items: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """The graph rows of ``domain`` holding these user and item IDs."""
-        position = self.position[domain]
-        rows = position["users"][users], self.graph_users[domain] + position["items"][items]
-        if (rows[0] < 0).any() or (rows[1] < 0).any():
+        users, items = self.position[domain]["users"][users], self.position[domain]["items"][items]
+        if (users < 0).any() or (items < 0).any():  # -1: not one of the domain's IDs
             raise RuntimeError(f"BiTGCF: a {domain} row names a user or item outside the {domain} domain")
-        return rows
+        return users, self.graph_users[domain] + items
 
     def node_rows(self) -> Callable[[str, torch.Tensor, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]:
         """``embed(domain, users, items)``: the final embeddings of these users and items. While training each
