@@ -94,22 +94,21 @@ class BiTGCF(CrossDomainCTRRecommender):
         degrees, positions, device = {}, {}, self.users["target"].weight.device
         totals = {"users": self.total_num_users, "items": self.total_num_items}
         for domain in DOMAINS:
-            position = positions[domain] = {}
-            for kind, total in totals.items():
-                ids = np.concatenate([np.arange(a, b) for a, b in self.ranges[domain][kind]])
-                position[kind] = np.full(total, -1, dtype=np.int64)
-                position[kind][ids] = np.arange(len(ids))
+            ids = {kind: np.concatenate([np.arange(a, b) for a, b in self.ranges[domain][kind]]) for kind in totals}
+            position = positions[domain] = {kind: np.full(total, -1, dtype=np.int64) for kind, total in totals.items()}
+            for kind in totals:
+                position[kind][ids[kind]] = np.arange(len(ids[kind]))
             rows = data.splits[TRAIN_SPLIT[domain]]
             users, items = rows.user[rows.label > 0], rows.item[rows.label > 0]
             local_users, local_items = position["users"][users], position["items"][items]
             if (local_users < 0).any() or (local_items < 0).any():
                 raise RuntimeError(f"BiTGCF: {domain} training rows outside the {domain} domain's ID ranges")
-            self.graph[domain] = normalized_adjacency(local_users, local_items, self.graph_users[domain],
-                                                      int((position["items"] >= 0).sum())).to(device)
+            self.graph[domain] = normalized_adjacency(local_users, local_items, len(ids["users"]),
+                                                      len(ids["items"])).to(device)
             self.position[domain] = {kind: torch.from_numpy(p).to(device) for kind, p in position.items()}
-            order = [np.flatnonzero(position["users"] >= 0), self.total_num_users + np.flatnonzero(
-                position["items"] >= 0)]  # positions ascend with the IDs: graph rows follow the global order
-            self.nodes[domain] = torch.from_numpy(np.concatenate(order)).to(device)
+            # the ranges ascend: graph rows follow the global node order
+            self.nodes[domain] = torch.from_numpy(np.concatenate([ids["users"], self.total_num_users + ids["items"]]
+                                                                 )).to(device)
             degrees[domain] = torch.from_numpy(np.bincount(
                 np.concatenate([users, self.total_num_users + items]),
                 minlength=self.total_num_users + self.total_num_items).astype(np.float32))[:, None]
