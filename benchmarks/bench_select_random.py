@@ -16,15 +16,23 @@ test AUC against
   first (ties at random): on Movies -> Books the stable weights follow the item's source count (Spearman
   |rho| about 0.7), in a direction that changes with the seed, so a cutoff can be a popularity filter.
 
+And, beside the controls of the ranking, a control of the guard's choice itself:
+
+- **reseeded**: Base again on the same data with another ``train_seed`` (``--reseeds`` runs: another
+  initialisation and batch order, the same split and sampled negatives): how far two trainings of one
+  configuration differ, and what choosing between them on the valid set gains with no change of data at all.
+
 A control run of one size answers "is the ranking better than chance", but not "is the *pipeline* better than
 chance": the pipeline also chooses, on the valid set, between keeping all, its cutoff and dropping all, and
 where a run that leads on valid also leads on test (the page measures how closely), that choice gains from any
 candidate. So the page also replays the pipeline's guard with each control in place of the learned cutoff (the
 same valid predictions, level and bootstrap seed; no training): the learned pipeline against pipelines whose
-ranking is random, per user or by item count, and against the guard between keeping and dropping all alone.
+ranking is random, per user or by item count, against the guard between keeping and dropping all alone, and
+against the guard offered a reseeded Base in the cutoff's place (with and without dropping all): a pipeline
+that does not beat these gains from choosing among trainings, not from choosing data.
 
     python benchmarks/bench_select_random.py [--model CoNet] [--dataset movies-books] [--seeds 10] [--draws 2]
-                                             [--workers 2] [--page select-random-movies-books-conet]
+                                             [--reseeds 2] [--workers 2] [--page select-random-movies-books-conet]
 
 The pipelines and every retrain go through the pipeline's caches (stage 1's scores file, ``--compare``'s run
 cache): what ``run_recbole_biao.py --model=M --dataset=D --compare --selection --select_histories=True
@@ -61,7 +69,9 @@ def main() -> None:
     parser.add_argument("--dataset", default="movies-books")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--draws", type=int, default=2, help="random drops of the same size per candidate")
-    parser.add_argument("--workers", type=int, default=None, help="the controls' runs in parallel on a local Ray")
+    parser.add_argument("--reseeds", type=int, default=2, help="Base runs per seed with another train_seed")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="the pipelines and the controls' runs in parallel on a local Ray")
     parser.add_argument("--page", default=None, help="docs/results/<page>.md")
     args = parser.parse_args()
     page = args.page or f"select-random-{args.dataset}-{args.model.lower()}"
@@ -69,9 +79,12 @@ def main() -> None:
     cache = RunCache(os.path.join(commands.OUT_DIR, "cache"))
     pool = make_pool(args.workers, None)
     records, controls = [], {seed: [] for seed in seeds}
+    pipeline = Row(SELECT, args.model, "BIAO-select")
+    if pool is not None:  # the pipelines first, side by side; the loop below then reads them from their caches
+        run_rows([pipeline], seeds, runner(False), cache, args.dataset, None, SETTINGS, progress=False, pool=pool)
     for seed in seeds:
         # the pipeline as --compare --selection runs it: stage 1 and the candidates come from its caches
-        spec = Row(SELECT, args.model, "BIAO-select").spec(seed, args.dataset, {}, SETTINGS)
+        spec = pipeline.spec(seed, args.dataset, {}, SETTINGS)
         try:
             info = runner(False)(spec)["selection"]
         except Exception as e:  # noqa: BLE001  (one line, as for a failed control below)
@@ -79,6 +92,11 @@ def main() -> None:
         stem = info["scores_file"][: -len("-scores.csv")]
         scored = pd.read_csv(info["scores_file"], dtype={"user": str, "item": str}, keep_default_na=False)
         selected = {**SETTINGS, "seed": seed, "show_progress": False, "state": "WARNING"}  # as the pipeline's rows
+        # another training of keep all on the same data (train_seed: not a seed of the study, so no overlap)
+        reseeded = {f"reseed {k}": Row(f"{seed} reseed {k}", args.model, None,
+                                       {**selected, "train_seed": seed + 1_000_000 * k})
+                    for k in range(1, args.reseeds + 1)}
+        controls[seed].extend(reseeded.values())
         for name, candidate in info["candidates"].items():
             if name in (KEEP_ALL, DROP_ALL):
                 continue
@@ -96,9 +114,10 @@ def main() -> None:
             records.append({"seed": seed, "candidate": name, "chosen": info["chosen"], "dropped": n_drop,
                             "rows": len(scored), "auc": candidate["test_auc"],
                             "base": info["candidates"][KEEP_ALL]["test_auc"],
+                            "reseeds": {k: row.label for k, row in reseeded.items()},
                             "rho": item_count_rho(scored["weight"].to_numpy(), scored["item"].to_numpy()),
                             "labels": {k: row.label for k, row in rows.items()},
-                            "guard_rows": {**rows, KEEP_ALL: Row(KEEP_ALL, args.model, None, selected),
+                            "guard_rows": {**rows, **reseeded, KEEP_ALL: Row(KEEP_ALL, args.model, None, selected),
                                            DROP_ALL: Row(DROP_ALL, f"{args.model}-0", None, selected),
                                            "candidate": Row(name, args.model, None,
                                                             {**selected, "keep_file": info["keep_files"][name]})}})
@@ -125,7 +144,8 @@ def replayed_guard(records, config, cache, dataset: str) -> list:
     otherwise than the replay is marked in the table."""
     level, rounds = config["select_level"], config["select_bootstrap"]
     # "no cutoff": the guard between keep all and drop all alone (Base or Base-0, chosen on valid; no stage 1)
-    arms = ("candidate", "random", "per user", "rare items", "no cutoff")
+    # "reseed": a reseeded Base offered in the cutoff's place; "reseed only": the guard between two trainings of Base
+    arms = ("candidate", "random", "per user", "rare items", "no cutoff", "reseed", "reseed only")
     picked, table, leads = {arm: [] for arm in (*arms, KEEP_ALL)}, [], []
     for r in records:
         seed = r["seed"]
@@ -134,16 +154,21 @@ def replayed_guard(records, config, cache, dataset: str) -> list:
         valid = {k: e["valid"]["auc"] for k, e in entries.items()}
         tests = {k: e["result"]["auc"] for k, e in entries.items()}
         draws = [k for k in entries if k.startswith("random ")]
+        reseeds = [k for k in entries if k.startswith("reseed ")]
         leads.append((valid["candidate"] - np.mean([valid[k] for k in draws]),
                       tests["candidate"] - np.mean([tests[k] for k in draws])))
         fixed = {k: valid_predictions(entries[k]["run"]) for k in (KEEP_ALL, DROP_ALL)}
         choices = {}
         for arm in arms:
             choices[arm] = []
-            for option in (draws if arm == "random" else [arm] if arm in entries else [None]):
+            options = draws if arm == "random" else reseeds if arm.startswith("reseed") else [arm] if arm in entries \
+                else [None]
+            always = {KEEP_ALL: fixed[KEEP_ALL]} if arm == "reseed only" else fixed
+            for option in options:
                 offered = {option: valid_predictions(entries[option]["run"])} if option else {}
-                chosen, _ = choose({**fixed, **offered}, level, rounds, seed)
-                choices[arm].append((chosen if chosen in (KEEP_ALL, DROP_ALL) else "cutoff", tests[chosen]))
+                chosen, _ = choose({**always, **offered}, level, rounds, seed)
+                what = chosen if chosen in (KEEP_ALL, DROP_ALL) else "reseed" if chosen in reseeds else "cutoff"
+                choices[arm].append((what, tests[chosen]))
             picked[arm].append(float(np.mean([t for _, t in choices[arm]])))  # each random draw its own pipeline
         picked[KEEP_ALL].append(tests[KEEP_ALL])
         chose = "cutoff" if r["chosen"] == r["candidate"] else r["chosen"]
@@ -167,8 +192,9 @@ def replayed_guard(records, config, cache, dataset: str) -> list:
             f"Each seed's choice between keep all, one cutoff and drop all (one-sided bootstrap p < {level} over "
             f"the valid users, {rounds} resamples, the pipeline's seed), with the learned cutoff (candidate) or a "
             f"control of its size in its place, or no cutoff at all; target test AUC of the chosen run, mean (sd) "
-            f"over seeds: {means}.", "",
-            *(line("candidate", b) for b in (*arms[1:], KEEP_ALL)), line("no cutoff", KEEP_ALL), "",
+            f"over seeds: {means}. Reseed: each reseeded Base its own pipeline, as each random draw.", "",
+            *(line("candidate", b) for b in (*arms[1:], KEEP_ALL)), line("no cutoff", KEEP_ALL),
+            line("reseed only", KEEP_ALL), line("no cutoff", "reseed only"), "",
             "| seed | " + " | ".join(f"{arm} pipeline: chose, test AUC" for arm in arms) + " |",
             "|---|" + "---|" * len(arms), *table]
 
@@ -176,18 +202,23 @@ def replayed_guard(records, config, cache, dataset: str) -> list:
 def page_body(records, results, args) -> list:
     if not records:
         return ["No seed trained a cutoff candidate (every cutoff kept or dropped all): nothing to compare."]
-    columns = ("candidate", "random", "per user", "rare items", "keep all")
+    columns = ("candidate", "random", "per user", "rare items", "keep all", "reseeded")
     table = ["| seed | candidate | chosen | dropped | rho (weight, item count) | " + " | ".join(columns) + " |",
              "|---|---|---|---|---|" + "---|" * len(columns)]
-    aucs = {name: [] for name in columns}
+    aucs, spreads = {name: [] for name in columns}, []
     for r in records:
         got = {short: results[label][0]["auc"] for short, label in r["labels"].items()}
         draws = [v for k, v in got.items() if k.startswith("random")]
+        trainings = [r["base"], *(results[label][0]["auc"] for label in r["reseeds"].values())]
+        spreads.append(float(np.std(trainings, ddof=1)) if len(trainings) > 1 else float("nan"))
         row = {"candidate": r["auc"], "random": float(np.mean(draws)), "per user": got["per user"],
-               "rare items": got["rare items"], "keep all": r["base"]}
+               "rare items": got["rare items"], "keep all": r["base"], "reseeded": float(np.mean(trainings[1:]))
+               if len(trainings) > 1 else float("nan")}
         for name in columns:
             aucs[name].append(row[name])
-        cells = [f"{row[name]:.4f}" + (" (" + ", ".join(f"{v:.4f}" for v in draws) + ")" if name == "random" else "")
+        cells = [f"{row[name]:.4f}" + (" (" + ", ".join(f"{v:.4f}" for v in draws) + ")" if name == "random" else
+                                       " (" + ", ".join(f"{v:.4f}" for v in trainings[1:]) + ")"
+                                       if name == "reseeded" and len(trainings) > 1 else "")
                  for name in columns]
         table.append(f"| {r['seed']} | {r['candidate']} | {'yes' if r['chosen'] == r['candidate'] else 'no'} | "
                      f"{r['dropped']:,} of {r['rows']:,} | {r['rho']:+.2f} | " + " | ".join(cells) + " |")
@@ -203,7 +234,11 @@ def page_body(records, results, args) -> list:
             *(line(a, b) for a, b in (("candidate", "random"), ("candidate", "per user"),
                                       ("candidate", "rare items"), ("per user", "random"),
                                       ("rare items", "random"), ("candidate", "keep all"))), "",
+            f"- Base trained again on the same data (keep all and {args.reseeds} reseeded runs per seed): test AUC "
+            f"sd within a seed {np.nanmean(spreads):.4f} (mean over seeds), against "
+            f"{np.std(aucs['keep all'], ddof=1):.4f} across seeds' keep all runs", "",
             *table, "",
+            f"reseeded: the mean of {args.reseeds} Base runs with another train_seed (each in brackets). "
             f"random: the mean of {args.draws} draws (each in brackets; the first is the pipeline's own control, "
             f"`select_random`). rho: Spearman correlation of the stable weights with the source item's number of "
             f"source training interactions. Keep files under `saved/selection/` (`*-random-*`, `*-peruser-*`, "

@@ -75,8 +75,8 @@ def documented_types(folder: str = PROPERTIES_DIR) -> dict:
 
 # Every key recbole-biao reads and checks; its type is the one its comment documents.
 CHECKED_KEYS = (
-    "seed", "train_batch_size", "eval_batch_size", "learning_rate", "weight_decay", "learner", "stopping_step",
-    "eval_step", "train_epochs", "threshold", "history_length", "implicit_negatives", "negative_pool",
+    "seed", "train_seed", "train_batch_size", "eval_batch_size", "learning_rate", "weight_decay", "learner",
+    "stopping_step", "eval_step", "train_epochs", "threshold", "history_length", "implicit_negatives", "negative_pool",
     "resample_negatives", "variant", "loss_gamma", "embedding_size", "mlp_hidden_size", "attention_size",
     "orthogonal_weight", "reg_weight", "shared_embedding_size", "combination", "n_layers", "lambda_source",
     "lambda_target", "connect_way", "mapping_function", "max_inter_length", "lambda", "margin", "dropout_prob",
@@ -129,13 +129,19 @@ RANGES = {
                      "shared_embedding_size", "n_layers", "lambda", "margin"), _NOT_NEGATIVE),
     **dict.fromkeys(("score_bound", "neumann_alpha", "hypergrad_clip"), _POSITIVE),
     "dev_split_ratio": ("in (0, 1)", lambda v: 0 < v < 1),
-    "seed": ("in 0 .. 2**32 - 1", lambda v: 0 <= v < 2 ** 32),
+    **dict.fromkeys(("seed", "train_seed"), ("in 0 .. 2**32 - 1", lambda v: 0 <= v < 2 ** 32)),
     "dropout_prob": ("in [0, 1)", lambda v: 0 <= v < 1),
     **dict.fromkeys(("lambda_source", "lambda_target"), ("in [0, 1]", lambda v: 0 <= v <= 1)),
     "select_level": ("in (0, 1)", lambda v: 0 < v < 1),
     "select_cutoffs": ("> 0 or 'gap' for each cutoff", lambda v: all(
         c == "gap" or (isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0) for c in v)),
 }
+
+
+def training_seed(config) -> int:
+    """The seed of a run's training draws (initialisation, batch order, upper-level draws): ``train_seed`` if
+    set, else ``seed``, which alone decides the data."""
+    return config["seed"] if config["train_seed"] is None else config["train_seed"]
 
 
 def trainer_files(trainer: Optional[str]) -> List[str]:

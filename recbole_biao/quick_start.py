@@ -11,7 +11,7 @@ from recbole.utils import set_color
 
 from recbole_biao import distributed
 from recbole_biao.compat import init_run_logger
-from recbole_biao.config import EMBEDDED, PROPERTIES_DIR, BiaoConfig
+from recbole_biao.config import EMBEDDED, PROPERTIES_DIR, BiaoConfig, training_seed
 from recbole_biao.data import data_preparation, load_data
 from recbole_biao.errors import ConfigError
 from recbole_biao.utils import (check_overlap, dataset_names, get_model, get_pipeline, get_trainer, init_seed,
@@ -68,13 +68,13 @@ def prepare_run(model_class: type, config: BiaoConfig) -> tuple:
     logger.info(dataset)
     check_overlap(model_class, config, data.stats["overlap"])
     loaders = data_preparation(config, data)
-    init_seed(config["seed"], config["reproducibility"])
+    init_seed(training_seed(config), config["reproducibility"])
     model = model_class(config, dataset).to(config["device"])
     model.use_training_data(data)
     logger.info(model)
     trainer = get_trainer(config["trainer"])(config, model)
     if distributed.world_size() > 1:  # the same model everywhere; from here each rank draws its own numbers
-        torch.manual_seed(distributed.rank_seed(config["seed"]))
+        torch.manual_seed(distributed.rank_seed(training_seed(config)))
     return data, loaders, trainer
 
 

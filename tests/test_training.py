@@ -211,3 +211,33 @@ def test_runs_in_one_process_load_the_data_once_and_train_as_a_fresh_process_wou
     assert seeded[0] is dataset and seeded[1] is not data  # the protocol's draws follow the seed
     again = run_recbole_biao("CoNet-S", config_dict=values)  # on the data loaded by the first run
     assert again["test_result"] == first["test_result"] and again["best_valid_result"] == first["best_valid_result"]
+
+
+def test_train_seed_changes_the_training_draws_and_not_the_data(ml1m_path, tmp_path):
+    import numpy as np
+
+    from recbole_biao.data import load_data
+    from recbole_biao.quick_start import predictions_file
+
+    values = {**FAST, "data_path": ml1m_path[0], "checkpoint_dir": str(tmp_path)}
+    runs = {name: run_recbole_biao("CoNet", config_dict={**values, **extra})
+            for name, extra in (("default", {}), ("same", {"train_seed": 2023}), ("other", {"train_seed": 7}))}
+    arrays = {name: np.load(predictions_file(run["model_file"])) for name, run in runs.items()}
+    assert runs["same"]["test_result"] == runs["default"]["test_result"]  # unset: the seed's own draws
+    assert runs["other"]["test_result"]["auc"] != runs["default"]["test_result"]["auc"]
+    assert not np.allclose(arrays["other"]["valid_scores"], arrays["default"]["valid_scores"])
+    for split in ("valid", "test"):  # the same rows, in the same order: only the model differs
+        for field in ("labels", "users"):
+            np.testing.assert_array_equal(arrays["other"][f"{split}_{field}"], arrays["default"][f"{split}_{field}"])
+    # the data under a shuffled split, which follows the seed: train_seed leaves it as the seed draws it
+    from recbole_biao.data import build_cdr_data
+    from tests.helpers import config_for
+
+    shuffled = {"eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "group_by": "user", "mode": "labeled"}}
+    dataset = load_data(config_for(ml1m_path[0], "CoNet")[1])[0]
+    default, fresh, seeded = (build_cdr_data(dataset, config_for(ml1m_path[0], "CoNet", **shuffled, **extra)[1])
+                              for extra in ({}, {"train_seed": 7}, {"seed": 7}))
+    for split in ("train_target", "valid", "test"):
+        np.testing.assert_array_equal(fresh.splits[split].item, default.splits[split].item)
+        np.testing.assert_array_equal(fresh.splits[split].user, default.splits[split].user)
+    assert (seeded.splits["valid"].item != default.splits["valid"].item).any()

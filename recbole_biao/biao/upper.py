@@ -38,6 +38,7 @@ from recbole.config import Config
 from recbole.data.interaction import Interaction
 
 from recbole_biao import distributed
+from recbole_biao.config import training_seed
 from recbole_biao.data.dataloader import (BatchStream, TrainDataLoader, UserGroupStream, UserRows, batch_field,
                                           make_batch)
 from recbole_biao.data.dataset import DOMAINS
@@ -127,7 +128,8 @@ class UpperLevel:
         self.target_split = train_data.target_split
         self.dev_split = "dev" if config["dev_strategy"] == "split" else train_data.target_split
         self.target_length, self.source_length = train_data.history_length, train_data.source_history_length
-        seed, ranked = config["seed"], functools.partial(distributed.rank_seed, config["seed"])
+        seed = training_seed(config)
+        ranked = functools.partial(distributed.rank_seed, seed)
         # every rank (torchrun) draws its own dev and fresh batches; the probe is the same on all
         self.dev_stream = BatchStream(data, self.dev_split, config["dev_batch_size"] or config["train_batch_size"],
                                       self.target_length, ranked(2), shuffle=config["dev_order"] == "shuffled")
@@ -153,7 +155,7 @@ class UpperLevel:
         data, config = self.data, self.config
         if config["upper_batching"] == "matched":
             users = self.users.next_users(config["upper_users"])
-            rng = np.random.default_rng([distributed.rank_seed(config["seed"]), self.stats["draws"]])
+            rng = np.random.default_rng([distributed.rank_seed(training_seed(config)), self.stats["draws"]])
             self.stats["draws"] += 1
             fresh = make_batch(data, "train_source", self.rows["source"].rows(
                 users, config["upper_source_per_user"], rng), self.source_length)

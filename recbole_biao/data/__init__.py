@@ -8,6 +8,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from recbole_biao import distributed
+from recbole_biao.config import training_seed
 from recbole_biao.data.dataloader import DataNeeds, EvalDataLoader, TrainDataLoader
 from recbole_biao.data.dataset import BiaoDataset
 from recbole_biao.data.protocol import CDRData, build_cdr_data
@@ -64,7 +65,7 @@ def data_preparation(config, data: CDRData, needs: Optional[DataNeeds] = None
         target_split = "train_lower"
     length = needs.history_length
     train = TrainDataLoader(data, config["train_batch_size"], length["target"], length["source"],
-                            seed=config["seed"], target_split=target_split,
+                            seed=training_seed(config), target_split=target_split,
                             pairing=config["pairing"] or "stream",
                             pairing_ratio=config["pairing_ratio"] or 1,
                             rank=distributed.rank(), world_size=distributed.world_size(),
