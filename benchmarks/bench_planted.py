@@ -8,7 +8,8 @@ Data (``--data``):
 - ``generated`` (default): :mod:`dataset_converters.planted`, users whose taste is shared by both domains and
   a planted source category (``--planted_share`` of the source items) whose labels are random
   (``--corruption random``) or flipped (``flip``); the clean reference is the same data with correct labels,
-  the oracle the corrupted data without the planted behaviours;
+  the oracle the corrupted data without the planted behaviours. One draw of the data (data seed 0) serves
+  every seed, so the seeds vary the training only; ``--data_seeds``: each seed draws its own data;
 - ``ml-1m-genres``: :mod:`dataset_converters.planted_ml1m`, the embedded split with a sparser target
   (``--target_keep``) and every source behaviour of ``--categories`` corrupted (``--corruption`` users, swap,
   labels, flip, userflip with ``--user_share``, flood with ``--copies``, or noise: ``--copies`` random-rating
@@ -191,6 +192,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=2000, help="generated: number of users")
     parser.add_argument("--planted_share", type=float, default=0.6, help="generated: share of planted source items")
     parser.add_argument("--target_per_user", type=int, default=6, help="generated: target behaviours per user")
+    parser.add_argument("--data_seeds", action="store_true",
+                        help="generated: each seed draws its own data (default: one draw, data seed 0, for all)")
     parser.add_argument("--source_per_user", type=int, default=40, help="generated: source behaviours per user")
     parser.add_argument("--categories", default="Action,Comedy", help="ml-1m-genres: corrupted categories "
                         "(or all)")
@@ -230,15 +233,28 @@ def main() -> None:
         from dataset_converters import planted
 
         corruption = args.corruption or "random"
-        yamls = {name: planted.write(args.out, f"planted-{name}", drop, users=args.users, corruption=c,
-                                     planted_share=args.planted_share, target_per_user=args.target_per_user,
-                                     source_per_user=args.source_per_user)
-                 for name, c, drop in (("clean", "none", False), ("corrupt", corruption, False),
-                                       ("oracle", corruption, True))}
+
+        def generated(seed):  # the clean, corrupted and oracle data of one draw, written under args.out
+            folder = os.path.join(args.out, f"data{seed}") if args.data_seeds else args.out
+            return {name: planted.write(folder, f"planted-{name}", drop, users=args.users, corruption=c,
+                                        planted_share=args.planted_share, target_per_user=args.target_per_user,
+                                        source_per_user=args.source_per_user, seed=seed)
+                    for name, c, drop in (("clean", "none", False), ("corrupt", corruption, False),
+                                          ("oracle", corruption, True))}
+
+        yamls = data_for = None
+        if args.data_seeds:
+            data_for = generated
+        else:
+            yamls = generated(0)
         categories = [planted.PLANTED]
         description = (f"generated, {args.users} users; source labels of the category '{planted.PLANTED}' "
-                       f"({100 * args.planted_share:.0f}% of the source items) {corruption}")
+                       f"({100 * args.planted_share:.0f}% of the source items) {corruption}; "
+                       + ("each seed draws its own data (`--data_seeds`)" if args.data_seeds else
+                          "one draw (data seed 0) for every seed: the seeds vary the training only"))
         print(f"planted harm ({description}); models {args.model}", flush=True)
+    elif args.data_seeds:
+        sys.exit("--data_seeds: only with --data generated (the real data are one draw)")
     elif args.data == "movies-books":
         from dataset_converters import planted_implicit
         from recbole_biao.config import PROPERTIES_DIR
@@ -288,15 +304,7 @@ def main() -> None:
     common = {"show_progress": False, "state": "ERROR", "checkpoint_dir": os.path.join(args.out, "saved"),
               **({"train_epochs": [f"BOTH:{args.epochs}"]} if args.epochs else {}), **parse_set(args.all)}
     biao = parse_set(args.set)
-    specs = {"base_clean": (LABELS["base_clean"], yamls["clean"], {}, None),
-             "base": (LABELS["base"], yamls["corrupt"], {}, None),
-             "oracle": (LABELS["oracle"], yamls["oracle"], {}, None),
-             "biao": (LABELS["biao"], yamls["corrupt"], biao, args.trainer),
-             "control": (LABELS["control"], yamls["corrupt"], {**biao, "upper_learning_rate": 0.0}, args.trainer),
-             "select": (LABELS["select"], yamls["corrupt"], biao, "BIAO-select"),
-             "random": (LABELS["random"], yamls["corrupt"], {**biao, "select_random": True}, "BIAO-select"),
-             "single": (LABELS["single"], yamls["clean"], {}, None),
-             "retrain": (LABELS["retrain"], yamls["corrupt"], {**biao, "upper_learning_rate": 0.0}, args.trainer)}
+    specs = rows_of(yamls or data_for(args.first_seed), biao, args.trainer)
     started = time.time()
     rows_text = "; ".join(f"{r}: {specs[r][0]}" for r in wanted)
     page = [f"Data: {description}.", "", f"Rows (`--rows {args.rows}`): {rows_text}.", "", "```"]
@@ -305,6 +313,8 @@ def main() -> None:
     for model_name in [m.strip() for m in args.model.split(",") if m.strip()]:
         results = {r: [] for r in wanted}
         for seed in range(args.first_seed, args.first_seed + args.seeds):
+            if data_for:
+                specs = rows_of(data_for(seed), biao, args.trainer)
             line = [f"{model_name} seed {seed}:"]
             for r in wanted:
                 label, yaml, values, trainer = specs[r]
@@ -319,6 +329,20 @@ def main() -> None:
         from benchmarks.results_page import write_page
 
         print("written:", write_page(args.page, TITLE, page + ["```"], time.time() - started))
+
+
+def rows_of(yamls: dict, biao: dict, trainer: str) -> dict:
+    """Each row's (label, data yaml, properties, trainer) on one draw of the data (``yamls``: clean, corrupt,
+    oracle)."""
+    return {"base_clean": (LABELS["base_clean"], yamls["clean"], {}, None),
+             "base": (LABELS["base"], yamls["corrupt"], {}, None),
+             "oracle": (LABELS["oracle"], yamls["oracle"], {}, None),
+             "biao": (LABELS["biao"], yamls["corrupt"], biao, trainer),
+             "control": (LABELS["control"], yamls["corrupt"], {**biao, "upper_learning_rate": 0.0}, trainer),
+             "select": (LABELS["select"], yamls["corrupt"], biao, "BIAO-select"),
+             "random": (LABELS["random"], yamls["corrupt"], {**biao, "select_random": True}, "BIAO-select"),
+             "single": (LABELS["single"], yamls["clean"], {}, None),
+             "retrain": (LABELS["retrain"], yamls["corrupt"], {**biao, "upper_learning_rate": 0.0}, trainer)}
 
 
 def details(out):

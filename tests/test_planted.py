@@ -246,3 +246,30 @@ def test_bench_planted_summarises_earlier_pages_over_all_their_seeds(tmp_path):
     assert "precision 0.150" in out  # the mean of the four pages' precisions
     twice = subprocess.run(script + ["--from_pages", f"{first},{first}"], capture_output=True, text=True, cwd=root)
     assert twice.returncode != 0 and "a.md, line 4: CoNet seed 2023 is on an earlier page too" in twice.stderr
+
+
+def test_bench_planted_trains_every_seed_on_one_draw_unless_each_seed_draws_its_own(tmp_path):
+    """By default the generated data are one draw for every seed (a fixed seed's runs then score alike whatever
+    the data seed would be); ``--data_seeds`` writes and trains on one draw per seed."""
+    import filecmp
+    import re
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = [sys.executable, "benchmarks/bench_planted.py", "--model", "CoNet", "--rows", "base", "--seeds", "2",
+              "--users", "120", "--epochs", "1", "--all", "train_seed=5"]
+
+    def aucs(*extra, out):
+        text = subprocess.run(script + ["--out", str(out), *extra], capture_output=True, text=True, check=True,
+                              cwd=root).stdout
+        return [float(a) for a in re.findall(r"CoNet seed \d+:  Base corrupted (\d\.\d+)", text)]
+
+    one = aucs(out=tmp_path / "one")
+    own = aucs("--data_seeds", out=tmp_path / "own")
+    assert len(one) == len(own) == 2
+    assert one[0] == one[1]  # the same training seed on the same data: the seed changed nothing else
+    assert own[0] != own[1]  # the same training seed, each seed's own data
+    drawn = [tmp_path / "own" / f"data{s}" / "planted-corrupt-source" / "planted-corrupt-source.inter"
+             for s in (2023, 2024)]
+    assert not filecmp.cmp(*drawn, shallow=False)

@@ -183,6 +183,32 @@ def test_the_pipeline_resumes_from_its_files_and_shares_a_comparisons_base_runs(
     assert os.path.getmtime(info["scores_file"]) == stamp
 
 
+def test_without_cutoffs_the_guard_alone_chooses_between_base_and_base0_with_no_stage_1(tmp_path, monkeypatch):
+    from dataset_converters import planted
+    from recbole_biao.data import load_data
+    from recbole_biao.biao.selection import interaction_rows
+    from recbole_biao.quick_start import build_config, run_recbole_biao
+
+    monkeypatch.chdir(tmp_path)
+    data = planted.write(str(tmp_path / "data"), "planted", users=200, target_per_user=6, planted_share=0.5,
+                         corruption="random", seed=4)
+    values = {"state": "ERROR", "show_progress": False, "checkpoint_dir": str(tmp_path / "saved"),
+              "train_epochs": ["BOTH:1"], "select_cutoffs": [], "select_bootstrap": 50, "select_level": 0.49}
+    result = run_recbole_biao("CoNet", None, [data], values, "BIAO-select")
+    info = result["selection"]
+    assert set(info["candidates"]) == {KEEP_ALL, DROP_ALL} and info["scores_file"] is None
+    assert not glob.glob(str(tmp_path / "saved" / "selection" / "*"))  # no BIAO run, no scores, no keep file
+    rows = len(interaction_rows(load_data(build_config("CoNet", None, [data], values, "BIAO-select")[1])[1]))
+    assert info["candidates"][DROP_ALL]["dropped"] == rows > 0
+    plain = {k: v for k, v in values.items() if not k.startswith("select_")}
+    chosen = run_recbole_biao("CoNet-0" if info["chosen"] == DROP_ALL else "CoNet", None, [data], plain)
+    assert result["test_result"]["auc"] == chosen["test_result"]["auc"]
+    # its random-drop control drops as many, i.e. all or none: the chosen run itself, no keep file
+    control = run_recbole_biao("CoNet", None, [data], {**values, "select_random": True}, "BIAO-select")
+    assert control["test_result"]["auc"] == result["test_result"]["auc"] and "random" not in control["selection"][
+        "keep_files"]
+
+
 def test_the_gap_cutoff_is_the_split_of_least_spread_within_the_two_groups():
     from recbole_biao.biao.selection import gap_cutoff
 

@@ -12,7 +12,8 @@ retraining buys a lot where they do harm. So:
 3. **retrain** the model from scratch (plain Base, the dataset's lower level) once per candidate: keep all
    (Base), drop the interactions whose stable weight is below each of ``select_cutoffs`` (a keep file, see
    ``keep_file``; ``gap``: the cutoff that splits the log weights into two groups of least spread within
-   them, see ``gap_cutoff``), drop all (the source loss off: the -0 variant, Base-0);
+   them, see ``gap_cutoff``), drop all (the source loss off: the -0 variant, Base-0); with no cutoffs
+   (``select_cutoffs: []``) there is nothing to score and no stage 1: the guard alone;
 4. **choose on the valid set**: a candidate replaces "keep all" only if a paired bootstrap over the valid
    users (``select_bootstrap`` resamples) gives it a higher valid AUC with one-sided p < ``select_level``;
    among several such candidates the highest valid AUC wins. Otherwise the answer is "keep all".
@@ -217,16 +218,25 @@ def run_selection(model: str, dataset=None, config_file_list=None, config_dict=N
     def hook(trainer, data) -> None:
         kept["trainer"], kept["data"] = trainer, data
 
-    if not os.path.isfile(scores_file):
+    if not config["select_cutoffs"]:  # the guard alone: nothing to score, so no stage 1
+        from recbole_biao.data import load_data
+
+        logger.info("learn-then-select: no cutoffs (select_cutoffs: []): no stage 1; the guard chooses between "
+                    "keep all and drop all")
+        scores_file, scored = None, None
+        n_rows = len(interaction_rows(load_data(config)[1]))
+    elif not os.path.isfile(scores_file):
         logger.info(f"learn-then-select, stage 1: BIAO for {config['select_epochs']} epochs")
         run_recbole_biao(model, dataset, config_file_list, stage1, "BIAO-select", trainer_hook=hook)
         trainer, data = kept["trainer"], kept["data"]
         weights = stable_weights(trainer.upper, data, config["train_batch_size"], config["select_batchings"], seed)
         os.makedirs(folder, exist_ok=True)
         write_keep_file(scores_file, data, weights, np.ones(len(interaction_rows(data)), dtype=bool))
-    import pandas as pd
+    if scores_file:
+        import pandas as pd
 
-    scored = pd.read_csv(scores_file, dtype={"user": str, "item": str}, keep_default_na=False)
+        scored = pd.read_csv(scores_file, dtype={"user": str, "item": str}, keep_default_na=False)
+        n_rows = len(scored)
     # stage 2: the candidates, retrained as cached runs
     # the candidates are plain runs with the user's settings: keep all and drop all are then the very Base and
     # Base-0 runs of a comparison (one run each, from the cache)
@@ -237,7 +247,7 @@ def run_selection(model: str, dataset=None, config_file_list=None, config_dict=N
     # a run with a keep file follows the trainer's select_histories (BIAO-select.yaml turns it on; the protocol's
     # own default, for --keep_file runs, is off); keep all and drop all have no keep file, so it cannot matter
     selected = {**base, "select_histories": config["select_histories"]}
-    dropped, keep_files = {KEEP_ALL: 0, DROP_ALL: len(scored)}, {}
+    dropped, keep_files = {KEEP_ALL: 0, DROP_ALL: n_rows}, {}
     for given in config["select_cutoffs"]:
         cutoff = gap_cutoff(scored["weight"].to_numpy()) if given == "gap" else given
         name = f"weight < {cutoff:.3g}" + (" (gap)" if given == "gap" else "")
@@ -270,11 +280,12 @@ def run_selection(model: str, dataset=None, config_file_list=None, config_dict=N
         for n, c in info["candidates"].items()))
     label = chosen
     if config["select_random"]:  # the control: as many interactions dropped, at random
-        keep = random_keep(len(scored), dropped[chosen], seed)
-        path = keep_files["random"] = write_mask(scored, keep, f"{stem}-random-{dropped[chosen]}.csv")
-        label = f"random drop of {dropped[chosen]}"
-        control = Row(label, f"{model}-0" if chosen == DROP_ALL else model, None,
-                      {**selected, "keep_file": path} if 0 < dropped[chosen] < len(scored) else base)
+        label, settings = f"random drop of {dropped[chosen]}", base  # keep all or drop all: those very runs
+        if 0 < dropped[chosen] < n_rows:
+            keep = random_keep(n_rows, dropped[chosen], seed)
+            path = keep_files["random"] = write_mask(scored, keep, f"{stem}-random-{dropped[chosen]}.csv")
+            settings = {**selected, "keep_file": path}
+        control = Row(label, f"{model}-0" if chosen == DROP_ALL else model, None, settings)
         results.update(run_rows([control], [seed], parallel.runner(False), cache, dataset, config_file_list, None,
                                 progress=False, pool=pool, need_valid=True)[0])
         entries[label] = cache.entry(control.spec(seed, dataset, _hashes(config_file_list), None, config_file_list))
@@ -295,7 +306,8 @@ def _hashes(config_file_list):
 def selection_summary(result: dict) -> List[str]:
     """Lines describing a selection result for the command line."""
     info = result["selection"]
-    lines = [f"learn-then-select chose: {info['chosen']} (scores: {info['scores_file']})"]
+    lines = [f"learn-then-select chose: {info['chosen']}" + (f" (scores: {info['scores_file']})"
+                                                              if info["scores_file"] else " (the guard alone)")]
     for name, c in info["candidates"].items():
         p = "" if c["p"] is None else f", p {c['p']:.3g}"
         lines.append(f"  {name:<14} dropped {c['dropped']:>8}  valid AUC {c['valid_auc']:.4f}  "
