@@ -39,6 +39,7 @@ example the same settings over seeds 2023-2027 and, with ``--first_seed 2028``, 
 """
 
 import argparse
+import functools
 import os
 import re
 import sys
@@ -234,6 +235,7 @@ def main() -> None:
 
         corruption = args.corruption or "random"
 
+        @functools.lru_cache(maxsize=None)  # each draw written once
         def generated(seed):  # the clean, corrupted and oracle data of one draw, written under args.out
             folder = os.path.join(args.out, f"data{seed}") if args.data_seeds else args.out
             return {name: planted.write(folder, f"planted-{name}", drop, users=args.users, corruption=c,
@@ -242,11 +244,7 @@ def main() -> None:
                     for name, c, drop in (("clean", "none", False), ("corrupt", corruption, False),
                                           ("oracle", corruption, True))}
 
-        yamls = data_for = None
-        if args.data_seeds:
-            data_for = generated
-        else:
-            yamls = generated(0)
+        yamls = None if args.data_seeds else generated(0)
         categories = [planted.PLANTED]
         description = (f"generated, {args.users} users; source labels of the category '{planted.PLANTED}' "
                        f"({100 * args.planted_share:.0f}% of the source items) {corruption}; "
@@ -304,7 +302,9 @@ def main() -> None:
     common = {"show_progress": False, "state": "ERROR", "checkpoint_dir": os.path.join(args.out, "saved"),
               **({"train_epochs": [f"BOTH:{args.epochs}"]} if args.epochs else {}), **parse_set(args.all)}
     biao = parse_set(args.set)
-    specs = rows_of(yamls or data_for(args.first_seed), biao, args.trainer)
+    # the data of a seed: its own draw with --data_seeds, else the one draw
+    data_for = generated if args.data_seeds else (lambda seed: yamls)
+    specs = rows_of(data_for(args.first_seed), biao, args.trainer)
     started = time.time()
     rows_text = "; ".join(f"{r}: {specs[r][0]}" for r in wanted)
     page = [f"Data: {description}.", "", f"Rows (`--rows {args.rows}`): {rows_text}.", "", "```"]
@@ -313,8 +313,7 @@ def main() -> None:
     for model_name in [m.strip() for m in args.model.split(",") if m.strip()]:
         results = {r: [] for r in wanted}
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            if data_for:
-                specs = rows_of(data_for(seed), biao, args.trainer)
+            specs = rows_of(data_for(seed), biao, args.trainer)
             line = [f"{model_name} seed {seed}:"]
             for r in wanted:
                 label, yaml, values, trainer = specs[r]

@@ -161,8 +161,8 @@ def replayed_guard(records, config, cache, dataset: str) -> list:
         choices = {}
         for arm in arms:
             choices[arm] = []
-            options = draws if arm == "random" else reseeds if arm.startswith("reseed") else [arm] if arm in entries \
-                else [None]
+            options = {"random": draws, "reseed": reseeds, "reseed only": reseeds}.get(
+                arm, [arm] if arm in entries else [None])
             always = {KEEP_ALL: fixed[KEEP_ALL]} if arm == "reseed only" else fixed
             for option in options:
                 offered = {option: valid_predictions(entries[option]["run"])} if option else {}
@@ -209,17 +209,16 @@ def page_body(records, results, args) -> list:
     for r in records:
         got = {short: results[label][0]["auc"] for short, label in r["labels"].items()}
         draws = [v for k, v in got.items() if k.startswith("random")]
-        trainings = [r["base"], *(results[label][0]["auc"] for label in r["reseeds"].values())]
-        spreads.append(float(np.std(trainings, ddof=1)) if len(trainings) > 1 else float("nan"))
+        again = [results[label][0]["auc"] for label in r["reseeds"].values()]
+        spreads.append(float(np.std([r["base"], *again], ddof=1)) if again else float("nan"))
         row = {"candidate": r["auc"], "random": float(np.mean(draws)), "per user": got["per user"],
-               "rare items": got["rare items"], "keep all": r["base"], "reseeded": float(np.mean(trainings[1:]))
-               if len(trainings) > 1 else float("nan")}
+               "rare items": got["rare items"], "keep all": r["base"],
+               "reseeded": float(np.mean(again)) if again else float("nan")}
         for name in columns:
             aucs[name].append(row[name])
-        cells = [f"{row[name]:.4f}" + (" (" + ", ".join(f"{v:.4f}" for v in draws) + ")" if name == "random" else
-                                       " (" + ", ".join(f"{v:.4f}" for v in trainings[1:]) + ")"
-                                       if name == "reseeded" and len(trainings) > 1 else "")
-                 for name in columns]
+        each = {"random": draws, "reseeded": again}  # the runs a mean is of, in brackets
+        cells = [f"{row[name]:.4f}" + (" (" + ", ".join(f"{v:.4f}" for v in each[name]) + ")" if each.get(name)
+                                       else "") for name in columns]
         table.append(f"| {r['seed']} | {r['candidate']} | {'yes' if r['chosen'] == r['candidate'] else 'no'} | "
                      f"{r['dropped']:,} of {r['rows']:,} | {r['rho']:+.2f} | " + " | ".join(cells) + " |")
 
