@@ -12,7 +12,7 @@ run in its own process: seconds to load, seconds for one training epoch, behavio
 paired source rows) per second, the process's resident memory before loading the data, after it, and at
 its peak (whole run). Last, per run, how time and memory grow from the small to the large size, beside the
 growth of the rows (4x): linear growth gives ratios near 4. ``--learner sparse_adam``: every run with sparse
-embedding gradients and lazy Adam (recbole_biao/trainer/lazy_adam.py) instead of RecBole's dense Adam.
+embedding gradients and lazy Adam (recbole_biao/lazy_adam.py) instead of RecBole's dense Adam.
 ``--repeats N``: N processes per run, interleaved; the growth uses each run's fastest epoch (processes on a
 small machine differ by up to 50 %).
 """

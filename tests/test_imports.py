@@ -1,5 +1,7 @@
 """The package's import structure: no module imports one that (directly or not) imports it back, counting the
-imports inside functions too, so that every name travels downward from the command line to the model."""
+imports inside functions too, so that every name travels downward from the command line to the model; and no
+module imports itself back while it is being imported, counting the ``__init__`` of the packages above each module
+imported, which Python runs first (``python -c "import recbole_biao.X"`` works for every module)."""
 
 import ast
 import os
@@ -7,9 +9,31 @@ import os
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def import_graph(package="recbole_biao"):
+def entered_packages(importer, imported, modules):
+    """The packages whose ``__init__`` importing ``imported`` runs first: its parents, except those of the
+    importer itself (they are already being imported when it runs)."""
+    parts = imported.split(".")
+    parents = {".".join(parts[:i]) for i in range(1, len(parts))}
+    own = {".".join(importer.split(".")[:i]) for i in range(1, importer.count(".") + 2)}
+    return {p for p in parents - own if p in modules}
+
+
+def run_at_import(tree):
+    """The ids of the import statements that run when the module is imported (not those inside functions)."""
+    found, todo = set(), list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.add(id(node))
+        elif not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            todo.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def import_graph(package="recbole_biao", at_import=False):
     """``{module: set of the package's modules it imports}`` from the sources (``import`` and ``from ... import``
-    statements anywhere in the file)."""
+    statements anywhere in the file); ``at_import``: what importing the module runs, i.e. the statements outside
+    functions and the packages they enter."""
     modules = {}
     for folder, _, names in os.walk(os.path.join(ROOT, package)):
         for name in names:
@@ -21,7 +45,7 @@ def import_graph(package="recbole_biao"):
     for module, path in modules.items():
         with open(path, encoding="utf-8") as f:
             tree = ast.parse(f.read())
-        edges = set()
+        edges, runs = set(), run_at_import(tree)
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 candidates = [[f"{node.module}.{a.name}", node.module] for a in node.names]
@@ -29,10 +53,14 @@ def import_graph(package="recbole_biao"):
                 candidates = [[a.name] for a in node.names]
             else:
                 continue
+            if at_import and id(node) not in runs:
+                continue
             for names in candidates:  # `from a.b import c`: the module a.b.c if it is one, else a.b
                 found = next((n for n in names if n in modules), None)
                 if found and found != module:
                     edges.add(found)
+                    if at_import:
+                        edges.update(entered_packages(module, found, modules))
         graph[module] = edges
     return graph
 
@@ -74,9 +102,23 @@ def test_the_cycle_finder_finds_a_planted_circle():
     assert cycles({"a": {"b"}, "b": set()}) == []
 
 
+def test_an_import_at_module_level_enters_the_packages_above_the_imported_module():
+    modules = {"p", "p.a", "p.a.x", "p.b", "p.b.y"}
+    assert entered_packages("p.a.x", "p.b.y", modules) == {"p.b"}  # p and p.a are already being imported
+    tree = ast.parse("import p.b.y\nclass C:\n    import p.c\ndef f():\n    import p.d\n")
+    imports = [n for n in ast.walk(tree) if isinstance(n, ast.Import)]
+    assert {n.names[0].name for n in imports if id(n) in run_at_import(tree)} == {"p.b.y", "p.c"}
+
+
 def test_the_package_has_no_import_circle():
     graph = import_graph()
     assert len(graph) > 40 and "recbole_biao.files" in graph["recbole_biao.compat"]  # (the scan sees imports)
+    assert cycles(graph) == []
+
+
+def test_no_module_imports_itself_back_while_being_imported():
+    graph = import_graph(at_import=True)
+    assert "recbole_biao.data" in graph["recbole_biao.model.abstract"]  # (entered by its import of data.dataset)
     assert cycles(graph) == []
 
 

@@ -11,7 +11,7 @@ from recbole_biao import distributed
 from recbole_biao.errors import ConfigError
 from recbole_biao.quick_start import run_recbole_biao
 from recbole_biao.trainer import BIAOTrainer
-from recbole_biao.trainer.lazy_adam import LazyAdam
+from recbole_biao.lazy_adam import LazyAdam
 from recbole_biao.utils import get_trainer
 from tests.helpers import FAST, build_model
 

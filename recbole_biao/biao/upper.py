@@ -48,7 +48,7 @@ from recbole_biao.model.layers import distinct_items, history_mask
 from recbole_biao.biao.perceptron import BehaviouralPerceptron
 from recbole_biao.biao.diagnostics import (MOVED_BELOW, NEAR_UNIFORM_SPREAD, effective_sample_size,
                                               parameter_distance, score_correlation, weight_spread)
-from recbole_biao.trainer.lazy_adam import dense_tables
+from recbole_biao.lazy_adam import dense_tables
 
 __all__ = ["UpperLevel", "UPPER_LEARNERS"]
 

@@ -23,7 +23,7 @@ from recbole_biao.defaults import MIN_STEPS_PER_EPOCH, suggested_batch_size
 from recbole_biao.errors import ConfigError, DataError
 from recbole_biao.evaluation import ctr_metrics, metric_names, ranking_metrics, ranking_mode
 from recbole_biao.files import remove_orphans
-from recbole_biao.trainer.lazy_adam import LazyAdam, sparse_tables
+from recbole_biao.lazy_adam import LazyAdam, sparse_tables
 from recbole_biao.trainer.ranking import rank_queries
 from recbole_biao.utils import BACKBONES
 
@@ -127,7 +127,7 @@ class CDRTrainer(CrossDomainTrainer):
         """RecBole's optimiser; Adam with torch's fused kernel: the same update, measured 10x faster per step
         on this CPU with the 7M parameters of ``bench_scale.py``'s large data, where torch's default loop over
         the parameters made each step cost more than the model's forward and backward. ``sparse_adam``: sparse
-        embedding gradients and :class:`~recbole_biao.trainer.lazy_adam.LazyAdam` (RecBole's ``SparseAdam``
+        embedding gradients and :class:`~recbole_biao.lazy_adam.LazyAdam` (RecBole's ``SparseAdam``
         cannot take the dense gradients of the other parameters)."""
         if str(kwargs.get("learner", self.learner)).lower() == "sparse_adam":
             return self._lazy_adam(kwargs.get("params", self.model.parameters()),
