@@ -37,7 +37,7 @@ from recbole_biao.biao.selection import interaction_rows, write_keep_file  # noq
 from recbole_biao.data.dataloader import make_batch  # noqa: E402
 from recbole_biao.experiments import commands  # noqa: E402
 from recbole_biao.experiments.compare import Row, RunCache, paired_p_value, run_rows  # noqa: E402
-from recbole_biao.experiments.controls import random_keep, write_mask  # noqa: E402
+from recbole_biao.experiments.controls import item_count_rho, random_keep, write_mask  # noqa: E402
 from recbole_biao.experiments.parallel import make_pool, runner  # noqa: E402
 from recbole_biao.quick_start import run_recbole_biao  # noqa: E402
 
@@ -108,13 +108,14 @@ def main() -> None:
     started, seeds = time.time(), list(range(args.first_seed, args.first_seed + args.seeds))
     folder = os.path.join("saved", "alignment")
     os.makedirs(folder, exist_ok=True)
-    rows, plan = {seed: [] for seed in seeds}, []
+    rows, plan, ranked = {seed: [] for seed in seeds}, [], {}
     for seed in seeds:
         stem = os.path.join(folder, f"{args.model}-{args.dataset}-seed{seed}-epochs{args.epochs}")
         if not os.path.isfile(stem + "-scores.csv"):
             score(args.model, args.dataset, seed, args.epochs, stem + "-scores.csv")
         scored = pd.read_csv(stem + "-scores.csv", dtype={"user": str, "item": str}, keep_default_na=False)
         a = scored["weight"].to_numpy()
+        ranked[seed] = scored.set_index(["user", "item", "timestamp"])["weight"]
         order = np.argsort(a, kind="stable")
         masks = {"sign": a >= 0, "low": np.ones(len(a), dtype=bool)}
         masks["low"][order[:int(round(args.fraction * len(a)))]] = False
@@ -130,7 +131,7 @@ def main() -> None:
             rows[seed] += [Row(f"{seed} {label}", args.model, None, {**settings, "keep_file": path})
                            for label, path in files.items()]
             plan.append({"seed": seed, "candidate": name, "dropped": n_drop, "rows": len(a),
-                         "negative": float((a < 0).mean())})
+                         "rho": item_count_rho(a, scored["item"].to_numpy())})
     cache, pool = RunCache(os.path.join(commands.OUT_DIR, "cache")), make_pool(args.workers, None)
     results = {}
     for seed, mine in rows.items():
@@ -139,11 +140,24 @@ def main() -> None:
             sys.exit(f"probe_alignment: {failed[0][0]} failed: {failed[0][2]}")
         results.update(got)
     auc = {label: runs[0]["auc"] for label, runs in results.items()}
-    body = page_body(plan, auc, args)
+    body = page_body(plan, auc, args) + ["", stability(ranked)]
     path = write_page(page, f"Source rows ranked by their alignment with the target gradient ({args.model}, "
                             f"{args.dataset}, {args.seeds} seeds)", body, time.time() - started)
     print("\n".join(body))
     print(f"written: {path}")
+
+
+def stability(ranked: dict) -> str:
+    """Whether the score is a property of the row or of the training: the mean Spearman correlation of the
+    scores of the same rows between every two seeds."""
+    from scipy.stats import spearmanr
+
+    seeds = sorted(ranked)
+    pairs = [spearmanr(*ranked[a].align(ranked[b], join="inner")).correlation
+             for i, a in enumerate(seeds) for b in seeds[i + 1:]]
+    return (f"The same rows scored in two seeds (another initialisation, batch order and sampled negatives): "
+            f"Spearman correlation {np.mean(pairs):+.3f} on average over {len(pairs)} pairs of seeds "
+            f"(range {min(pairs):+.3f} to {max(pairs):+.3f}).") if pairs else ""
 
 
 def page_body(plan, auc, args) -> list:
@@ -153,16 +167,18 @@ def page_body(plan, auc, args) -> list:
     lines = [f"Base {mean_sd(base)}; Base-0 {mean_sd(drop_all)} (Base-0 - Base {np.mean(drop_all - base):+.4f}, "
              f"p {paired_p_value(drop_all, base):.3g}). Scores after {args.epochs} epochs of Base; candidate "
              f"rows: source training interactions.", "",
-             "| candidate | dropped (share) | AUC | random drop, same size | - random | p | - Base | p |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| candidate | dropped: share (range) | AUC | random drop, same size | - random | p | - Base | p | "
+             "rho (score, item count) |", "|---|---|---|---|---|---|---|---|---|"]
     for name in ("sign", "low"):
         mine = [p for p in plan if p["candidate"] == name]
         cand = np.array([auc[f"{p['seed']} {name}"] for p in mine])
         rand = np.array([np.mean([auc[f"{p['seed']} {name} random {d}"] for d in range(args.draws)]) for p in mine])
-        share = np.mean([p["dropped"] / p["rows"] for p in mine])
-        lines.append(f"| {name} | {share:.2f} | {mean_sd(cand)} | {mean_sd(rand)} | {np.mean(cand - rand):+.4f} | "
+        shares = [p["dropped"] / p["rows"] for p in mine]
+        lines.append(f"| {name} | {np.mean(shares):.2f} ({min(shares):.2f}-{max(shares):.2f}) | {mean_sd(cand)} | "
+                     f"{mean_sd(rand)} | {np.mean(cand - rand):+.4f} | "
                      f"{paired_p_value(cand, rand):.3g} | {np.mean(cand - base):+.4f} | "
-                     f"{paired_p_value(cand, base):.3g} |")
+                     f"{paired_p_value(cand, base):.3g} | {min(p['rho'] for p in mine):+.2f} to "
+                     f"{max(p['rho'] for p in mine):+.2f} |")
     lines += ["", "Per seed (test AUC; random: mean of the draws):", "",
               "| seed | Base | Base-0 | sign | its random | low | its random |", "|---|---|---|---|---|---|---|"]
     for s in seeds:
