@@ -7,8 +7,8 @@ ranks them without the perceptron: after a short Base training (``--epochs``), e
 loss (the upper level's dev loss under reorder-and-reuse) and ``l_i`` the row's source loss. One gradient step
 on row ``i`` changes the target training loss by about ``-lr a_i``: a row with ``a_i < 0`` pulls the model away
 from the target (TracIn's score at one checkpoint, or an influence function with the Hessian taken as the
-identity). The per-row dot products come from one double backward per batch: the gradient, in ``u``, of
-``g_T . grad_theta sum_i u_i l_i`` at ``u = 1``.
+identity). It is BIAO's implicit hypergradient with the identity solver, taken with respect to one loss weight per
+row instead of the perceptron: one double backward per batch gives every row's score.
 
 Per seed the probe trains, all with the pipeline's candidate protocol (``select_histories``):
 
@@ -33,6 +33,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.results_page import mean_sd, write_page  # noqa: E402  (after the path insertion)
+from recbole_biao.biao.hypergradient import implicit_hypergradient  # noqa: E402
 from recbole_biao.biao.selection import interaction_rows, write_keep_file  # noqa: E402
 from recbole_biao.data.dataloader import make_batch  # noqa: E402
 from recbole_biao.experiments import commands  # noqa: E402
@@ -65,15 +66,17 @@ def target_gradient(model, data, history_length: int, device) -> list:
 
 
 def alignments(model, data, g_target: list, history_length: int, device) -> np.ndarray:
-    """``[interactions]``: each source training interaction's ``g_target . grad l_i``."""
+    """``[interactions]``: each source training interaction's ``g_target . grad l_i``: minus BIAO's implicit
+    hypergradient (``hypergrad_method: identity``) of a dev loss whose gradient is ``g_target`` (the linear
+    ``g_target . theta``) with respect to per-row loss weights ``u`` at ``u = 1``."""
     params = [p for p in model.parameters() if p.requires_grad]
     out = []
     for batch in _batches(data, "train_source", interaction_rows(data), history_length, device):
         u = torch.ones(len(batch), device=device, requires_grad=True)
-        grads = torch.autograd.grad((u * model.domain_losses(batch, "source")).sum(), params, create_graph=True,
-                                    allow_unused=True)
-        dot = sum((g * t).sum() for g, t in zip(grads, g_target) if g is not None)
-        out.append(torch.autograd.grad(dot, u)[0].detach().double().cpu().numpy())
+        dev = sum((t * p).sum() for t, p in zip(g_target, params))
+        (grad,) = implicit_hypergradient(dev, (u * model.domain_losses(batch, "source")).sum(), params, [u],
+                                         method="identity")
+        out.append(-grad.detach().double().cpu().numpy())
     return np.concatenate(out)
 
 
