@@ -37,7 +37,8 @@ from recbole_biao.biao.hypergradient import implicit_hypergradient  # noqa: E402
 from recbole_biao.biao.selection import interaction_rows, write_keep_file  # noqa: E402
 from recbole_biao.data.dataloader import make_batch  # noqa: E402
 from recbole_biao.experiments import commands  # noqa: E402
-from recbole_biao.experiments.compare import Row, RunCache, paired_p_value, run_rows  # noqa: E402
+from recbole_biao.experiments.compare import (Row, RunCache, paired_p_value, run_rows,  # noqa: E402
+                                              settings_fingerprint)
 from recbole_biao.experiments.controls import item_count_rho, random_keep, write_mask  # noqa: E402
 from recbole_biao.experiments.parallel import make_pool, runner  # noqa: E402
 from recbole_biao.quick_start import run_recbole_biao  # noqa: E402
@@ -80,11 +81,11 @@ def alignments(model, data, g_target: list, history_length: int, device) -> np.n
     return np.concatenate(out)
 
 
-def score(model_name: str, dataset: str, seed: int, epochs: int, path: str) -> str:
-    """Train Base for ``epochs`` epochs and write every source training interaction's alignment as a scores
-    file (a keep file's columns: user, item, timestamp, weight = alignment, keep)."""
+def score(model_name: str, dataset: str, values: dict, path: str) -> str:
+    """Train Base with ``values`` (a short training) and write every source training interaction's alignment as
+    a scores file (a keep file's columns: user, item, timestamp, weight = alignment, keep)."""
     kept = {}
-    run_recbole_biao(model_name, dataset, None, {**SETTINGS, "seed": seed, "train_epochs": [f"BOTH:{epochs}"]},
+    run_recbole_biao(model_name, dataset, None, values,
                      trainer_hook=lambda trainer, data: kept.update(trainer=trainer, data=data))
     trainer, data = kept["trainer"], kept["data"]
     model, device = trainer.model.eval(), trainer.config["device"]
@@ -113,9 +114,12 @@ def main() -> None:
     os.makedirs(folder, exist_ok=True)
     rows, plan, ranked = {seed: [] for seed in seeds}, [], {}
     for seed in seeds:
-        stem = os.path.join(folder, f"{args.model}-{args.dataset}-seed{seed}-epochs{args.epochs}")
+        stage = {**SETTINGS, "seed": seed, "train_epochs": [f"BOTH:{args.epochs}"]}
+        # named after everything the scores depend on (settings, code, data): a stale file is never reused
+        key = settings_fingerprint(args.model, None, args.dataset, None, stage)
+        stem = os.path.join(folder, f"{args.model}-{args.dataset}-seed{seed}-{key}")
         if not os.path.isfile(stem + "-scores.csv"):
-            score(args.model, args.dataset, seed, args.epochs, stem + "-scores.csv")
+            score(args.model, args.dataset, stage, stem + "-scores.csv")
         scored = pd.read_csv(stem + "-scores.csv", dtype={"user": str, "item": str}, keep_default_na=False)
         a = scored["weight"].to_numpy()
         ranked[seed] = scored.set_index(["user", "item", "timestamp"])["weight"]
