@@ -304,9 +304,8 @@ def main() -> None:
     biao = parse_set(args.set)
     # the data of a seed: its own draw with --data_seeds, else the one draw
     data_for = generated if args.data_seeds else (lambda seed: yamls)
-    specs = rows_of(data_for(args.first_seed), biao, args.trainer)
     started = time.time()
-    rows_text = "; ".join(f"{r}: {specs[r][0]}" for r in wanted)
+    rows_text = "; ".join(f"{r}: {LABELS[r]}" for r in wanted)
     page = [f"Data: {description}.", "", f"Rows (`--rows {args.rows}`): {rows_text}.", "", "```"]
 
     emit = printer(page)
