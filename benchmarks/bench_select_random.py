@@ -34,6 +34,9 @@ that does not beat these gains from choosing among trainings, not from choosing 
     python benchmarks/bench_select_random.py [--model CoNet] [--dataset movies-books] [--seeds 10] [--draws 2]
                                              [--reseeds 2] [--workers 2] [--page select-random-movies-books-conet]
 
+``--from_pages A,B,...`` runs nothing: it pools the two per-seed tables of pages this script wrote and gives
+the same paired tests over all their candidates, then per page (``--page`` names the summary page).
+
 The pipelines and every retrain go through the pipeline's caches (stage 1's scores file, ``--compare``'s run
 cache): what ``run_recbole_biao.py --model=M --dataset=D --compare --selection --select_histories=True
 --select_level=0.3`` trained with the same settings and code is read, not trained again, and an interrupted call
@@ -42,8 +45,10 @@ resumes.
 
 import argparse
 import os
+import re
 import sys
 import time
+from typing import List, Optional
 
 import numpy as np
 
@@ -59,6 +64,26 @@ from recbole_biao.quick_start import build_config  # noqa: E402
 
 # the settings of the comparison whose pipelines are read (the BIAO-select defaults, spelled out as its command did)
 SETTINGS = {"select_histories": True, "select_level": 0.3}
+# the columns of the page's two per-seed tables: each cutoff candidate's run and its controls, then the guard
+# replayed with each of them in the cutoff's place ("no cutoff": keep all against drop all alone; "reseed": a
+# reseeded Base in the cutoff's place; "reseed only": the guard between two trainings of Base)
+RANKING_COLUMNS = ("candidate", "random", "per user", "rare items", "keep all", "reseeded")
+GUARD_ARMS = ("candidate", "random", "per user", "rare items", "no cutoff", "reseed", "reseed only")
+RANKING_PAIRS = (("candidate", "random"), ("candidate", "per user"), ("candidate", "rare items"),
+                 ("per user", "random"), ("rare items", "random"), ("candidate", "keep all"))
+GUARD_PAIRS = (*(("candidate", b) for b in (*GUARD_ARMS[1:], KEEP_ALL)), ("no cutoff", KEEP_ALL),
+               ("reseed only", KEEP_ALL), ("no cutoff", "reseed only"))
+
+
+def pipeline_name(arm: str) -> str:
+    return "keep all (Base)" if arm == KEEP_ALL else f"{arm} pipeline"
+
+
+def paired_line(a: str, b: str, first, second) -> str:
+    """``- a - b: mean difference (paired t-test p; above in, below in of n)``, a line of the page."""
+    diff = np.asarray(first, dtype=float) - np.asarray(second, dtype=float)
+    return (f"- {a} - {b}: {diff.mean():+.4f} AUC (paired t-test p = {paired_p_value(first, second):.3g}; "
+            f"above in {int((diff > 0).sum())}, below in {int((diff < 0).sum())} of {len(diff)})")
 
 
 def main() -> None:
@@ -73,7 +98,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="the pipelines and the controls' runs in parallel on a local Ray")
     parser.add_argument("--page", default=None, help="docs/results/<page>.md")
+    parser.add_argument("--from_pages", default=None,
+                        help="run nothing: pool the per-seed tables of these pages (comma-separated paths)")
     args = parser.parse_args()
+    if args.from_pages:
+        return pool_pages([p.strip() for p in args.from_pages.split(",") if p.strip()], args.page)
     page = args.page or f"select-random-{args.dataset}-{args.model.lower()}"
     started, seeds = time.time(), list(range(2023, 2023 + args.seeds))
     cache = RunCache(os.path.join(commands.OUT_DIR, "cache"))
@@ -145,7 +174,7 @@ def replayed_guard(records, config, cache, dataset: str) -> list:
     level, rounds = config["select_level"], config["select_bootstrap"]
     # "no cutoff": the guard between keep all and drop all alone (Base or Base-0, chosen on valid; no stage 1)
     # "reseed": a reseeded Base offered in the cutoff's place; "reseed only": the guard between two trainings of Base
-    arms = ("candidate", "random", "per user", "rare items", "no cutoff", "reseed", "reseed only")
+    arms = GUARD_ARMS
     picked, table, leads = {arm: [] for arm in (*arms, KEEP_ALL)}, [], []
     for r in records:
         seed = r["seed"]
@@ -178,10 +207,7 @@ def replayed_guard(records, config, cache, dataset: str) -> list:
                      + " |")
 
     def line(a, b):
-        diff, name = np.asarray(picked[a]) - np.asarray(picked[b]), {KEEP_ALL: "keep all (Base)"}
-        return (f"- {name.get(a, a + ' pipeline')} - {name.get(b, b + ' pipeline')}: {diff.mean():+.4f} AUC "
-                f"(paired t-test p = {paired_p_value(picked[a], picked[b]):.3g}; above in {int((diff > 0).sum())}, "
-                f"below in {int((diff < 0).sum())} of {len(diff)})")
+        return paired_line(pipeline_name(a), pipeline_name(b), picked[a], picked[b])
 
     means = ", ".join(f"{arm} {mean_sd(picked[arm])}" for arm in arms)
     lead = np.asarray(leads)
@@ -193,8 +219,7 @@ def replayed_guard(records, config, cache, dataset: str) -> list:
             f"the valid users, {rounds} resamples, the pipeline's seed), with the learned cutoff (candidate) or a "
             f"control of its size in its place, or no cutoff at all; target test AUC of the chosen run, mean (sd) "
             f"over seeds: {means}. Reseed: each reseeded Base its own pipeline, as each random draw.", "",
-            *(line("candidate", b) for b in (*arms[1:], KEEP_ALL)), line("no cutoff", KEEP_ALL),
-            line("reseed only", KEEP_ALL), line("no cutoff", "reseed only"), "",
+            *(line(a, b) for a, b in GUARD_PAIRS), "",
             "| seed | " + " | ".join(f"{arm} pipeline: chose, test AUC" for arm in arms) + " |",
             "|---|" + "---|" * len(arms), *table]
 
@@ -202,7 +227,7 @@ def replayed_guard(records, config, cache, dataset: str) -> list:
 def page_body(records, results, args) -> list:
     if not records:
         return ["No seed trained a cutoff candidate (every cutoff kept or dropped all): nothing to compare."]
-    columns = ("candidate", "random", "per user", "rare items", "keep all", "reseeded")
+    columns = RANKING_COLUMNS
     table = ["| seed | candidate | chosen | dropped | rho (weight, item count) | " + " | ".join(columns) + " |",
              "|---|---|---|---|---|" + "---|" * len(columns)]
     aucs, spreads = {name: [] for name in columns}, []
@@ -223,16 +248,12 @@ def page_body(records, results, args) -> list:
                      f"{r['dropped']:,} of {r['rows']:,} | {r['rho']:+.2f} | " + " | ".join(cells) + " |")
 
     def line(a, b):
-        diff = np.asarray(aucs[a]) - np.asarray(aucs[b])
-        return (f"- {a} - {b}: {diff.mean():+.4f} AUC (paired t-test p = {paired_p_value(aucs[a], aucs[b]):.3g}; "
-                f"above in {int((diff > 0).sum())} of {len(diff)})")
+        return paired_line(a, b, aucs[a], aucs[b])
 
     means = ", ".join(f"{name} {mean_sd(aucs[name])}" for name in columns)
     return [f"{len(records)} cutoff candidates over {args.seeds} seeds; target test AUC, mean (sd) over them: "
             f"{means}.", "",
-            *(line(a, b) for a, b in (("candidate", "random"), ("candidate", "per user"),
-                                      ("candidate", "rare items"), ("per user", "random"),
-                                      ("rare items", "random"), ("candidate", "keep all"))), "",
+            *(line(a, b) for a, b in RANKING_PAIRS), "",
             f"- Base trained again on the same data (keep all and {args.reseeds} reseeded runs per seed): test AUC "
             f"sd within a seed {np.nanmean(spreads):.4f} (mean over seeds), against "
             f"{np.std(aucs['keep all'], ddof=1):.4f} across seeds' keep all runs", "",
@@ -242,6 +263,86 @@ def page_body(records, results, args) -> list:
             f"`select_random`). rho: Spearman correlation of the stable weights with the source item's number of "
             f"source training interactions. Keep files under `saved/selection/` (`*-random-*`, `*-peruser-*`, "
             f"`*-rare-*`)."]
+
+
+AUC = re.compile(r"\b[01]\.\d{4}\b")  # a test AUC as the tables print it (rho and row counts do not match)
+REPLAYED = "## The guard replayed"
+
+
+def rows_from_page(path: str) -> List[dict]:
+    """Each cutoff candidate of a page this script wrote: ``{"seed", "ranking": {column: AUC}, "guard": {arm:
+    AUC}}`` from its two per-seed tables (a cell with several runs, such as the random draws, gives their mean)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = list(enumerate(f, 1))
+    except OSError as e:
+        sys.exit(f"--from_pages {path}: cannot read it ({e.strerror})")
+    split = next((i for i, (_, line) in enumerate(lines) if line.startswith(REPLAYED)), None)
+    if split is None:
+        sys.exit(f"--from_pages {path}: no section '{REPLAYED} ...'; expected a page of bench_select_random.py")
+    tables = []
+    for part, (skip, columns) in zip((lines[:split], lines[split:]),
+                                     ((5, RANKING_COLUMNS), (1, tuple(f"{arm} pipeline: chose, test AUC"
+                                                                      for arm in GUARD_ARMS)))):
+        header = next(((n, line) for n, line in part if line.startswith("| seed |")), None)
+        if header is None or [c.strip() for c in header[1].strip().strip("|").split("|")][skip:] != list(columns):
+            sys.exit(f"--from_pages {path}: no table '| seed | ...' with the columns {', '.join(columns)} "
+                     f"{'before' if skip == 5 else 'after'} '{REPLAYED}'")
+        rows = []
+        for n, line in part:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not line.startswith("| ") or not cells[0].isdigit():
+                continue
+            values = [AUC.findall(c) for c in cells[skip:]]
+            if len(values) != len(columns) or not all(values):
+                sys.exit(f"{path}, line {n}: expected a seed and {len(columns)} AUC cells, got {line.strip()!r}")
+            rows.append((n, int(cells[0]), {k: float(np.mean([float(v) for v in got]))
+                                            for k, got in zip(columns, values)}))
+        tables.append(rows)
+    if len(tables[0]) != len(tables[1]):
+        sys.exit(f"--from_pages {path}: {len(tables[0])} candidates in the first table, {len(tables[1])} in "
+                 f"'{REPLAYED}'; expected one replay per candidate")
+    out = []
+    for (_, seed, ranking), (n, replay_seed, guard) in zip(*tables):
+        if seed != replay_seed:
+            sys.exit(f"{path}, line {n}: seed {replay_seed} where the first table has {seed}; expected the same order")
+        out.append({"seed": seed, "ranking": ranking,
+                    "guard": {arm: guard[f"{arm} pipeline: chose, test AUC"] for arm in GUARD_ARMS}})
+    if not out:
+        sys.exit(f"--from_pages {path}: no candidate rows; expected a page of bench_select_random.py")
+    return out
+
+
+def pool_pages(paths: List[str], page: Optional[str]) -> None:
+    """``--from_pages``: the paired tests of the pages' tables over all their candidates together, and per page."""
+    pooled = {path: rows_from_page(path) for path in paths}
+    if len(set(paths)) != len(paths):
+        sys.exit("--from_pages: a page is given twice; expected each page once (its seeds would count twice)")
+    everything = [row for rows in pooled.values() for row in rows]
+
+    def lines(rows):
+        ranking = {k: [r["ranking"][k] for r in rows] for k in RANKING_COLUMNS}
+        guard = {k: [r["guard"][k] for r in rows] for k in GUARD_ARMS}
+        guard[KEEP_ALL] = ranking["keep all"]  # the guard's "keep all" is the candidate's own keep all run
+        return ([paired_line(a, b, ranking[a], ranking[b]) for a, b in (*RANKING_PAIRS, ("random", "keep all"))]
+                + [paired_line(pipeline_name(a), pipeline_name(b), guard[a], guard[b]) for a, b in GUARD_PAIRS])
+
+    body = [f"Pooled from {', '.join(f'`{os.path.relpath(p)}`' for p in paths)} (their per-seed tables; nothing "
+            f"run): {len(everything)} cutoff candidates. Each candidate is one pair of runs per comparison, so the "
+            f"paired t-tests below treat the candidates of all pages alike; two pages of the same behaviours "
+            f"(other item IDs) are different trainings of correlated data, not independent pairs.", "",
+            "## All pages together", "", "Target test AUC of each cutoff candidate against its controls:", "",
+            *lines(everything)[:len(RANKING_PAIRS) + 1], "",
+            "The pipeline's guard replayed with each control in the learned cutoff's place:", "",
+            *lines(everything)[len(RANKING_PAIRS) + 1:]]
+    for path, rows in pooled.items():
+        got = lines(rows)
+        body += ["", f"## {os.path.basename(path)} ({len(rows)} candidates)", "", got[0],
+                 got[len(RANKING_PAIRS) + 1], got[len(RANKING_PAIRS) + 1 + len(GUARD_ARMS) - 1]]
+    print("\n".join(body))
+    if page:
+        print("written:", write_page(page, "Learn-then-select's cutoffs against random drops, pooled over pages",
+                                     body, 0.0))
 
 
 if __name__ == "__main__":

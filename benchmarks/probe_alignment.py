@@ -156,15 +156,25 @@ def main() -> None:
 
 def stability(ranked: dict) -> str:
     """Whether the score is a property of the row or of the training: the mean Spearman correlation of the
-    scores of the same rows between every two seeds."""
+    scores of the same rows between every two seeds; and of the same users' and items' mean scores, in case the
+    harm belongs to whose or which source data rather than to single behaviours."""
     from scipy.stats import spearmanr
 
     seeds = sorted(ranked)
-    pairs = [spearmanr(*ranked[a].align(ranked[b], join="inner")).correlation
-             for i, a in enumerate(seeds) for b in seeds[i + 1:]]
+
+    def agreement(by):
+        scores = {s: ranked[s] if by is None else ranked[s].groupby(level=by).mean() for s in seeds}
+        return [spearmanr(*scores[a].align(scores[b], join="inner")).correlation
+                for i, a in enumerate(seeds) for b in seeds[i + 1:]]
+
+    pairs = agreement(None)
+    if not pairs:
+        return ""
+    means = {by: np.mean(agreement(by)) for by in ("user", "item")}
     return (f"The same rows scored in two seeds (another initialisation, batch order and sampled negatives): "
             f"Spearman correlation {np.mean(pairs):+.3f} on average over {len(pairs)} pairs of seeds "
-            f"(range {min(pairs):+.3f} to {max(pairs):+.3f}).") if pairs else ""
+            f"(range {min(pairs):+.3f} to {max(pairs):+.3f}); the same users' mean score {means['user']:+.3f}, "
+            f"the same items' {means['item']:+.3f}.")
 
 
 def page_body(plan, auc, args) -> list:

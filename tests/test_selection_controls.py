@@ -58,3 +58,85 @@ def test_write_mask_writes_the_keep_column_and_reuses_an_existing_file(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["k.csv"]  # no temporary file left behind
     write_mask(scored, np.array([False, False, False]), path)
     assert pd.read_csv(path)["keep"].tolist() == [1, 0, 1]  # kept: cached runs were trained on its content
+
+
+def _bench_select_random(*arguments, check=True):
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run([sys.executable, "benchmarks/bench_select_random.py", *arguments], capture_output=True,
+                          text=True, check=check, cwd=root)
+
+
+def test_bench_select_random_pools_the_per_seed_tables_of_its_pages(tmp_path):
+    """``--from_pages`` reads both per-seed tables of each page (a cell of several runs counts as their mean) and
+    gives the paired t-tests over the candidates of all pages (checked against scipy on the same numbers); a page
+    given twice, a broken row and a page of another script are refused with the file (and line)."""
+    from scipy import stats
+
+    import benchmarks.bench_select_random as bench
+
+    rng = np.random.default_rng(3)
+    pages, cand, rand, keep, guard_cand, guard_rand = [], [], [], [], [], []
+    for name, seeds in (("a", (2023, 2024, 2025)), ("b", (2023, 2026))):
+        first = ["| seed | candidate | chosen | dropped | rho (weight, item count) | "
+                 + " | ".join(bench.RANKING_COLUMNS) + " |", "|---|" * 12]
+        second = ["| seed | " + " | ".join(f"{a} pipeline: chose, test AUC" for a in bench.GUARD_ARMS) + " |"]
+        for seed in seeds:
+            v = rng.uniform(0.53, 0.56, size=14).round(4)
+            draws = v[1], v[2]
+            cand.append(v[0]), rand.append(np.mean(draws)), keep.append(v[5])
+            first.append(f"| {seed} | weight < 1.02 (gap) | no | 10,559 of 21,698 | +0.69 | {v[0]:.4f} | "
+                         f"{np.mean(draws):.4f} ({draws[0]:.4f}, {draws[1]:.4f}) | {v[3]:.4f} | {v[4]:.4f} | "
+                         f"{v[5]:.4f} | 0.5400 (0.5401, 0.5399) |")
+            guard_cand.append(v[6]), guard_rand.append(np.mean(v[7:9]))
+            second.append(f"| {seed} | cutoff {v[6]:.4f} | keep all {v[7]:.4f} / drop all {v[8]:.4f} | "
+                          + " | ".join(f"keep all {x:.4f}" for x in v[9:14]) + " (the pipeline itself chose cutoff) |")
+        path = tmp_path / f"{name}.md"
+        path.write_text("\n".join(["# page", "", *first, "", "## The guard replayed with each control", "",
+                                   *second]) + "\n")
+        pages.append(str(path))
+    out = _bench_select_random("--from_pages", ",".join(pages)).stdout
+    assert "5 cutoff candidates" in out
+    # the cells hold the draws rounded to 4 places, so their mean can differ from the printed mean in the 5th
+    d = np.array(cand) - np.array(rand)
+    p = stats.ttest_rel(cand, rand).pvalue
+    assert f"- candidate - random: {d.mean():+.4f} AUC (paired t-test p = {p:.3g};" in out
+    d = np.array(guard_cand) - np.array(guard_rand)
+    assert (f"- candidate pipeline - random pipeline: {d.mean():+.4f} AUC (paired t-test p = "
+            f"{stats.ttest_rel(guard_cand, guard_rand).pvalue:.3g};") in out
+    assert (f"- candidate pipeline - keep all (Base): {np.mean(np.array(guard_cand) - keep):+.4f} AUC" in out)
+    assert "## b.md (2 candidates)" in out
+
+    twice = _bench_select_random("--from_pages", f"{pages[0]},{pages[0]}", check=False)
+    assert twice.returncode != 0 and "a page is given twice" in twice.stderr
+    broken = tmp_path / "broken.md"
+    text = open(pages[0]).read().splitlines()
+    text[4] = text[4].replace("| 0.5", "| n/a", 1)  # seed 2023's candidate cell (line 5)
+    broken.write_text("\n".join(text) + "\n")
+    got = _bench_select_random("--from_pages", str(broken), check=False)
+    assert got.returncode != 0 and f"{broken}, line 5: expected a seed and 6 AUC cells" in got.stderr
+    other = tmp_path / "other.md"
+    other.write_text("# a page of another script\n\n| seed | AUC |\n| 2023 | 0.5 |\n")
+    got = _bench_select_random("--from_pages", str(other), check=False)
+    assert got.returncode != 0 and f"--from_pages {other}: no section" in got.stderr
+    assert len(got.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("page", ["select-random-movies-books-conet", "select-random-food-kitchen-conet"])
+def test_bench_select_random_reads_its_committed_pages_back_to_their_own_numbers(page):
+    """The pages' tables round each AUC to 4 places; pooled from one page, the paired means equal those the page
+    printed from the unrounded runs."""
+    import os
+    import re
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "results", f"{page}.md")
+    written = open(path, encoding="utf-8").read()
+    out = _bench_select_random("--from_pages", path).stdout
+    for label in ("candidate - rare items", "candidate pipeline - keep all (Base)",
+                  "no cutoff pipeline - keep all (Base)"):
+        mine = float(re.search(re.escape(f"- {label}: ") + r"([-+][0-9.]+) AUC", out).group(1))
+        theirs = float(re.search(re.escape(f"- {label}: ") + r"([-+][0-9.]+) AUC", written).group(1))
+        assert abs(mine - theirs) <= 0.00015, (label, mine, theirs)
