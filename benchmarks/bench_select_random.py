@@ -315,35 +315,41 @@ def rows_from_page(path: str) -> List[dict]:
 
 def pool_pages(paths: List[str], page: Optional[str]) -> None:
     """``--from_pages``: the paired tests of the pages' tables over all their candidates together, and per page."""
-    pooled = {path: rows_from_page(path) for path in paths}
     if len(set(paths)) != len(paths):
         sys.exit("--from_pages: a page is given twice; expected each page once (its seeds would count twice)")
+    pooled = {path: rows_from_page(path) for path in paths}
     everything = [row for rows in pooled.values() for row in rows]
 
-    def lines(rows):
+    def runs(rows):
         ranking = {k: [r["ranking"][k] for r in rows] for k in RANKING_COLUMNS}
         guard = {k: [r["guard"][k] for r in rows] for k in GUARD_ARMS}
         guard[KEEP_ALL] = ranking["keep all"]  # the guard's "keep all" is the candidate's own keep all run
-        return ([paired_line(a, b, ranking[a], ranking[b]) for a, b in (*RANKING_PAIRS, ("random", "keep all"))]
-                + [paired_line(pipeline_name(a), pipeline_name(b), guard[a], guard[b]) for a, b in GUARD_PAIRS])
+        return ranking, guard
+
+    def ranking_line(rows, a, b):
+        ranking, _ = runs(rows)
+        return paired_line(a, b, ranking[a], ranking[b])
+
+    def guard_line(rows, a, b):
+        _, guard = runs(rows)
+        return paired_line(pipeline_name(a), pipeline_name(b), guard[a], guard[b])
 
     body = [f"Pooled from {', '.join(f'`{os.path.relpath(p)}`' for p in paths)} (their per-seed tables; nothing "
             f"run): {len(everything)} cutoff candidates. Each candidate is one pair of runs per comparison, so the "
             f"paired t-tests below treat the candidates of all pages alike; two pages of the same behaviours "
             f"(other item IDs) are different trainings of correlated data, not independent pairs.", "",
             "## All pages together", "", "Target test AUC of each cutoff candidate against its controls:", "",
-            *lines(everything)[:len(RANKING_PAIRS) + 1], "",
+            *(ranking_line(everything, a, b) for a, b in (*RANKING_PAIRS, ("random", "keep all"))), "",
             "The pipeline's guard replayed with each control in the learned cutoff's place:", "",
-            *lines(everything)[len(RANKING_PAIRS) + 1:]]
+            *(guard_line(everything, a, b) for a, b in GUARD_PAIRS)]
     for path, rows in pooled.items():
-        got = lines(rows)
-        body += ["", f"## {os.path.basename(path)} ({len(rows)} candidates)", "", got[0],
-                 got[len(RANKING_PAIRS) + 1], got[len(RANKING_PAIRS) + 1 + len(GUARD_ARMS) - 1]]
+        body += ["", f"## {os.path.basename(path)} ({len(rows)} candidates)", "",
+                 ranking_line(rows, "candidate", "random"), guard_line(rows, "candidate", "random"),
+                 guard_line(rows, "candidate", KEEP_ALL)]
     print("\n".join(body))
     if page:
         print("written:", write_page(page, "Learn-then-select's cutoffs against random drops, pooled over pages",
                                      body, 0.0))
-
 
 if __name__ == "__main__":
     main()
