@@ -39,7 +39,7 @@ from recbole_biao.data.dataloader import make_batch  # noqa: E402
 from recbole_biao.experiments import commands  # noqa: E402
 from recbole_biao.experiments.compare import (Row, RunCache, paired_p_value, run_rows,  # noqa: E402
                                               settings_fingerprint)
-from recbole_biao.experiments.controls import item_count_rho, random_keep, write_mask  # noqa: E402
+from recbole_biao.experiments.controls import item_count_rho, random_keep, seed_agreement, write_mask  # noqa: E402
 from recbole_biao.experiments.parallel import make_pool, runner  # noqa: E402
 from recbole_biao.quick_start import run_recbole_biao  # noqa: E402
 
@@ -155,22 +155,12 @@ def main() -> None:
 
 
 def stability(ranked: dict) -> str:
-    """Whether the score is a property of the row or of the training: the mean Spearman correlation of the
-    scores of the same rows between every two seeds; and of the same users' and items' mean scores, in case the
-    harm belongs to whose or which source data rather than to single behaviours."""
-    from scipy.stats import spearmanr
-
-    seeds = sorted(ranked)
-
-    def agreement(by):
-        scores = {s: ranked[s] if by is None else ranked[s].groupby(level=by).mean() for s in seeds}
-        return [spearmanr(*scores[a].align(scores[b], join="inner")).correlation
-                for i, a in enumerate(seeds) for b in seeds[i + 1:]]
-
-    pairs = agreement(None)
+    """Whether the score is a property of the row or of the training (:func:`seed_agreement` over every two
+    seeds); and of the user or the item, in case the harm belongs to whose or which source data."""
+    pairs = seed_agreement(ranked)
     if not pairs:
         return ""
-    means = {by: np.mean(agreement(by)) for by in ("user", "item")}
+    means = {by: np.mean(seed_agreement(ranked, by)) for by in ("user", "item")}
     return (f"The same rows scored in two seeds (another initialisation, batch order and sampled negatives): "
             f"Spearman correlation {np.mean(pairs):+.3f} on average over {len(pairs)} pairs of seeds "
             f"(range {min(pairs):+.3f} to {max(pairs):+.3f}); the same users' mean score {means['user']:+.3f}, "

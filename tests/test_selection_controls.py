@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recbole_biao.experiments.controls import item_count_rho, per_user_keep, random_keep, rare_items_keep, write_mask
+from recbole_biao.experiments.controls import (item_count_rho, per_user_keep, random_keep, rare_items_keep,
+                                               seed_agreement, write_mask)
 
 
 def test_random_keep_drops_exactly_as_many_rows_and_its_draws_differ():
@@ -76,14 +77,14 @@ def test_bench_select_random_pools_the_per_seed_tables_of_its_pages(tmp_path):
     given twice, a broken row and a page of another script are refused with the file (and line)."""
     from scipy import stats
 
-    import benchmarks.bench_select_random as bench
-
+    ranking = ("candidate", "random", "per user", "rare items", "keep all", "reseeded")
+    arms = ("candidate", "random", "per user", "rare items", "no cutoff", "reseed", "reseed only")
     rng = np.random.default_rng(3)
     pages, cand, rand, keep, guard_cand, guard_rand = [], [], [], [], [], []
     for name, seeds in (("a", (2023, 2024, 2025)), ("b", (2023, 2026))):
         first = ["| seed | candidate | chosen | dropped | rho (weight, item count) | "
-                 + " | ".join(bench.RANKING_COLUMNS) + " |", "|---|" * 12]
-        second = ["| seed | " + " | ".join(f"{a} pipeline: chose, test AUC" for a in bench.GUARD_ARMS) + " |"]
+                 + " | ".join(ranking) + " |", "|---|" * 12]
+        second = ["| seed | " + " | ".join(f"{a} pipeline: chose, test AUC" for a in arms) + " |"]
         for seed in seeds:
             v = rng.uniform(0.53, 0.56, size=14).round(4)
             draws = v[1], v[2]
@@ -140,3 +141,22 @@ def test_bench_select_random_reads_its_committed_pages_back_to_their_own_numbers
         mine = float(re.search(re.escape(f"- {label}: ") + r"([-+][0-9.]+) AUC", out).group(1))
         theirs = float(re.search(re.escape(f"- {label}: ") + r"([-+][0-9.]+) AUC", written).group(1))
         assert abs(mine - theirs) <= 0.00015, (label, mine, theirs)
+
+
+def test_seed_agreement_tells_a_score_of_the_user_from_a_score_of_the_row():
+    """Scores made of a per-user part shared by every seed plus per-row noise drawn anew in each seed agree
+    between seeds as users' means, hardly as rows; the items' means, which mix users, agree less than the users'."""
+    rng = np.random.default_rng(0)
+    users = np.repeat([f"u{i}" for i in range(300)], 20)
+    items = rng.choice([f"i{i}" for i in range(500)], size=len(users))
+    index = pd.MultiIndex.from_arrays([users, items, np.arange(len(users), dtype=float)],
+                                      names=["user", "item", "timestamp"])
+    effect = pd.Series(rng.normal(size=300), index=[f"u{i}" for i in range(300)])[users].to_numpy()
+    scores = {seed: pd.Series(effect + 4 * np.random.default_rng(seed).normal(size=len(users)), index=index)
+              for seed in (1, 2, 3)}
+    rows, by_user, by_item = (np.mean(seed_agreement(scores, by)) for by in (None, "user", "item"))
+    assert len(seed_agreement(scores)) == 3  # every two of three seeds
+    # rows: variance 1 shared against 16 drawn anew, so about 1/17; a user's mean of 20 rows: 1 against 16/20
+    assert abs(rows - 1 / 17) < 0.03 and abs(by_user - 1 / 1.8) < 0.1
+    assert by_item < by_user - 0.2
+    assert seed_agreement({1: scores[1]}) == []  # one seed: nothing to compare

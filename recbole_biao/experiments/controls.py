@@ -10,7 +10,7 @@ import numpy as np
 
 from recbole_biao.biao.selection import random_keep, write_mask  # (the pipeline's own control and keep files)
 
-__all__ = ["random_keep", "per_user_keep", "rare_items_keep", "item_count_rho", "write_mask"]
+__all__ = ["random_keep", "per_user_keep", "rare_items_keep", "item_count_rho", "seed_agreement", "write_mask"]
 
 
 def per_user_keep(users: np.ndarray, keep: np.ndarray, seed: int) -> np.ndarray:
@@ -51,3 +51,15 @@ def item_count_rho(weights: np.ndarray, items: np.ndarray) -> float:
 
     inverse, counts = _item_counts(items)
     return float(spearmanr(weights, counts[inverse]).correlation)
+
+
+def seed_agreement(scores: dict, by=None) -> list:
+    """Spearman correlations between every two seeds' scores of the same rows (``scores``: seed -> Series indexed
+    by user, item and timestamp), or of the same users' or items' mean scores (``by``: "user" or "item"): near 0,
+    the score belongs to the training, not to the row (or user, or item), and no ranking by it carries over."""
+    from scipy.stats import spearmanr
+
+    seeds = sorted(scores)
+    mine = {s: scores[s] if by is None else scores[s].groupby(level=by).mean() for s in seeds}
+    return [float(spearmanr(*mine[a].align(mine[b], join="inner")).correlation)
+            for i, a in enumerate(seeds) for b in seeds[i + 1:]]
