@@ -339,7 +339,8 @@ def pool_pages(paths: List[str], page: Optional[str]) -> None:
             f"paired t-tests below treat the candidates of all pages alike; two pages of the same behaviours "
             f"(other item IDs) are different trainings of correlated data, not independent pairs.", "",
             "## All pages together", "", "Target test AUC of each cutoff candidate against its controls:", "",
-            *(ranking_line(everything, a, b) for a, b in (*RANKING_PAIRS, ("random", "keep all"))), "",
+            *(ranking_line(everything, a, b) for a, b in (*RANKING_PAIRS, ("random", "keep all"),
+                                                          ("per user", "keep all"))), "",
             "The pipeline's guard replayed with each control in the learned cutoff's place:", "",
             *(guard_line(everything, a, b) for a, b in GUARD_PAIRS)]
     for path, rows in pooled.items():
