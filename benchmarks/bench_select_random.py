@@ -73,6 +73,9 @@ RANKING_PAIRS = (("candidate", "random"), ("candidate", "per user"), ("candidate
                  ("per user", "random"), ("rare items", "random"), ("candidate", "keep all"))
 GUARD_PAIRS = (*(("candidate", b) for b in (*GUARD_ARMS[1:], KEEP_ALL)), ("no cutoff", KEEP_ALL),
                ("reseed only", KEEP_ALL), ("no cutoff", "reseed only"))
+# the header cells of the two tables (written by page_body and replayed_guard, read back by rows_from_page)
+RANKING_HEADER = ("seed", "candidate", "chosen", "dropped", "rho (weight, item count)", *RANKING_COLUMNS)
+GUARD_HEADER = ("seed", *(f"{arm} pipeline: chose, test AUC" for arm in GUARD_ARMS))
 
 
 def pipeline_name(arm: str) -> str:
@@ -220,7 +223,7 @@ def replayed_guard(records, config, cache, dataset: str) -> list:
             f"control of its size in its place, or no cutoff at all; target test AUC of the chosen run, mean (sd) "
             f"over seeds: {means}. Reseed: each reseeded Base its own pipeline, as each random draw.", "",
             *(line(a, b) for a, b in GUARD_PAIRS), "",
-            "| seed | " + " | ".join(f"{arm} pipeline: chose, test AUC" for arm in arms) + " |",
+            "| " + " | ".join(GUARD_HEADER) + " |",
             "|---|" + "---|" * len(arms), *table]
 
 
@@ -228,8 +231,7 @@ def page_body(records, results, args) -> list:
     if not records:
         return ["No seed trained a cutoff candidate (every cutoff kept or dropped all): nothing to compare."]
     columns = RANKING_COLUMNS
-    table = ["| seed | candidate | chosen | dropped | rho (weight, item count) | " + " | ".join(columns) + " |",
-             "|---|---|---|---|---|" + "---|" * len(columns)]
+    table = ["| " + " | ".join(RANKING_HEADER) + " |", "|" + "---|" * len(RANKING_HEADER)]
     aucs, spreads = {name: [] for name in columns}, []
     for r in records:
         got = {short: results[label][0]["auc"] for short, label in r["labels"].items()}
@@ -281,23 +283,21 @@ def rows_from_page(path: str) -> List[dict]:
     if split is None:
         sys.exit(f"--from_pages {path}: no section '{REPLAYED} ...'; expected a page of bench_select_random.py")
     tables = []
-    for part, (skip, columns) in zip((lines[:split], lines[split:]),
-                                     ((5, RANKING_COLUMNS), (1, tuple(f"{arm} pipeline: chose, test AUC"
-                                                                      for arm in GUARD_ARMS)))):
-        header = next(((n, line) for n, line in part if line.startswith("| seed |")), None)
-        if header is None or [c.strip() for c in header[1].strip().strip("|").split("|")][skip:] != list(columns):
-            sys.exit(f"--from_pages {path}: no table '| seed | ...' with the columns {', '.join(columns)} "
-                     f"{'before' if skip == 5 else 'after'} '{REPLAYED}'")
+    for part, header, keys, where in ((lines[:split], RANKING_HEADER, RANKING_COLUMNS, "before"),
+                                      (lines[split:], GUARD_HEADER, GUARD_ARMS, "after")):
+        skip = len(header) - len(keys)  # the leading cells: seed, and the candidate's description
+        if not any(cells(line) == list(header) for _, line in part):
+            sys.exit(f"--from_pages {path}: no table '| seed | ...' with the columns {', '.join(header[skip:])} "
+                     f"{where} '{REPLAYED}'")
         rows = []
         for n, line in part:
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if not line.startswith("| ") or not cells[0].isdigit():
+            row = cells(line)
+            if not line.startswith("| ") or not row[0].isdigit():
                 continue
-            values = [AUC.findall(c) for c in cells[skip:]]
-            if len(values) != len(columns) or not all(values):
-                sys.exit(f"{path}, line {n}: expected a seed and {len(columns)} AUC cells, got {line.strip()!r}")
-            rows.append((n, int(cells[0]), {k: float(np.mean([float(v) for v in got]))
-                                            for k, got in zip(columns, values)}))
+            values = [AUC.findall(c) for c in row[skip:]]
+            if len(values) != len(keys) or not all(values):
+                sys.exit(f"{path}, line {n}: expected a seed and {len(keys)} AUC cells, got {line.strip()!r}")
+            rows.append((n, int(row[0]), {k: float(np.mean([float(v) for v in got])) for k, got in zip(keys, values)}))
         tables.append(rows)
     if len(tables[0]) != len(tables[1]):
         sys.exit(f"--from_pages {path}: {len(tables[0])} candidates in the first table, {len(tables[1])} in "
@@ -306,11 +306,15 @@ def rows_from_page(path: str) -> List[dict]:
     for (_, seed, ranking), (n, replay_seed, guard) in zip(*tables):
         if seed != replay_seed:
             sys.exit(f"{path}, line {n}: seed {replay_seed} where the first table has {seed}; expected the same order")
-        out.append({"seed": seed, "ranking": ranking,
-                    "guard": {arm: guard[f"{arm} pipeline: chose, test AUC"] for arm in GUARD_ARMS}})
+        out.append({"seed": seed, "ranking": ranking, "guard": guard})
     if not out:
         sys.exit(f"--from_pages {path}: no candidate rows; expected a page of bench_select_random.py")
     return out
+
+
+def cells(line: str) -> List[str]:
+    """The cells of a markdown table row."""
+    return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
 def pool_pages(paths: List[str], page: Optional[str]) -> None:
@@ -320,37 +324,29 @@ def pool_pages(paths: List[str], page: Optional[str]) -> None:
     pooled = {path: rows_from_page(path) for path in paths}
     everything = [row for rows in pooled.values() for row in rows]
 
-    def runs(rows):
+    def lines(rows, ranking_pairs, guard_pairs) -> List[str]:
         ranking = {k: [r["ranking"][k] for r in rows] for k in RANKING_COLUMNS}
         guard = {k: [r["guard"][k] for r in rows] for k in GUARD_ARMS}
         guard[KEEP_ALL] = ranking["keep all"]  # the guard's "keep all" is the candidate's own keep all run
-        return ranking, guard
-
-    def ranking_line(rows, a, b):
-        ranking, _ = runs(rows)
-        return paired_line(a, b, ranking[a], ranking[b])
-
-    def guard_line(rows, a, b):
-        _, guard = runs(rows)
-        return paired_line(pipeline_name(a), pipeline_name(b), guard[a], guard[b])
+        return ([paired_line(a, b, ranking[a], ranking[b]) for a, b in ranking_pairs]
+                + [paired_line(pipeline_name(a), pipeline_name(b), guard[a], guard[b]) for a, b in guard_pairs])
 
     body = [f"Pooled from {', '.join(f'`{os.path.relpath(p)}`' for p in paths)} (their per-seed tables; nothing "
             f"run): {len(everything)} cutoff candidates. Each candidate is one pair of runs per comparison, so the "
             f"paired t-tests below treat the candidates of all pages alike; two pages of the same behaviours "
             f"(other item IDs) are different trainings of correlated data, not independent pairs.", "",
             "## All pages together", "", "Target test AUC of each cutoff candidate against its controls:", "",
-            *(ranking_line(everything, a, b) for a, b in (*RANKING_PAIRS, ("random", "keep all"),
-                                                          ("per user", "keep all"))), "",
+            *lines(everything, (*RANKING_PAIRS, ("random", "keep all"), ("per user", "keep all")), ()), "",
             "The pipeline's guard replayed with each control in the learned cutoff's place:", "",
-            *(guard_line(everything, a, b) for a, b in GUARD_PAIRS)]
+            *lines(everything, (), GUARD_PAIRS)]
     for path, rows in pooled.items():
         body += ["", f"## {os.path.basename(path)} ({len(rows)} candidates)", "",
-                 ranking_line(rows, "candidate", "random"), guard_line(rows, "candidate", "random"),
-                 guard_line(rows, "candidate", KEEP_ALL)]
+                 *lines(rows, (("candidate", "random"),), (("candidate", "random"), ("candidate", KEEP_ALL)))]
     print("\n".join(body))
     if page:
         print("written:", write_page(page, "Learn-then-select's cutoffs against random drops, pooled over pages",
                                      body, 0.0))
+
 
 if __name__ == "__main__":
     main()
